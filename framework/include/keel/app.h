@@ -1,0 +1,68 @@
+/* keel/app.h - the application: configuration, the server's life cycle and
+ * keel_main, the one-line main of a Keel program. */
+#ifndef KEEL_APP_H
+#define KEEL_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "error.h"
+#include "service.h"
+
+typedef struct keel_config {
+    const char *host;            /* bind address; default "0.0.0.0" */
+    unsigned port;               /* default 4000; 0 picks a free port */
+    unsigned io_threads;         /* epoll threads; default: number of cores */
+    unsigned workers;            /* threads for blocking handlers; default 16 */
+    size_t max_body;             /* typed and buffered raw bodies; default 1 MiB */
+    size_t max_header;           /* request line + headers; default 16 KiB */
+    unsigned conn_timeout_s;     /* idle connection timeout; default 30 */
+    unsigned shutdown_grace_ms;  /* wait for in-flight requests; default 10000 */
+    unsigned max_connections;    /* default 4096 */
+    bool log_requests;           /* one JSON line per request; default true */
+    int log_fd;                  /* default 2 (stderr) */
+} keel_config;
+
+/* Fills c with the defaults above. */
+void keel_config_defaults(keel_config *c);
+
+/* Overrides c from the environment: PORT, KEEL_HOST, KEEL_IO_THREADS,
+ * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
+ * KEEL_SHUTDOWN_GRACE_MS, KEEL_LOG_REQUESTS (0/1).  A malformed value gives
+ * invalid_argument naming the variable. */
+keel_error *keel_config_from_env(keel_config *c);
+
+typedef struct keel_app keel_app;
+
+/* Builds the registry: checks every service, endpoint and field table and the
+ * router (conflicts name both registrations).  Nothing is served yet.  The
+ * services array (NULL-terminated) must outlive the app.  On success the caller
+ * owns *out (keel_app_free). */
+keel_error *keel_app_new(const keel_service *const *services, const keel_config *cfg,
+                         keel_app **out);
+
+/* Starts listening.  unavailable when the port cannot be bound. */
+keel_error *keel_app_start(keel_app *app);
+
+/* The port actually bound (useful with port 0). */
+unsigned keel_app_port(const keel_app *app);
+
+/* Graceful stop: stops accepting, waits up to shutdown_grace_ms for in-flight
+ * requests, then closes everything.  Safe to call once after start. */
+void keel_app_stop(keel_app *app);
+
+void keel_app_free(keel_app *app);
+
+/* The app model: {"services":[{"name":..,"endpoints":[{"name","method","path",
+ * "kind":"typed|raw","access":"public|private","request":[..],"response":[..]}]}]}.
+ * New reference. */
+json_t *keel_app_model(const keel_app *app);
+
+/* The whole life of a Keel program: parses the command line (--port N,
+ * --app-model, --help), reads the environment, builds the app, serves until
+ * SIGINT or SIGTERM and shuts down gracefully.  Returns the exit status: 0 after
+ * a clean shutdown, 1 when start-up failed (the reason is printed on stderr), 2
+ * for a usage error. */
+int keel_main(int argc, char **argv, const keel_service *const services[]);
+
+#endif

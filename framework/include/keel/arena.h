@@ -1,0 +1,56 @@
+/* keel/arena.h - the per-request arena.
+ *
+ * Everything a handler allocates for one request (decoded strings, response
+ * strings, rows) comes from the request's arena and is released in one go when
+ * the request completes.  Handlers never free what they take from it.  An arena
+ * starts on an inline buffer, so small requests allocate nothing from malloc. */
+#ifndef KEEL_ARENA_H
+#define KEEL_ARENA_H
+
+#include <stddef.h>
+#include "error.h"
+
+typedef struct keel_arena_chunk keel_arena_chunk;
+
+typedef struct keel_arena {
+    char *cur;               /* next free byte in the current block */
+    char *end;               /* end of the current block */
+    keel_arena_chunk *chunks; /* malloc'd blocks, newest first */
+} keel_arena;
+
+/* Starts an arena on buf (not owned; may be NULL with len 0). */
+void keel_arena_init(keel_arena *a, void *buf, size_t len);
+
+/* Returns n bytes aligned for any type, or NULL when memory is exhausted.  The
+ * memory belongs to the arena. */
+void *keel_arena_alloc(keel_arena *a, size_t n);
+
+/* Like keel_arena_alloc but zeroed and overflow-checked for count * size. */
+void *keel_arena_calloc(keel_arena *a, size_t count, size_t size);
+
+/* NUL-terminated copies owned by the arena; NULL on exhaustion. */
+char *keel_arena_strndup(keel_arena *a, const char *s, size_t n);
+char *keel_arena_strdup(keel_arena *a, const char *s);
+char *keel_arena_printf(keel_arena *a, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+/* Frees every block the arena took from malloc; the arena may be reused after
+ * keel_arena_init. */
+void keel_arena_release(keel_arena *a);
+
+/* A growable byte buffer whose storage lives in an arena (used to build
+ * response bodies without a final copy). */
+typedef struct keel_buf {
+    keel_arena *arena;
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed; /* set once an append ran out of memory */
+} keel_buf;
+
+void keel_buf_init(keel_buf *b, keel_arena *a);
+void keel_buf_append(keel_buf *b, const void *data, size_t n);
+void keel_buf_putc(keel_buf *b, char c);
+void keel_buf_puts(keel_buf *b, const char *s);
+void keel_buf_printf(keel_buf *b, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+#endif

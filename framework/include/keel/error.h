@@ -1,0 +1,76 @@
+/* keel/error.h - errors as values.
+ *
+ * Every fallible Keel function returns a keel_error * (NULL on success).  An error
+ * carries an Encore-compatible code (which fixes the HTTP status), a message that
+ * is safe to show to the client, and an optional internal cause that is only ever
+ * logged.  Errors are heap objects owned by whoever receives them: return them up
+ * the stack or release them with keel_error_free(). */
+#ifndef KEEL_ERROR_H
+#define KEEL_ERROR_H
+
+#include <stdarg.h>
+
+typedef enum keel_code {
+    KEEL_OK = 0,
+    KEEL_CANCELED,
+    KEEL_UNKNOWN,
+    KEEL_INVALID_ARGUMENT,
+    KEEL_DEADLINE_EXCEEDED,
+    KEEL_NOT_FOUND,
+    KEEL_ALREADY_EXISTS,
+    KEEL_PERMISSION_DENIED,
+    KEEL_RESOURCE_EXHAUSTED,
+    KEEL_FAILED_PRECONDITION,
+    KEEL_ABORTED,
+    KEEL_OUT_OF_RANGE,
+    KEEL_UNIMPLEMENTED,
+    KEEL_INTERNAL,
+    KEEL_UNAVAILABLE,
+    KEEL_DATA_LOSS,
+    KEEL_UNAUTHENTICATED,
+    KEEL_CODE_COUNT
+} keel_code;
+
+typedef struct keel_error {
+    keel_code code;
+    char *message; /* shown to the client; never contains secrets */
+    char *cause;   /* internal detail for the log only; may be NULL */
+    unsigned http_status; /* 0: the code's status; else a more precise one (413) */
+} keel_error;
+
+#if defined(__GNUC__)
+#define KEEL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define KEEL_PRINTF(fmt, args)
+#endif
+
+/* Creates an error with a printf-style client message.  The caller owns the
+ * result.  Never returns NULL: on allocation failure a static "out of memory"
+ * error is returned, which keel_error_free() recognises and leaves alone. */
+keel_error *keel_error_new(keel_code code, const char *fmt, ...) KEEL_PRINTF(2, 3);
+keel_error *keel_error_newv(keel_code code, const char *fmt, va_list ap);
+
+/* Attaches an internal cause (printf-style) to err, replacing any earlier one, and
+ * returns err so that it can be used in a return statement. */
+keel_error *keel_error_cause(keel_error *err, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+/* Prefixes err's message with "prefix: " (printf-style) and returns err. */
+keel_error *keel_error_prefix(keel_error *err, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+/* Makes err answer with HTTP status instead of its code's (for example 413
+ * for resource_exhausted caused by a body that is too large); returns err. */
+keel_error *keel_error_status(keel_error *err, unsigned status);
+
+/* The HTTP status err answers with. */
+unsigned keel_error_http_status(const keel_error *err);
+
+/* Releases err; NULL is allowed. */
+void keel_error_free(keel_error *err);
+
+/* "invalid_argument", ... for a code; "unknown" for values out of range. */
+const char *keel_code_name(keel_code code);
+
+/* The HTTP status Encore uses for code (invalid_argument 400, not_found 404...). */
+unsigned keel_code_http_status(keel_code code);
+
+#endif

@@ -1,0 +1,103 @@
+/* keel/service.h - services and their endpoints, declared as data.
+ *
+ *     static keel_error *get(keel_req *req, const hello_req *in, hello_resp *out);
+ *     const keel_service hello_service = {
+ *         .name = "hello",
+ *         .endpoints = (const keel_endpoint[]){
+ *             KEEL_TYPED("GET", "/hello/:name", get, hello_req, hello_resp),
+ *             KEEL_ENDPOINT_END
+ *         },
+ *     };
+ *
+ * A typed endpoint names its request and response struct types; their field
+ * tables must be called <type>_fields.  The handler's signature is checked at
+ * compile time.  Services are listed explicitly in main (keel_main). */
+#ifndef KEEL_SERVICE_H
+#define KEEL_SERVICE_H
+
+#include <stddef.h>
+#include "error.h"
+#include "http.h"
+#include "schema.h"
+
+/* Endpoint flags. */
+enum {
+    KEEL_PUBLIC  = 0,       /* the default: reachable from outside */
+    KEEL_PRIVATE = 1u << 0, /* only reachable with keel_call (service to service) */
+    KEEL_INLINE  = 1u << 1  /* run on the I/O thread: only for handlers that never
+                               block (no database, no network, no disk) */
+};
+
+/* in lives in the request's arena; out is zeroed.  Return NULL on success. */
+typedef keel_error *(*keel_typed_fn)(keel_req *req, const void *in, void *out);
+
+/* Called once the whole request is in (buffered body, or after on_body has seen
+ * every chunk).  Fill resp; return an error to answer in Keel's error shape. */
+typedef keel_error *(*keel_raw_fn)(keel_req *req, keel_resp *resp);
+
+/* Called on the I/O thread for each chunk of the body as it arrives; must not
+ * block.  An error stops the upload and becomes the response. */
+typedef keel_error *(*keel_body_fn)(keel_req *req, const char *data, size_t len);
+
+/* Called when the request is finished, whatever happened (also after a client
+ * disconnect), to release what *keel_req_user() points to. */
+typedef void (*keel_cleanup_fn)(keel_req *req);
+
+typedef enum { KEEL_EP_END = 0, KEEL_EP_TYPED, KEEL_EP_RAW } keel_endpoint_kind;
+
+typedef struct keel_endpoint {
+    keel_endpoint_kind kind;
+    const char *method;   /* "GET", "POST", ... or "*" (raw only) */
+    const char *path;     /* router pattern */
+    const char *name;     /* the handler's name, unique in its service */
+    unsigned flags;
+    size_t max_body;      /* 0: the app's default */
+    keel_typed_fn typed;
+    const keel_field *req_fields;
+    size_t req_size;
+    const keel_field *resp_fields;
+    size_t resp_size;
+    keel_raw_fn raw;
+    keel_body_fn on_body;
+    keel_cleanup_fn cleanup;
+} keel_endpoint;
+
+#define KEEL__TYPED_FN(fn, Tin, Tout) \
+    ((keel_typed_fn)(1 ? (fn) : (keel_error *(*)(keel_req *, const Tin *, Tout *))0))
+
+#define KEEL_TYPED(meth, pattern, fn, Tin, Tout, ...) \
+    { .kind = KEEL_EP_TYPED, .method = (meth), .path = (pattern), .name = #fn, \
+      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = KEEL__TYPED_FN(fn, Tin, Tout), \
+      .req_fields = Tin##_fields, .req_size = sizeof(Tin), \
+      .resp_fields = Tout##_fields, .resp_size = sizeof(Tout), \
+      .raw = NULL, .on_body = NULL, .cleanup = NULL }
+
+#define KEEL_RAW(meth, pattern, fn, ...) \
+    { .kind = KEEL_EP_RAW, .method = (meth), .path = (pattern), .name = #fn, \
+      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
+      .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
+      .raw = (fn), .on_body = NULL, .cleanup = NULL }
+
+/* A raw endpoint that sees the body chunk by chunk (no size limit unless
+ * max_body is set) and releases its state in cleanup. */
+#define KEEL_RAW_STREAM(meth, pattern, fn, body_fn, cleanup_fn, ...) \
+    { .kind = KEEL_EP_RAW, .method = (meth), .path = (pattern), .name = #fn, \
+      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
+      .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
+      .raw = (fn), .on_body = (body_fn), .cleanup = (cleanup_fn) }
+
+#define KEEL_ENDPOINT_END { .kind = KEEL_EP_END, .method = NULL, .path = NULL, .name = NULL }
+
+typedef struct keel_service {
+    const char *name;                 /* [a-z][a-z0-9_]*, unique in the app */
+    const keel_endpoint *endpoints;   /* ends with KEEL_ENDPOINT_END */
+} keel_service;
+
+/* Calls the typed endpoint "service.endpoint" in-process, public or private, as
+ * part of req (same arena, same request id).  in and out are that endpoint's
+ * request and response structs.  Returns not_found when no such typed endpoint
+ * exists, else what the handler returns. */
+keel_error *keel_call(keel_req *req, const char *service, const char *endpoint,
+                      const void *in, void *out);
+
+#endif

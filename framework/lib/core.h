@@ -1,0 +1,131 @@
+/* core.h - private: the structures shared by the server core (registry,
+ * request, dispatch, server, workers).  Not installed. */
+#ifndef KEEL_CORE_H
+#define KEEL_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <microhttpd.h>
+
+#include "keel/keel.h"
+#include "json_text.h"
+
+typedef struct keel_workers keel_workers;
+
+/* One endpoint as registered: its service and its label for messages. */
+typedef struct keel_route {
+    const keel_service *service;
+    const keel_endpoint *ep;
+    char label[128];          /* "service.endpoint" */
+} keel_route;
+
+struct keel_app {
+    keel_config cfg;
+    const keel_service *const *services;
+    keel_router *router;
+    keel_route *routes;       /* every endpoint, in registration order */
+    size_t nroutes;
+    struct MHD_Daemon *daemon;
+    keel_workers *workers;
+    unsigned port;
+    atomic_uint_fast64_t next_request;
+    atomic_int inflight;
+    atomic_bool stopping;
+    char id_prefix[9];        /* random per process: request ids are prefix-counter */
+};
+
+typedef enum {
+    RESP_NONE = 0,  /* nothing set yet: empty body */
+    RESP_BUFFER,    /* data/len, or buf when used */
+    RESP_STREAM
+} keel_resp_kind;
+
+typedef struct keel_header {
+    struct keel_header *next;
+    const char *name;
+    const char *value;
+} keel_header;
+
+struct keel_resp {
+    unsigned status;
+    keel_resp_kind kind;
+    const void *data;
+    size_t len;
+    keel_buf buf;
+    bool use_buf;
+    keel_header *headers;     /* in the arena, in the order added */
+    keel_header **headers_tail;
+    const char *content_type; /* NULL: none added */
+    keel_stream_fn stream;
+    void *stream_cls;
+    void (*stream_free)(void *);
+    uint64_t stream_size;
+};
+
+typedef enum {
+    REQ_HEADERS = 0,  /* first call seen */
+    REQ_BODY,         /* receiving the body */
+    REQ_QUEUED,       /* handed to a worker, connection suspended */
+    REQ_READY,        /* response built, waiting to be queued */
+    REQ_SENT          /* response queued */
+} keel_req_state;
+
+struct keel_req {
+    keel_app *app;
+    struct MHD_Connection *conn;
+    const keel_route *route;  /* NULL when routing failed */
+    keel_error *error;        /* the reply when set: routing, limits, handler */
+    keel_req_state state;
+    bool method_not_allowed;  /* answer 405 with Allow */
+    bool discard_body;        /* an error is decided: drop what still arrives */
+    const char *method;
+    const char *url;          /* decoded by libmicrohttpd (what legacy code expects) */
+    const char *path;         /* as received: what the router matches */
+    const char *version;
+    const char *id;
+    struct timespec started;
+    keel_route_match match;
+    keel_arena arena;
+    keel_buf body;            /* buffered body */
+    size_t body_seen;         /* bytes received so far */
+    size_t max_body;          /* 0: unlimited (streaming raw) */
+    void *user;
+    keel_resp resp;
+    keel_req *next_job;       /* worker queue link */
+    char id_buf[40];
+    _Alignas(16) char inline_mem[2048]; /* the arena's first block */
+};
+
+/* request.c */
+keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *url,
+                        const char *method, const char *version);
+void keel__req_free(keel_req *req);
+/* Turns req->resp (or req->error) into a queued libmicrohttpd response. */
+enum MHD_Result keel__req_send(keel_req *req);
+/* Replaces the response with err in Keel's error shape; takes ownership. */
+void keel__resp_set_error(keel_req *req, keel_error *err);
+
+/* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
+void keel__dispatch(keel_req *req);
+/* Decides the body limit for req's endpoint. */
+size_t keel__body_limit(const keel_app *app, const keel_endpoint *ep);
+
+/* workers.c: a fixed pool of threads that run blocking handlers. */
+keel_error *keel__workers_start(unsigned count, keel_workers **out);
+/* Queues req; the worker dispatches it and resumes its connection. */
+void keel__workers_submit(keel_workers *w, keel_req *req);
+/* Finishes queued jobs and joins the threads; frees w. */
+void keel__workers_stop(keel_workers *w);
+
+/* registry.c */
+const keel_route *keel__find_route(const keel_app *app, const char *service, const char *name);
+
+/* log.c */
+void keel__log_open(int fd);
+void keel__log_close(void);
+void keel__log_request(const keel_req *req, unsigned status, int64_t duration_us);
+
+#endif

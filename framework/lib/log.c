@@ -1,0 +1,197 @@
+/* log.c - the process's structured log: JSON lines on one file descriptor.
+ *
+ * Lines are appended to a buffer under a short lock and written by a flusher
+ * thread every 50 ms or when the buffer fills, so a request's log line costs a
+ * copy rather than a system call.  Before keel__log_open (and after close)
+ * lines are written directly. */
+#include "core.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOG_BUFFER_SIZE (256 * 1024)
+#define LOG_FLUSH_NS (50 * 1000 * 1000L)
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t flusher;
+    bool running;
+    bool stopping;
+    int fd;
+    size_t len;
+    char data[LOG_BUFFER_SIZE];
+} sink = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, 2, 0, {0}};
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0)
+            return; /* nowhere to report a failing log */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Writes out the buffer; called with the lock held. */
+static void flush_locked(void)
+{
+    if (sink.len) {
+        write_all(sink.fd, sink.data, sink.len);
+        sink.len = 0;
+    }
+}
+
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&sink.lock);
+    while (!sink.stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += LOG_FLUSH_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&sink.wake, &sink.lock, &until);
+        flush_locked();
+    }
+    flush_locked();
+    pthread_mutex_unlock(&sink.lock);
+    return NULL;
+}
+
+void keel__log_open(int fd)
+{
+    pthread_mutex_lock(&sink.lock);
+    sink.fd = fd;
+    sink.stopping = false;
+    if (!sink.running && pthread_create(&sink.flusher, NULL, flusher_main, NULL) == 0)
+        sink.running = true;
+    pthread_mutex_unlock(&sink.lock);
+}
+
+void keel__log_close(void)
+{
+    pthread_mutex_lock(&sink.lock);
+    bool was_running = sink.running;
+    sink.stopping = true;
+    sink.running = false;
+    pthread_cond_signal(&sink.wake);
+    pthread_mutex_unlock(&sink.lock);
+    if (was_running)
+        pthread_join(sink.flusher, NULL);
+}
+
+/* Appends one complete line (with its newline). */
+static void emit_line(const char *line, size_t n)
+{
+    pthread_mutex_lock(&sink.lock);
+    if (!sink.running) {
+        write_all(sink.fd, line, n);
+    } else {
+        if (sink.len + n > sizeof sink.data)
+            flush_locked();
+        if (n > sizeof sink.data)
+            write_all(sink.fd, line, n);
+        else {
+            memcpy(sink.data + sink.len, line, n);
+            sink.len += n;
+        }
+    }
+    pthread_mutex_unlock(&sink.lock);
+}
+
+/* Appends {"time":"...","level":"..." to b. */
+static void begin_line(keel_buf *b, const char *level)
+{
+    struct timespec now;
+    struct tm tm;
+    char stamp[40];
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + n, sizeof stamp - n, ".%06ldZ", now.tv_nsec / 1000);
+    keel_buf_puts(b, "{\"time\":\"");
+    keel_buf_puts(b, stamp);
+    keel_buf_puts(b, "\",\"level\":\"");
+    keel_buf_puts(b, level);
+    keel_buf_putc(b, '"');
+}
+
+static void end_line(keel_buf *b)
+{
+    keel_buf_puts(b, "}\n");
+    if (!b->failed)
+        emit_line(b->data, b->len);
+}
+
+static const char *level_name(keel_log_level level)
+{
+    switch (level) {
+    case KEEL_LOG_DEBUG: return "debug";
+    case KEEL_LOG_INFO: return "info";
+    case KEEL_LOG_WARN: return "warn";
+    default: return "error";
+    }
+}
+
+void keel_log(keel_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    char mem[2048];
+    keel_arena arena;
+    keel_buf b;
+    keel_arena_init(&arena, mem, sizeof mem);
+    keel_buf_init(&b, &arena);
+    begin_line(&b, level_name(level));
+    keel_buf_puts(&b, ",\"msg\":");
+    keel__json_append_string(&b, msg, len);
+    end_line(&b);
+    keel_arena_release(&arena);
+}
+
+void keel_log_error(const char *context, const keel_error *err)
+{
+    if (!err)
+        return;
+    keel_log(KEEL_LOG_ERROR, "%s: %s: %s%s%s", context, keel_code_name(err->code), err->message,
+             err->cause ? ": " : "", err->cause ? err->cause : "");
+}
+
+void keel__log_request(const keel_req *req, unsigned status, int64_t duration_us)
+{
+    char mem[1024];
+    keel_arena arena;
+    keel_buf b;
+    keel_arena_init(&arena, mem, sizeof mem);
+    keel_buf_init(&b, &arena);
+    begin_line(&b, "info");
+    keel_buf_puts(&b, ",\"msg\":\"request\",\"request_id\":\"");
+    keel_buf_puts(&b, req->id); /* validated: no characters that need escaping */
+    keel_buf_puts(&b, "\",\"method\":");
+    keel__json_append_string(&b, req->method, strlen(req->method));
+    keel_buf_puts(&b, ",\"route\":");
+    if (req->route)
+        keel__json_append_string(&b, req->route->ep->path, strlen(req->route->ep->path));
+    else
+        keel_buf_puts(&b, "null");
+    if (req->route) {
+        keel_buf_puts(&b, ",\"endpoint\":\"");
+        keel_buf_puts(&b, req->route->label);
+        keel_buf_putc(&b, '"');
+    }
+    keel_buf_printf(&b, ",\"status\":%u,\"duration_us\":%lld", status, (long long)duration_us);
+    end_line(&b);
+    keel_arena_release(&arena);
+}

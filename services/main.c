@@ -1,0 +1,14 @@
+/* services/main.c - the example application: every service it serves is
+ * listed here, nothing is registered behind main's back. */
+#include <keel/keel.h>
+
+#include "services.h"
+
+int main(int argc, char **argv)
+{
+    return keel_main(argc, argv, (const keel_service *const[]){
+        &hello_service,
+        &echo_service,
+        NULL
+    });
+}

@@ -1,0 +1,11 @@
+/* services/services.h - the example application's services, for main.c and
+ * the tests. */
+#ifndef KEEL_EXAMPLE_SERVICES_H
+#define KEEL_EXAMPLE_SERVICES_H
+
+#include <keel/keel.h>
+
+extern const keel_service hello_service;
+extern const keel_service echo_service;
+
+#endif

@@ -1,0 +1,245 @@
+/* tests/integration/harness.c - see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+bool ht_valgrind(void)
+{
+    const char *v = getenv("KEEL_TEST_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    size_t cap = 4096, len = 0;
+    char *s = malloc(cap);
+    size_t got;
+    while ((got = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 2)
+            s = realloc(s, cap *= 2);
+    }
+    s[len] = '\0';
+    fclose(f);
+    return s;
+}
+
+char *ht_log(const ht_server *srv)
+{
+    return read_file(srv->log_path);
+}
+
+/* Finds "listening on http://HOST:PORT" in the log; 0 until it appears. */
+static unsigned listening_port(const ht_server *srv)
+{
+    char *log = ht_log(srv);
+    unsigned port = 0;
+    char *p = strstr(log, "listening on http://");
+    if (p) {
+        p = strchr(p + strlen("listening on http://"), ':');
+        if (p)
+            port = (unsigned)strtoul(p + 1, NULL, 10);
+    }
+    free(log);
+    return port;
+}
+
+bool ht_start(ht_server *srv, const char *binary, const char *const *env)
+{
+    static int serial;
+    memset(srv, 0, sizeof *srv);
+    srv->valgrind = ht_valgrind();
+    snprintf(srv->log_path, sizeof srv->log_path, "/tmp/keel-test-%d-%d.log", (int)getpid(), serial);
+    snprintf(srv->vg_path, sizeof srv->vg_path, "/tmp/keel-test-%d-%d.vg", (int)getpid(), serial++);
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        int fd = open(srv->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0)
+            dup2(fd, 2);
+        setenv("PORT", "0", 1);
+        setenv("KEEL_HOST", "127.0.0.1", 1);
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        if (srv->valgrind) {
+            char logopt[300];
+            snprintf(logopt, sizeof logopt, "--log-file=%s", srv->vg_path);
+            execlp("valgrind", "valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99", logopt, binary,
+                   (char *)NULL);
+        } else {
+            execl(binary, binary, (char *)NULL);
+        }
+        _exit(127);
+    }
+    srv->pid = pid;
+    int waited_ms = 0, limit_ms = srv->valgrind ? 60000 : 10000;
+    while (waited_ms < limit_ms) {
+        srv->port = listening_port(srv);
+        if (srv->port)
+            return true;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            char *log = ht_log(srv);
+            fprintf(stdout, "# app exited during start-up:\n# %s\n", log);
+            free(log);
+            srv->pid = 0;
+            return false;
+        }
+        usleep(20000);
+        waited_ms += 20;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    srv->pid = 0;
+    return false;
+}
+
+int ht_stop(ht_server *srv)
+{
+    if (!srv->pid)
+        return -1;
+    kill(srv->pid, SIGTERM);
+    int status = 0;
+    waitpid(srv->pid, &status, 0);
+    srv->pid = 0;
+    if (srv->valgrind) {
+        char *report = read_file(srv->vg_path);
+        if (*report)
+            printf("# valgrind report:\n%s\n", report);
+        free(report);
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+struct growbuf {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *ptr, size_t size, size_t n, void *cls)
+{
+    struct growbuf *b = cls;
+    size_t add = size * n;
+    char *d = realloc(b->data, b->len + add + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, ptr, add);
+    b->data = d;
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+ht_response ht_request(const ht_server *srv, const char *method, const char *path,
+                       const char *body, size_t body_len, const char *const *headers)
+{
+    ht_response r = {0, NULL, 0, NULL, 0};
+    struct growbuf b = {calloc(1, 1), 0}, h = {calloc(1, 1), 0};
+    char url[2048];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", srv->port, path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        list = curl_slist_append(list, headers[i]);
+    list = curl_slist_append(list, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, ht_valgrind() ? 120L : 30L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r.seconds);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+    r.body = b.data;
+    r.len = b.len;
+    r.headers = h.data;
+    return r;
+}
+
+void ht_free(ht_response *r)
+{
+    free(r->body);
+    free(r->headers);
+    r->body = r->headers = NULL;
+}
+
+bool ht_header(const ht_response *r, const char *name, char *out, size_t out_len)
+{
+    size_t n = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        if (!eol)
+            break;
+        if (strncasecmp(line, name, n) == 0 && line[n] == ':') {
+            const char *v = line + n + 1;
+            while (*v == ' ')
+                v++;
+            size_t len = (size_t)(eol - v);
+            if (len >= out_len)
+                len = out_len - 1;
+            memcpy(out, v, len);
+            out[len] = '\0';
+            return true;
+        }
+        line = eol + 2;
+    }
+    return false;
+}
+
+long ht_peak_rss_kib(const ht_server *srv)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)srv->pid);
+    char *s = read_file(path);
+    char *p = strstr(s, "VmHWM:");
+    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    free(s);
+    return kib;
+}
+
+int ht_connect(const ht_server *srv)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)srv->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}

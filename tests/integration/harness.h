@@ -1,0 +1,56 @@
+/* tests/integration/harness.h - starts a real Keel app binary on a free port
+ * and sends it real HTTP requests with libcurl.  With KEEL_TEST_VALGRIND=1 the
+ * app runs under valgrind and ht_stop reports leaks or errors as a non-zero
+ * exit status. */
+#ifndef KEEL_TEST_HARNESS_H
+#define KEEL_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct ht_server {
+    pid_t pid;
+    unsigned port;
+    char log_path[256];   /* the app's stderr */
+    char vg_path[256];    /* valgrind's report, when used */
+    bool valgrind;
+} ht_server;
+
+typedef struct ht_response {
+    long status;          /* 0 when the request failed at the transport level */
+    char *body;           /* NUL-terminated, malloc'd */
+    size_t len;
+    char *headers;        /* raw response headers, malloc'd */
+    double seconds;       /* total time */
+} ht_response;
+
+/* Starts binary with extra environment entries ("NAME=value", NULL-ended) and
+ * waits until it listens.  Returns false (with a diagnostic) on failure. */
+bool ht_start(ht_server *srv, const char *binary, const char *const *env);
+
+/* Sends SIGTERM and waits; returns the exit status (or 128+signal). */
+int ht_stop(ht_server *srv);
+
+/* Sends a request.  body may be NULL; headers is a NULL-ended list of
+ * "Name: value" lines or NULL.  Frees nothing: call ht_free. */
+ht_response ht_request(const ht_server *srv, const char *method, const char *path,
+                       const char *body, size_t body_len, const char *const *headers);
+void ht_free(ht_response *r);
+
+/* The value of a response header (case-insensitive), copied into out. */
+bool ht_header(const ht_response *r, const char *name, char *out, size_t out_len);
+
+/* The server's log so far, malloc'd. */
+char *ht_log(const ht_server *srv);
+
+/* Resident-set high-water mark of the server, in KiB (VmHWM). */
+long ht_peak_rss_kib(const ht_server *srv);
+
+/* A connected TCP socket to the server, or -1. */
+int ht_connect(const ht_server *srv);
+
+/* True when running under valgrind (slower: tests loosen their timings). */
+bool ht_valgrind(void);
+
+#endif

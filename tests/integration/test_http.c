@@ -1,0 +1,545 @@
+/* tests/integration/test_http.c - the server end to end: real processes, real
+ * sockets, real HTTP.  Typed success and every error class, raw streaming both
+ * ways, routing over HTTP, limits, request ids and logs, private endpoints,
+ * a slow handler next to fast ones, graceful shutdown, the app model. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tap.h"
+
+static ht_server srv;
+
+static ht_response get(const char *path)
+{
+    return ht_request(&srv, "GET", path, NULL, 0, NULL);
+}
+
+static ht_response post_json(const char *path, const char *body)
+{
+    const char *h[] = {"Content-Type: application/json", NULL};
+    return ht_request(&srv, "POST", path, body, strlen(body), h);
+}
+
+/* The "code" and "message" of an error body; false if it is not that shape. */
+static bool error_shape(const ht_response *r, char *code, size_t code_len, char *msg, size_t msg_len)
+{
+    json_error_t e;
+    json_t *j = json_loads(r->body, 0, &e);
+    const char *c = NULL, *m = NULL;
+    json_t *details = NULL;
+    bool ok_shape = j && json_unpack(j, "{s:s, s:s, s:o}", "code", &c, "message", &m, "details", &details) == 0 &&
+                    json_is_null(details) && json_object_size(j) == 3;
+    if (ok_shape) {
+        snprintf(code, code_len, "%s", c);
+        snprintf(msg, msg_len, "%s", m);
+    }
+    json_decref(j);
+    return ok_shape;
+}
+
+/* Checks status, error code and a fragment of the message in one go. */
+static void expect_error(ht_response r, long status, const char *code, const char *fragment, const char *what)
+{
+    char c[64] = "", m[512] = "";
+    is_int(r.status, status, "%s: status %ld", what, status);
+    ok(error_shape(&r, c, sizeof c, m, sizeof m), "%s: Encore error shape", what);
+    is_str(c, code, "%s: code %s", what, code);
+    if (fragment)
+        like(m, fragment, "%s: message names the problem", what);
+    ht_free(&r);
+}
+
+static void test_hello(void)
+{
+    ht_response r = get("/hello/world");
+    is_int(r.status, 200, "GET /hello/world is 200");
+    is_str(r.body, "{\"message\":\"Hello, world!\"}", "GET /hello/world greets");
+    char ct[128];
+    ok(ht_header(&r, "Content-Type", ct, sizeof ct) && strcmp(ct, "application/json") == 0,
+       "typed responses are application/json");
+    ht_free(&r);
+
+    r = get("/hello/J%C3%BCrgen%20K");
+    is_str(r.body, "{\"message\":\"Hello, J\xc3\xbcrgen K!\"}", "path parameters are percent-decoded");
+    ht_free(&r);
+
+    r = post_json("/hello", "{\"name\":\"Ada\"}");
+    is_int(r.status, 200, "POST /hello is 200");
+    is_str(r.body, "{\"message\":\"Hello, Ada!\"}", "POST /hello greets from the JSON body (via a private endpoint)");
+    ht_free(&r);
+
+    r = post_json("/hello", "{\"name\":\"q\\\"uote\\n\"}");
+    is_str(r.body, "{\"message\":\"Hello, q\\\"uote\\n!\"}", "response strings are JSON-escaped");
+    ht_free(&r);
+
+    r = ht_request(&srv, "HEAD", "/hello/world", NULL, 0, NULL);
+    is_int(r.status, 200, "HEAD reaches a GET endpoint");
+    is_int(r.len, 0, "HEAD has no body");
+    ht_free(&r);
+}
+
+static void test_typed_errors(void)
+{
+    expect_error(post_json("/hello", "{\"name\": \"x\",\n \"oops\" }"), 400, "invalid_argument",
+                 "line 2", "malformed JSON names the line");
+    expect_error(post_json("/hello", "{\"name\": 12}"), 400, "invalid_argument", "\"name\"",
+                 "a wrongly typed field is named");
+    expect_error(post_json("/hello", "{}"), 400, "invalid_argument", "missing required field \"name\"",
+                 "a missing field is named");
+    expect_error(post_json("/hello", "[1,2]"), 400, "invalid_argument", "object", "a non-object body");
+    expect_error(post_json("/hello", "{\"name\":\"\xff\xfe\"}"), 400, "invalid_argument", NULL,
+                 "invalid UTF-8 is rejected");
+    expect_error(post_json("/test/types",
+                           "{\"name\":\"n\",\"count\":1,\"ratio\":0.5,\"active\":true,\"home\":{\"city\":\"c\",\"lat\":1},"
+                           "\"items\":[{\"title\":\"a\",\"qty\":1},{\"title\":\"b\",\"qty\":2},{\"qty\":3}]}"),
+                 400, "invalid_argument", "items[2].title", "a nested missing field names its path");
+    expect_error(post_json("/test/types",
+                           "{\"name\":\"n\",\"count\":1.5,\"ratio\":0.5,\"active\":true,\"home\":{\"city\":\"c\",\"lat\":1},\"items\":[]}"),
+                 400, "invalid_argument", "count", "a fraction for an int64 is rejected");
+    expect_error(get("/test/search"), 400, "invalid_argument", "q", "a missing query parameter is named");
+    expect_error(get("/test/search?q=a&n=abc"), 400, "invalid_argument", "n", "a malformed query integer is named");
+    expect_error(get("/test/headers"), 400, "invalid_argument", "X-Token", "a missing header is named");
+    expect_error(get("/hello/%2e%2e"), 400, "invalid_argument", "name", "a '..' parameter never reaches a handler");
+    expect_error(get("/hello/a%00b"), 400, "invalid_argument", "name", "a NUL parameter never reaches a handler");
+}
+
+static void test_typed_success(void)
+{
+    const char *in =
+        "{\"name\":\"n\",\"count\":-9007199254740993,\"ratio\":0.25,\"active\":true,"
+        "\"home\":{\"city\":\"Z\\u00fcrich\",\"lat\":47.5},\"items\":[{\"title\":\"a\",\"qty\":1},{\"title\":\"b\",\"qty\":2}],"
+        "\"tags\":[\"x\",\"y\"],\"limit\":10,\"unknown\":{\"ignored\":true}}";
+    const char *h[] = {"Content-Type: application/json", "X-Trace: abc", NULL};
+    ht_response r = ht_request(&srv, "POST", "/test/types?mode=fast", in, strlen(in), h);
+    is_int(r.status, 200, "every field type decodes");
+    json_t *j = json_loads(r.body, 0, NULL);
+    ok(j != NULL, "the reply is JSON");
+    json_int_t count = 0, qty = 0, limit = 0;
+    double ratio = 0, lat = 0;
+    int active = 0;
+    const char *city = NULL, *title = NULL, *tag = NULL;
+    json_t *first_item = NULL, *first_tag = NULL;
+    json_error_t uerr;
+    int unpacked = j ? json_unpack_ex(j, &uerr, 0, "{s:I, s:f, s:b, s:{s:s, s:f}, s:[o,{s:s,s:I}], s:[o,s], s:I}",
+                                      "count", &count, "ratio", &ratio, "active", &active, "home", "city", &city,
+                                      "lat", &lat, "items", &first_item, "title", &title, "qty", &qty,
+                                      "tags", &first_tag, &tag, "limit", &limit)
+                     : -1;
+    ok(unpacked == 0, "the reply has every field (%s)", unpacked ? uerr.text : "ok");
+    is_int(count, -9007199254740993LL, "int64 beyond 2^53 survives");
+    ok(ratio == 0.25 && lat == 47.5, "doubles round-trip");
+    ok(active, "bool round-trips");
+    is_str(city, "Z\xc3\xbcrich", "nested object strings round-trip");
+    is_str(title, "b", "array of objects round-trips");
+    is_int(qty, 2, "array element integers round-trip");
+    is_str(tag, "y", "array of strings round-trips");
+    is_int(limit, 10, "optional int present is encoded");
+    ok(j && !json_object_get(j, "note"), "absent optional string is omitted");
+    ok(j && !json_object_get(j, "trace"), "header fields are not in the body");
+    is_str(j ? json_string_value(json_object_get(j, "mode")) : NULL, "fast", "explicit query field on a POST");
+    json_decref(j);
+    ht_free(&r);
+
+    r = get("/test/search?q=hi&tag=a&tag=b%20c&flag=true&n=-4");
+    is_str(r.body, "{\"q\":\"hi\",\"n\":-4,\"tag\":[\"a\",\"b c\"],\"flag\":true}",
+           "GET fields come from the query string, repeated keys make arrays");
+    ht_free(&r);
+    r = get("/test/search?q=only");
+    is_str(r.body, "{\"q\":\"only\",\"tag\":[]}", "absent optional query fields are omitted");
+    ht_free(&r);
+
+    const char *th[] = {"X-Token: t0k3n", NULL};
+    r = ht_request(&srv, "GET", "/test/headers", NULL, 0, th);
+    is_str(r.body, "{\"token\":\"t0k3n\"}", "header fields decode");
+    char v[64];
+    ok(ht_header(&r, "X-Echo", v, sizeof v) && strcmp(v, "t0k3n") == 0, "response header fields are sent as headers");
+    ht_free(&r);
+}
+
+static void test_error_codes(void)
+{
+    static const struct { const char *code; long status; } codes[] = {
+        {"canceled", 499}, {"unknown", 500}, {"invalid_argument", 400}, {"deadline_exceeded", 504},
+        {"not_found", 404}, {"already_exists", 409}, {"permission_denied", 403},
+        {"resource_exhausted", 429}, {"failed_precondition", 400}, {"aborted", 409},
+        {"out_of_range", 400}, {"unimplemented", 501}, {"internal", 500}, {"unavailable", 503},
+        {"data_loss", 500}, {"unauthenticated", 401},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/test/error/%s", codes[i].code);
+        ht_response r = get(path);
+        char c[64] = "", m[256] = "";
+        is_int(r.status, codes[i].status, "handler error %s is HTTP %ld", codes[i].code, codes[i].status);
+        ok(error_shape(&r, c, sizeof c, m, sizeof m) && strcmp(c, codes[i].code) == 0, "body code is %s", codes[i].code);
+        ok(!tap_contains(r.body, "not for clients"), "%s: the internal cause stays out of the body", codes[i].code);
+        ht_free(&r);
+    }
+    usleep(200 * 1000); /* the log is flushed every 50 ms */
+    char *log = ht_log(&srv);
+    like(log, "internal detail", "the internal cause is logged");
+    free(log);
+}
+
+static void test_routing(void)
+{
+    expect_error(get("/nope"), 404, "not_found", "endpoint not found", "unknown route");
+    ht_response r = ht_request(&srv, "DELETE", "/hello/world", NULL, 0, NULL);
+    is_int(r.status, 405, "a known path with another method is 405");
+    char allow[64] = "";
+    ok(ht_header(&r, "Allow", allow, sizeof allow), "405 carries an Allow header");
+    is_str(allow, "GET, HEAD", "Allow lists the methods");
+    ht_free(&r);
+
+    struct { const char *path, *want; } cases[] = {
+        {"/test/route/static", "/test/route/static"},
+        {"/test/route/42", "/test/route/:id id=42"},
+        {"/test/route/42/more", "/test/route/:id/more id=42"},
+        {"/test/route/files/a/b.txt", "/test/route/files/*rest rest=a/b.txt"},
+        {"/test/route/files/", "/test/route/files/*rest rest="},
+        {"/test/route/files", "/test/route/:id id=files"},
+        {"/test/anything/else", "/test/!other other=anything/else"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        r = get(cases[i].path);
+        is_str(r.body, cases[i].want, "GET %s routes by precedence", cases[i].path);
+        ht_free(&r);
+    }
+    expect_error(get("/test/secret?value=2"), 404, "not_found", NULL, "a private endpoint is not reachable");
+    r = get("/test/double?value=21");
+    is_str(r.body, "{\"value\":42}", "a public endpoint calls a private one in-process");
+    ht_free(&r);
+}
+
+static void test_raw(void)
+{
+    const char *body = "raw bytes \x01\x02 as-is";
+    ht_response r = ht_request(&srv, "POST", "/test/echo", body, strlen(body), NULL);
+    is_int(r.status, 201, "raw handler sets its status");
+    ok(r.len == strlen(body) && memcmp(r.body, body, r.len) == 0, "raw handler sees the body byte for byte");
+    char v[32];
+    ok(ht_header(&r, "X-Body-Length", v, sizeof v) && atoi(v) == (int)strlen(body), "raw handler sets headers");
+    ht_free(&r);
+
+    r = ht_request(&srv, "PATCH", "/api/v1/things?x=1", "abc", 3, NULL);
+    is_int(r.status, 200, "the /api catch-all takes any method");
+    like(r.body, "\"method\":\"PATCH\"", "catch-all sees the method");
+    like(r.body, "\"path\":\"/api/v1/things\"", "catch-all sees the full path");
+    like(r.body, "\"rest\":\"v1/things\"", "catch-all sees the wildcard value");
+    like(r.body, "\"body_length\":3", "catch-all sees the body");
+    ht_free(&r);
+
+    r = get("/test/download/1000000");
+    is_int(r.status, 200, "streamed download succeeds");
+    is_int(r.len, 1000000, "streamed download has the declared size");
+    ok(r.len == 1000000 && r.body[0] == 'a' && r.body[999999] == (char)('a' + 999999 % 26), "streamed bytes are right");
+    ht_free(&r);
+}
+
+/* Feeds a large upload to libcurl without holding it in memory. */
+struct upload_src { size_t sent, total; uint64_t sum; };
+
+static size_t upload_read(char *buf, size_t size, size_t n, void *cls)
+{
+    struct upload_src *u = cls;
+    size_t max = size * n, left = u->total - u->sent, k = left < max ? left : max;
+    for (size_t i = 0; i < k; i++) {
+        buf[i] = (char)((u->sent + i) * 7 % 251);
+        u->sum = u->sum * 31 + (unsigned char)buf[i];
+    }
+    u->sent += k;
+    return k;
+}
+
+static void test_large_upload(void)
+{
+    size_t total = 50u * 1024 * 1024;
+    long before = ht_peak_rss_kib(&srv);
+    struct upload_src u = {0, total, 0};
+    char url[128], *body = NULL;
+    size_t len = 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/test/upload", srv.port);
+    FILE *mem = open_memstream(&body, &len);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, upload_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &u);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)total);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    fclose(mem);
+    is_int(rc, CURLE_OK, "50 MiB upload completes");
+    is_int(status, 200, "50 MiB upload is accepted by a streaming raw endpoint");
+    char want[128];
+    snprintf(want, sizeof want, "{\"bytes\":%zu,\"sum\":%llu}", total, (unsigned long long)u.sum);
+    is_str(body, want, "every byte reached the handler in order (checksum)");
+    free(body);
+    long after = ht_peak_rss_kib(&srv);
+    diag("server peak RSS before %ld KiB, after %ld KiB", before, after);
+    if (!ht_valgrind())
+        ok(after - before < 16 * 1024, "the upload did not buffer: peak RSS grew by %ld KiB (< 16 MiB)", after - before);
+}
+
+static void test_limits(void)
+{
+    size_t n = 1024 * 1024 + 10;
+    char *big = malloc(n);
+    memset(big, ' ', n);
+    memcpy(big, "{\"name\":\"x\"}", 12);
+    ht_response r = post_json("/hello", "{\"name\":\"x\"}");
+    ht_free(&r);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    expect_error(ht_request(&srv, "POST", "/hello", big, n, h), 413, "resource_exhausted",
+                 "too large", "a body over 1 MiB on a typed endpoint");
+    r = post_json("/hello", "{\"name\":\"after\"}");
+    is_int(r.status, 200, "the server is fine after refusing a large body");
+    ht_free(&r);
+    free(big);
+
+    /* Headers beyond the limit are refused by libmicrohttpd itself. */
+    size_t hn = 40 * 1024;
+    char *hdr = malloc(hn + 16);
+    strcpy(hdr, "X-Big: ");
+    memset(hdr + 7, 'a', hn);
+    hdr[7 + hn] = '\0';
+    const char *hh[] = {hdr, NULL};
+    r = ht_request(&srv, "GET", "/hello/x", NULL, 0, hh);
+    ok(r.status == 431 || r.status == 413 || r.status == 0, "an oversized header block is refused (got %ld)", r.status);
+    ht_free(&r);
+    free(hdr);
+}
+
+static void test_request_ids(void)
+{
+    const char *h[] = {"X-Request-Id: my-trace-123", NULL};
+    ht_response r = ht_request(&srv, "GET", "/hello/ids", NULL, 0, h);
+    char id[128] = "";
+    ok(ht_header(&r, "X-Request-Id", id, sizeof id), "the response carries X-Request-Id");
+    is_str(id, "my-trace-123", "an incoming request id is kept");
+    ht_free(&r);
+    r = get("/hello/ids2");
+    ok(ht_header(&r, "X-Request-Id", id, sizeof id) && strlen(id) >= 16, "a request id is generated: %s", id);
+    ht_free(&r);
+    char id2[128] = "";
+    r = get("/hello/ids3");
+    ht_header(&r, "X-Request-Id", id2, sizeof id2);
+    ok(strcmp(id, id2) != 0, "generated ids differ");
+    ht_free(&r);
+    const char *bad[] = {"X-Request-Id: has \"quote", NULL};
+    r = ht_request(&srv, "GET", "/hello/ids4", NULL, 0, bad);
+    ht_header(&r, "X-Request-Id", id2, sizeof id2);
+    ok(!tap_contains(id2, "quote"), "an unsafe incoming id is replaced");
+    ht_free(&r);
+
+    r = post_json("/hello", "{\"name\":\"top-secret-body\"}");
+    ht_free(&r);
+    usleep(200 * 1000); /* the log is flushed every 50 ms */
+    char *log = ht_log(&srv);
+    char needle[200];
+    snprintf(needle, sizeof needle, "\"request_id\":\"my-trace-123\",\"method\":\"GET\",\"route\":\"/hello/:name\"");
+    like(log, needle, "the request log line has id, method and route pattern");
+    like(log, "\"status\":200,\"duration_us\":", "the request log line has status and duration");
+    ok(!tap_contains(log, "top-secret-body"), "bodies are never logged");
+    /* Every log line is one JSON object. */
+    int lines = 0, bad_lines = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != '{')
+            continue; /* valgrind or sanitizer output */
+        json_t *j = json_loads(line, 0, NULL);
+        lines++;
+        if (!j)
+            bad_lines++;
+        json_decref(j);
+    }
+    ok(lines > 10 && bad_lines == 0, "all %d log lines are JSON objects", lines);
+    free(log);
+}
+
+struct slow_call { ht_response r; const char *path; };
+
+static void *call_in_thread(void *arg)
+{
+    struct slow_call *c = arg;
+    c->r = get(c->path);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void test_slow_does_not_block(void)
+{
+    struct slow_call slow[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        slow[i].path = "/test/slow?ms=1500";
+        pthread_create(&th[i], NULL, call_in_thread, &slow[i]);
+    }
+    usleep(200 * 1000);
+    double t0 = now_s();
+    int fast_ok = 0;
+    for (int i = 0; i < 20; i++) {
+        ht_response r = get("/hello/fast");
+        fast_ok += r.status == 200;
+        ht_free(&r);
+    }
+    double elapsed = now_s() - t0;
+    is_int(fast_ok, 20, "20 fast requests succeed while 4 slow handlers run");
+    ok(elapsed < 1.0 || ht_valgrind(), "the fast requests were not held up by the slow ones (%.3f s)", elapsed);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        is_str(slow[i].r.body, "{\"slept_ms\":1500}", "slow handler %d finished", i);
+        ht_free(&slow[i].r);
+    }
+}
+
+static void test_slow_client_timeout(void)
+{
+    ht_server s2;
+    const char *env[] = {"KEEL_CONN_TIMEOUT=1", NULL};
+    if (!ok(ht_start(&s2, getenv("KEEL_TESTAPP"), env), "a second app with a 1 s connection timeout starts"))
+        return;
+    int fd = ht_connect(&s2);
+    ok(fd >= 0, "a slow client connects");
+    const char *partial = "GET /hello/x HTTP/1.1\r\nHost: x\r\n";
+    ok(send(fd, partial, strlen(partial), 0) > 0, "it sends half a request");
+    ht_server saved = srv;
+    srv = s2;
+    ht_response r = get("/hello/neighbour");
+    is_int(r.status, 200, "other clients are served while the slow one dawdles");
+    ht_free(&r);
+    srv = saved;
+    struct timeval tv = {ht_valgrind() ? 30 : 5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256];
+    double t0 = now_s();
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    double waited = now_s() - t0;
+    ok(n == 0 || n < 0, "the slow client is disconnected");
+    ok(waited < (ht_valgrind() ? 30 : 4), "within the timeout (%.2f s)", waited);
+    close(fd);
+    is_int(ht_stop(&s2), 0, "the second app stops cleanly");
+}
+
+static void test_graceful_shutdown(void)
+{
+    ht_server s2;
+    if (!ok(ht_start(&s2, getenv("KEEL_TESTAPP"), NULL), "an app for the shutdown test starts"))
+        return;
+    ht_server saved = srv;
+    srv = s2;
+    struct slow_call c = {.path = "/test/slow?ms=1000"};
+    pthread_t th;
+    pthread_create(&th, NULL, call_in_thread, &c);
+    usleep(300 * 1000);
+    kill(s2.pid, SIGTERM);
+    usleep(200 * 1000);
+    int fd = ht_connect(&s2);
+    ok(fd < 0, "after SIGTERM no new connections are accepted");
+    if (fd >= 0)
+        close(fd);
+    pthread_join(th, NULL);
+    is_int(c.r.status, 200, "the in-flight request finishes during shutdown");
+    is_str(c.r.body, "{\"slept_ms\":1000}", "with its full response");
+    ht_free(&c.r);
+    int status = 0;
+    waitpid(s2.pid, &status, 0);
+    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the app exits 0 after a graceful shutdown (status %d)", status);
+    srv = saved;
+}
+
+static void test_app_model(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' app-model --app '%s'", getenv("KEEL_CLI"), getenv("KEEL_EXAMPLE"));
+    FILE *p = popen(cmd, "r");
+    json_error_t e;
+    json_t *model = p ? json_loadf(p, 0, &e) : NULL;
+    int rc = p ? pclose(p) : -1;
+    is_int(rc, 0, "keel app-model exits 0");
+    ok(model != NULL, "keel app-model prints JSON");
+    json_t *services = json_object_get(model, "services");
+    is_int(json_array_size(services), 2, "two services in the example");
+    json_t *hello = json_array_get(services, 0);
+    is_str(json_string_value(json_object_get(hello, "name")), "hello", "first service is hello");
+    json_t *ep = json_array_get(json_object_get(hello, "endpoints"), 0);
+    is_str(json_string_value(json_object_get(ep, "path")), "/hello/:name", "endpoint path");
+    is_str(json_string_value(json_object_get(ep, "kind")), "typed", "endpoint kind");
+    is_str(json_string_value(json_object_get(ep, "access")), "public", "endpoint access");
+    json_t *field = json_array_get(json_object_get(ep, "request"), 0);
+    is_str(json_string_value(json_object_get(field, "in")), "path", "request schema says where a field comes from");
+    json_t *priv = json_array_get(json_object_get(hello, "endpoints"), 2);
+    is_str(json_string_value(json_object_get(priv, "access")), "private", "private endpoints are marked");
+    json_t *echo = json_array_get(json_object_get(json_array_get(services, 1), "endpoints"), 0);
+    is_str(json_string_value(json_object_get(echo, "kind")), "raw", "raw endpoints are marked");
+    json_decref(model);
+}
+
+static void test_startup_errors(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "PORT=notaport '%s' 2>&1", getenv("KEEL_EXAMPLE"));
+    FILE *p = popen(cmd, "r");
+    char out[512] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "a malformed PORT fails start-up with status 1");
+    like(out, "PORT", "and names the variable");
+    snprintf(cmd, sizeof cmd, "'%s' --bogus 2>&1", getenv("KEEL_EXAMPLE"));
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    rc = pclose(p);
+    ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "an unknown flag is a usage error (2)");
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    if (!getenv("KEEL_TESTAPP")) {
+        printf("Bail out! KEEL_TESTAPP is not set (run through make check)\n");
+        return 1;
+    }
+    if (!ht_start(&srv, getenv("KEEL_TESTAPP"), NULL)) {
+        printf("Bail out! the test app did not start\n");
+        return 1;
+    }
+    test_hello();
+    test_typed_errors();
+    test_typed_success();
+    test_error_codes();
+    test_routing();
+    test_raw();
+    test_large_upload();
+    test_limits();
+    test_request_ids();
+    test_slow_does_not_block();
+    test_slow_client_timeout();
+    test_graceful_shutdown();
+    test_app_model();
+    test_startup_errors();
+    is_int(ht_stop(&srv), 0, "the app exits 0 on SIGTERM%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    curl_global_cleanup();
+    return tap_done();
+}

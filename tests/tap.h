@@ -1,0 +1,71 @@
+/* tests/tap.h - a minimal Test Anything Protocol emitter for Keel's tests.
+ *
+ * Each check prints "ok N - name" or "not ok N - name"; automake's TAP driver
+ * counts them, so every check is one test in the suite's totals.  Call
+ * tap_done() last: it prints the plan and returns the exit status. */
+#ifndef KEEL_TESTS_TAP_H
+#define KEEL_TESTS_TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int tap_count, tap_failed;
+
+static inline int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    tap_count++;
+    printf("%sok %d - ", cond ? "" : "not ", tap_count);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (!cond) {
+        tap_failed++;
+        printf("# failed at %s:%d\n", file, line);
+    }
+    fflush(stdout);
+    return cond;
+}
+
+#define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+#define is_int(got, want, ...) do { \
+        long long tap_g_ = (long long)(got), tap_w_ = (long long)(want); \
+        if (!ok(tap_g_ == tap_w_, __VA_ARGS__)) \
+            printf("#   got: %lld\n#   expected: %lld\n", tap_g_, tap_w_); \
+    } while (0)
+
+#define is_str(got, want, ...) do { \
+        const char *tap_g_ = (got), *tap_w_ = (want); \
+        int tap_c_ = (tap_g_ && tap_w_) ? strcmp(tap_g_, tap_w_) == 0 : tap_g_ == tap_w_; \
+        if (!ok(tap_c_, __VA_ARGS__)) \
+            printf("#   got: '%s'\n#   expected: '%s'\n", tap_g_ ? tap_g_ : "(null)", \
+                   tap_w_ ? tap_w_ : "(null)"); \
+    } while (0)
+
+/* True when needle occurs in haystack (both may be NULL: false). */
+static inline int tap_contains(const char *haystack, const char *needle)
+{
+    return haystack && needle && strstr(haystack, needle) != NULL;
+}
+
+#define like(got, needle, ...) do { \
+        const char *tap_g_ = (got); \
+        if (!ok(tap_contains(tap_g_, (needle)), __VA_ARGS__)) \
+            printf("#   got: '%s'\n#   expected to contain: '%s'\n", \
+                   tap_g_ ? tap_g_ : "(null)", (needle)); \
+    } while (0)
+
+#define diag(...) do { printf("# "); printf(__VA_ARGS__); printf("\n"); } while (0)
+
+static inline int tap_done(void)
+{
+    printf("1..%d\n", tap_count);
+    return tap_failed ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,106 @@
+/* tests/unit/test_core.c - errors (codes, statuses, decoration) and the arena
+ * with its buffer. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/keel.h"
+#include "tap.h"
+
+static void test_codes(void)
+{
+    static const struct { keel_code code; const char *name; unsigned status; } want[] = {
+        {KEEL_OK, "ok", 200}, {KEEL_CANCELED, "canceled", 499}, {KEEL_UNKNOWN, "unknown", 500},
+        {KEEL_INVALID_ARGUMENT, "invalid_argument", 400}, {KEEL_DEADLINE_EXCEEDED, "deadline_exceeded", 504},
+        {KEEL_NOT_FOUND, "not_found", 404}, {KEEL_ALREADY_EXISTS, "already_exists", 409},
+        {KEEL_PERMISSION_DENIED, "permission_denied", 403}, {KEEL_RESOURCE_EXHAUSTED, "resource_exhausted", 429},
+        {KEEL_FAILED_PRECONDITION, "failed_precondition", 400}, {KEEL_ABORTED, "aborted", 409},
+        {KEEL_OUT_OF_RANGE, "out_of_range", 400}, {KEEL_UNIMPLEMENTED, "unimplemented", 501},
+        {KEEL_INTERNAL, "internal", 500}, {KEEL_UNAVAILABLE, "unavailable", 503},
+        {KEEL_DATA_LOSS, "data_loss", 500}, {KEEL_UNAUTHENTICATED, "unauthenticated", 401},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        is_str(keel_code_name(want[i].code), want[i].name, "code %zu is named %s", i, want[i].name);
+        is_int(keel_code_http_status(want[i].code), want[i].status, "%s maps to HTTP %u", want[i].name,
+               want[i].status);
+    }
+    is_str(keel_code_name((keel_code)999), "unknown", "an out-of-range code is unknown");
+    is_int(keel_code_http_status((keel_code)999), 500, "an out-of-range code is 500");
+}
+
+static void test_errors(void)
+{
+    keel_error *err = keel_error_new(KEEL_NOT_FOUND, "todo %d not found", 7);
+    is_int(err->code, KEEL_NOT_FOUND, "error keeps its code");
+    is_str(err->message, "todo 7 not found", "error formats its message");
+    ok(err->cause == NULL, "no cause by default");
+    keel_error_cause(err, "SELECT returned %d rows", 0);
+    is_str(err->cause, "SELECT returned 0 rows", "cause is attached");
+    keel_error_prefix(err, "todo.get");
+    is_str(err->message, "todo.get: todo 7 not found", "prefix is prepended with a colon");
+    keel_error_free(err);
+    keel_error_free(NULL);
+    ok(1, "freeing NULL is allowed");
+}
+
+static void test_arena(void)
+{
+    char mem[256];
+    keel_arena a;
+    keel_arena_init(&a, mem, sizeof mem);
+    void *p = keel_arena_alloc(&a, 10);
+    ok(p >= (void *)mem && p < (void *)(mem + sizeof mem), "small allocations come from the inline buffer");
+    ok(((uintptr_t)p % 16) == 0, "allocations are 16-byte aligned");
+    void *q = keel_arena_alloc(&a, 1);
+    ok((char *)q - (char *)p == 16, "allocations are packed");
+    char *big = keel_arena_alloc(&a, 100000);
+    ok(big != NULL && a.chunks != NULL, "a large allocation gets its own block");
+    memset(big, 'x', 100000);
+    char *s = keel_arena_strndup(&a, "hello world", 5);
+    is_str(s, "hello", "strndup copies n bytes and terminates");
+    is_str(keel_arena_printf(&a, "%s-%d", "id", 42), "id-42", "printf formats into the arena");
+    ok(keel_arena_calloc(&a, SIZE_MAX / 2, 4) == NULL, "calloc refuses an overflowing size");
+    int *zeros = keel_arena_calloc(&a, 8, sizeof(int));
+    int all_zero = 1;
+    for (int i = 0; i < 8; i++)
+        all_zero &= zeros[i] == 0;
+    ok(all_zero, "calloc zeroes");
+    for (int i = 0; i < 1000; i++)
+        keel_arena_alloc(&a, 300);
+    ok(1, "many allocations across blocks");
+    keel_arena_release(&a);
+    ok(a.chunks == NULL, "release frees every block");
+}
+
+static void test_buf(void)
+{
+    keel_arena a;
+    keel_arena_init(&a, NULL, 0);
+    keel_buf b;
+    keel_buf_init(&b, &a);
+    keel_buf_puts(&b, "{");
+    for (int i = 0; i < 2000; i++)
+        keel_buf_printf(&b, "\"k%d\":%d,", i, i);
+    keel_buf_putc(&b, '}');
+    ok(!b.failed, "buffer grows past several blocks");
+    ok(b.len > 20000 && b.data[b.len] == '\0', "buffer stays NUL-terminated");
+    ok(strncmp(b.data, "{\"k0\":0,\"k1\":1,", 15) == 0, "content survives growth");
+    ok(b.data[b.len - 1] == '}', "last byte is the last appended");
+    char long_text[300];
+    memset(long_text, 'z', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    keel_buf c;
+    keel_buf_init(&c, &a);
+    keel_buf_printf(&c, "%s", long_text);
+    is_int(c.len, 299, "printf longer than the small buffer");
+    keel_arena_release(&a);
+}
+
+int main(void)
+{
+    test_codes();
+    test_errors();
+    test_arena();
+    test_buf();
+    return tap_done();
+}
