@@ -54,7 +54,7 @@ static void expect_error(ht_response r, long status, const char *code, const cha
     char c[64] = "", m[512] = "";
     is_int(r.status, status, "%s: status %ld", what, status);
     ok(error_shape(&r, c, sizeof c, m, sizeof m), "%s: Encore error shape", what);
-    is_str(c, code, "%s: code %s", what, code);
+    is_str(c, code, "%s: code %s", what ? what : "?", code ? code : "?");
     if (fragment)
         like(m, fragment, "%s: message names the problem", what);
     ht_free(&r);
