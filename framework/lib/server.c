@@ -275,6 +275,7 @@ keel_error *keel_app_start(keel_app *app)
                      MHD_USE_ERROR_LOG;
     app->daemon = MHD_start_daemon(
         flags, (uint16_t)app->cfg.port, NULL, NULL, on_access, app,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
@@ -284,7 +285,6 @@ keel_error *keel_app_start(keel_app *app)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,
         MHD_OPTION_CONNECTION_LIMIT, app->cfg.max_connections,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     if (!app->daemon) {
         keel__workers_stop(app->workers);

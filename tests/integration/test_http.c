@@ -2,7 +2,10 @@
  * sockets, real HTTP.  Typed success and every error class, raw streaming both
  * ways, routing over HTTP, limits, request ids and logs, private endpoints,
  * a slow handler next to fast ones, graceful shutdown, the app model. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -495,6 +498,57 @@ static void test_app_model(void)
     json_decref(model);
 }
 
+/* A port that was free a moment ago. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_keel_run(void)
+{
+    unsigned port = free_port();
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%u", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        setenv("KEEL_HOST", "127.0.0.1", 1);
+        execl(getenv("KEEL_CLI"), "keel", "run", "--app", getenv("KEEL_EXAMPLE"), "--port", port_s, (char *)NULL);
+        _exit(127);
+    }
+    ht_server s2 = {.pid = pid, .port = port};
+    ht_response r = {0};
+    for (int i = 0; i < (ht_valgrind() ? 600 : 100) && r.status != 200; i++) {
+        usleep(50 * 1000);
+        ht_free(&r);
+        r = ht_request(&s2, "GET", "/hello/run", NULL, 0, NULL);
+    }
+    is_int(r.status, 200, "keel run --port %u serves the app on that port", port);
+    is_str(r.body, "{\"message\":\"Hello, run!\"}", "keel run serves the example app");
+    ht_free(&r);
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "Ctrl-C stops keel run cleanly");
+    FILE *p = popen("\"$KEEL_CLI\" run --port 99999 2>&1; echo \"exit=$?\"", "r");
+    char out[512] = "";
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    if (p)
+        pclose(p);
+    like(out, "exit=2", "keel run with a bad port is a usage error");
+}
+
 static void test_startup_errors(void)
 {
     char cmd[512];
@@ -538,6 +592,7 @@ int main(void)
     test_slow_client_timeout();
     test_graceful_shutdown();
     test_app_model();
+    test_keel_run();
     test_startup_errors();
     is_int(ht_stop(&srv), 0, "the app exits 0 on SIGTERM%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     curl_global_cleanup();

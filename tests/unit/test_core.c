@@ -96,11 +96,91 @@ static void test_buf(void)
     keel_arena_release(&a);
 }
 
+/* ---- the registry's start-up checks ---------------------------------------- */
+
+typedef struct { const char *id; } id_req;
+typedef struct { const char *id; } other_req;
+static const keel_field id_req_fields[] = { KEEL_STRING(id_req, id, KEEL_IN_PATH), KEEL_END };
+static const keel_field other_req_fields[] = { KEEL_STRING(other_req, id), KEEL_END };
+
+static keel_error *by_id(keel_req *req, const id_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *by_id_too(keel_req *req, const id_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *no_path_field(keel_req *req, const other_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+
+/* Builds an app from one service and returns the start-up error message. */
+static char *startup_error(const keel_service *svc, const keel_service *svc2)
+{
+    static char message[512];
+    keel_config cfg;
+    keel_config_defaults(&cfg);
+    keel_app *app = NULL;
+    const keel_service *list[] = {svc, svc2, NULL};
+    keel_error *err = keel_app_new(list, &cfg, &app);
+    if (!err) {
+        keel_app_free(app);
+        return NULL;
+    }
+    snprintf(message, sizeof message, "%s", err->message);
+    keel_error_free(err);
+    return message;
+}
+
+static void test_registry(void)
+{
+    const keel_service conflict = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty),
+        KEEL_ENDPOINT_END}};
+    char *msg = startup_error(&conflict, NULL);
+    like(msg, "orders.by_id", "a route conflict names the first registration");
+    like(msg, "orders.by_id_too", "a route conflict names the second registration");
+
+    const keel_service bad_pattern = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+    like(startup_error(&bad_pattern, NULL), "orders.by_id", "an unparsable path names its endpoint");
+
+    const keel_service missing_field = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END}};
+    like(startup_error(&missing_field, NULL), "path parameter \"id\"",
+         "a path parameter without a KEEL_IN_PATH field is refused");
+
+    const keel_service extra_field = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+    like(startup_error(&extra_field, NULL), "no such parameter", "a KEEL_IN_PATH field without a parameter is refused");
+
+    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}};
+    like(startup_error(&bad_name, NULL), "service name", "an invalid service name is refused");
+
+    const keel_service ok_svc = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+    like(startup_error(&ok_svc, &ok_svc), "listed twice", "a service listed twice is refused");
+    ok(startup_error(&ok_svc, NULL) == NULL, "a valid service builds");
+
+    const keel_service other = {"billing", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}};
+    msg = startup_error(&ok_svc, &other);
+    ok(msg != NULL, "conflicts across services are found too");
+    like(msg, "billing.by_id_too", "and name the other service's endpoint");
+}
+
 int main(void)
 {
     test_codes();
     test_errors();
     test_arena();
     test_buf();
+    test_registry();
     return tap_done();
 }
