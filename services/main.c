@@ -9,6 +9,8 @@ int main(int argc, char **argv)
     return keel_main(argc, argv, (const keel_service *const[]){
         &hello_service,
         &echo_service,
+        &todo_service,
+        &stats_service,
         NULL
     });
 }

@@ -7,5 +7,7 @@
 
 extern const keel_service hello_service;
 extern const keel_service echo_service;
+extern const keel_service todo_service;
+extern const keel_service stats_service;
 
 #endif

@@ -12,6 +12,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"run", cli_run, "run [--port N] [--app PATH]   start the app on http://localhost:4000"},
+    {"db", cli_db, "db conn-uri NAME [--write|--admin] print a postgresql:// URI for a database"},
     {"app-model", cli_app_model, "app-model [--app PATH]        print the app's services, endpoints and schemas as JSON"},
 };
 

@@ -6,7 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <keel/error.h>
+
 #include "cli.h"
+#include "local_pg.h"
 
 const char *cli_find_app(const char *given)
 {
@@ -22,6 +26,38 @@ const char *cli_find_app(const char *given)
     fprintf(stderr, "keel: no application binary found: pass --app PATH or set KEEL_APP "
                     "(looked for build/services/keel-example and services/keel-example; run ./dev build)\n");
     return NULL;
+}
+
+/* Provisions the local cluster and the app's databases, and points the app
+ * at them through KEEL_INFRA_CONFIG.  Returns 0 or 1 (reason printed). */
+static int prepare_databases(const char *app_path)
+{
+    json_t *model = cli_load_app_model(app_path);
+    if (!model)
+        return 1;
+    const char **names = cli_declared_databases(model);
+    int rc = 0;
+    if (names && names[0]) {
+        const char *root = getenv("KEEL_APP_ROOT");
+        local_pg pg;
+        char infra[1024];
+        keel_error *err = local_pg_ensure(root && *root ? root : ".", &pg);
+        if (!err)
+            err = local_pg_provision(&pg, names);
+        if (!err)
+            err = local_pg_write_infra(&pg, names, infra, sizeof infra);
+        if (err) {
+            fprintf(stderr, "keel run: %s%s%s\n", err->message, err->cause ? ": " : "", err->cause ? err->cause : "");
+            keel_error_free(err);
+            rc = 1;
+        } else {
+            setenv("KEEL_INFRA_CONFIG", infra, 1);
+            setenv("KEEL_APP_ROOT", pg.root, 1);
+        }
+    }
+    free(names);
+    json_decref(model);
+    return rc;
 }
 
 int cli_run(int argc, char **argv)
@@ -49,6 +85,8 @@ int cli_run(int argc, char **argv)
     }
     const char *path = cli_find_app(app);
     if (!path)
+        return CLI_FAILED;
+    if (prepare_databases(path) != 0)
         return CLI_FAILED;
     fprintf(stderr, "keel run: starting %s on http://localhost:%s\n", path,
             getenv("PORT") ? getenv("PORT") : "4000");

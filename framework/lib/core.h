@@ -28,6 +28,9 @@ struct keel_app {
     keel_router *router;
     keel_route *routes;       /* every endpoint, in registration order */
     size_t nroutes;
+    keel_sqldb **dbs;         /* every declared database (not references) */
+    const keel_service **db_owner; /* the service that declares dbs[i] */
+    size_t ndbs;
     struct MHD_Daemon *daemon;
     keel_workers *workers;
     unsigned port;
@@ -93,6 +96,7 @@ struct keel_req {
     size_t body_seen;         /* bytes received so far */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
+    void *db_state;           /* sqldb.c: pinned connections, open rows */
     keel_resp resp;
     keel_req *next_job;       /* worker queue link */
     char id_buf[40];
@@ -108,6 +112,10 @@ enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */
 void keel__resp_set_error(keel_req *req, keel_error *err);
 
+/* sqldb.c: releases what req holds from databases (rolls back open
+ * transactions, closes open row streams, returns connections). */
+void keel__sqldb_request_done(keel_req *req);
+
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);
 /* Decides the body limit for req's endpoint. */
@@ -119,6 +127,14 @@ keel_error *keel__workers_start(unsigned count, keel_workers **out);
 void keel__workers_submit(keel_workers *w, keel_req *req);
 /* Finishes queued jobs and joins the threads; frees w. */
 void keel__workers_stop(keel_workers *w);
+
+/* databases.c: the app's managed databases.  register: checks declarations
+ * and resolves references (no I/O); open: reads the infra config, migrates,
+ * creates the pools; close: frees the pools. */
+keel_error *keel__databases_register(keel_app *app);
+keel_error *keel__databases_open(keel_app *app);
+void keel__databases_close(keel_app *app);
+json_t *keel__databases_model(const keel_app *app, const keel_service *svc);
 
 /* registry.c */
 const keel_route *keel__find_route(const keel_app *app, const char *service, const char *name);

@@ -181,6 +181,8 @@ keel_error *keel_app_new(const keel_service *const *services, const keel_config 
     err = keel_router_new(&app->router);
     if (!err)
         err = register_routes(app);
+    if (!err)
+        err = keel__databases_register(app);
     if (err) {
         keel_app_free(app);
         return err;
@@ -193,6 +195,7 @@ void keel_app_free(keel_app *app)
 {
     if (!app || app->daemon)
         return; /* a daemon still running means the stop gave up: leave it */
+    keel__databases_close(app);
     keel_router_free(app->router);
     free(app->routes);
     free(app);
@@ -225,7 +228,8 @@ json_t *keel_app_model(const keel_app *app)
         for (size_t j = 0; j < app->nroutes; j++)
             if (app->routes[j].service == s)
                 json_array_append_new(eps, endpoint_model(&app->routes[j]));
-        json_array_append_new(services, json_pack("{s:s, s:o}", "name", s->name, "endpoints", eps));
+        json_array_append_new(services, json_pack("{s:s, s:o, s:o}", "name", s->name, "endpoints", eps,
+                                                  "databases", keel__databases_model(app, s)));
     }
     return json_pack("{s:s, s:o}", "keel_version", KEEL_VERSION, "services", services);
 }

@@ -3,6 +3,7 @@
  * Typed, raw and error replies all leave through keel__req_send. */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,9 +62,36 @@ void keel__req_free(keel_req *req)
 {
     if (!req)
         return;
+    if (req->db_state)
+        keel__sqldb_request_done(req);
     keel_error_free(req->error);
     keel_arena_release(&req->arena);
     free(req);
+}
+
+keel_req *keel_req_detached_new(void)
+{
+    static atomic_uint_fast64_t next_detached;
+    keel_req *req = malloc(sizeof *req);
+    if (!req)
+        return NULL;
+    memset(req, 0, offsetof(keel_req, inline_mem));
+    req->method = "";
+    req->url = req->path = "";
+    req->version = "";
+    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    keel_arena_init(&req->arena, req->inline_mem, sizeof req->inline_mem);
+    keel_buf_init(&req->body, &req->arena);
+    keel_buf_init(&req->resp.buf, &req->arena);
+    snprintf(req->id_buf, sizeof req->id_buf, "detached-%llu",
+             (unsigned long long)atomic_fetch_add(&next_detached, 1));
+    req->id = req->id_buf;
+    return req;
+}
+
+void keel_req_detached_free(keel_req *req)
+{
+    keel__req_free(req);
 }
 
 /* ---- accessors -------------------------------------------------------- */
@@ -92,11 +120,15 @@ const char *keel_req_param(const keel_req *req, const char *name)
 
 const char *keel_req_query(const keel_req *req, const char *name)
 {
+    if (!req->conn)
+        return NULL;
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *keel_req_header(const keel_req *req, const char *name)
 {
+    if (!req->conn)
+        return NULL;
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
@@ -117,6 +149,8 @@ void keel_req_each(const keel_req *req, keel_kv_kind kind,
                    int (*fn)(void *cls, const char *name, const char *value), void *cls)
 {
     struct each_ctx ctx = {fn, cls};
+    if (!req->conn)
+        return;
     MHD_get_connection_values(req->conn, kind == KEEL_QUERY ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
                               each_value, &ctx);
 }

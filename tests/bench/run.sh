@@ -10,6 +10,9 @@
 #   BENCH_THREADS=2       wrk -t
 #   BENCH_NOLOG=1         also run Keel with KEEL_LOG_REQUESTS=0 (extra column)
 #   BENCH_PORT=18480      first of three loopback ports used
+#   BENCH_KEEL_LOG=/dev/null  where Keel's stderr (one JSON line per request,
+#                         logging stays on as by default) goes; a file grows by
+#                         ~100 MB per 5 s run
 #   KEEL_BIN=build/services/keel-example
 # Exit status: 0, or 1 if any server answered non-2xx/3xx or wrk saw socket
 # errors, or a server failed to start.  Ratios below target are reported, not fatal.
@@ -24,6 +27,7 @@ NOLOG=${BENCH_NOLOG:-0}
 PORT0=${BENCH_PORT:-18480}
 KEEL_BIN=${KEEL_BIN:-build/services/keel-example}
 OUT=build/bench
+KEEL_LOG=${BENCH_KEEL_LOG:-/dev/null}
 LUA=tests/bench/report.lua
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -34,6 +38,14 @@ command -v curl >/dev/null || die "curl is not installed"
 [ -x "$KEEL_BIN" ] || die "$KEEL_BIN not found: run ./dev build first"
 
 mkdir -p "$OUT"
+# Run a snapshot of the build (binary + libkeel), so a rebuild while the
+# benchmark runs cannot swap the library under the running server.
+SNAP=$OUT/snapshot
+rm -rf "$SNAP" && mkdir -p "$SNAP"
+cp "$KEEL_BIN" "$SNAP/keel-example"
+KEEL_LIB=$(ldd "$KEEL_BIN" | awk '$1 == "libkeel.so.0" {print $3}')
+[ -n "$KEEL_LIB" ] && cp -L "$KEEL_LIB" "$SNAP/libkeel.so.0"
+KEEL_RUN=("env" "LD_LIBRARY_PATH=$PWD/$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$SNAP/keel-example")
 say "compiling $OUT/plain_hello"
 gcc -O2 -Wall -Wextra -o "$OUT/plain_hello" tests/bench/plain_hello.c \
     $(pkg-config --cflags --libs libmicrohttpd jansson)
@@ -62,18 +74,20 @@ start() {
     port_busy "$port" && die "port $port is already in use (set BENCH_PORT)"
     PORT[$name]=$port
     case $name in
-    keel)       KEEL_HOST=127.0.0.1 PORT=$port "$KEEL_BIN" 2>"$OUT/keel.log" & ;;
-    keel_nolog) KEEL_HOST=127.0.0.1 PORT=$port KEEL_LOG_REQUESTS=0 "$KEEL_BIN" 2>"$OUT/keel_nolog.log" & ;;
+    keel)       KEEL_HOST=127.0.0.1 PORT=$port "${KEEL_RUN[@]}" 2>"$KEEL_LOG" & ;;
+    keel_nolog) KEEL_HOST=127.0.0.1 PORT=$port KEEL_LOG_REQUESTS=0 "${KEEL_RUN[@]}" 2>"$OUT/keel_nolog.log" & ;;
     plain)      "$OUT/plain_hello" "$port" 2>"$OUT/plain.log" & ;;
     esac
     PID[$name]=$!
 }
 
+logfile() { case $1 in keel) echo "$KEEL_LOG" ;; *) echo "$OUT/$1.log" ;; esac; }
+
 wait_up() {
     local name=$1 i
     for i in $(seq 100); do
         curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:${PORT[$name]}/hello/world" && return 0
-        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited at start (see $OUT/$name.log)"
+        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited at start (its stderr: $(logfile "$name"))"
         sleep 0.1
     done
     die "$name does not answer on port ${PORT[$name]}"
@@ -150,7 +164,7 @@ done
 declare -A RSS
 for s in "${SERVERS[@]}"; do
     RSS[$s]=$(awk '/^VmHWM:/ {print $2}' "/proc/${PID[$s]}/status" 2>/dev/null || echo 0)
-    kill -0 "${PID[$s]}" 2>/dev/null || die "$s died during the benchmark (see $OUT/$s.log)"
+    kill -0 "${PID[$s]}" 2>/dev/null || die "$s died during the benchmark (its stderr: $(logfile "$s"))"
 done
 
 echo

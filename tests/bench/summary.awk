@@ -11,7 +11,7 @@ function median(key,   n, i, j, t, a) {
     s = $1; c = $2; n = $3
     for (f = 5; f <= NF; f++) {
         split($f, kvp, "="); v = kvp[2]
-        if (kvp[1] == "rps") { k = s SUBSEP c SUBSEP n SUBSEP "rps"; vals[k, ++cnt[k]] = v }
+        if (kvp[1] == "rps") { k = s SUBSEP c SUBSEP n SUBSEP "rps"; vals[k, ++cnt[k]] = v; rr[s, c, n, $4] = v; rounds[$4] = 1 }
         if (kvp[1] == "p99_us") { k = s SUBSEP c SUBSEP n SUBSEP "p99"; vals[k, ++cnt[k]] = v }
         if (kvp[1] == "cpu_us") { k = s SUBSEP c SUBSEP n SUBSEP "cpu"; vals[k, ++cnt[k]] = v }
         if (kvp[1] == "non2xx") bad[s, c, n] += v
@@ -44,13 +44,22 @@ END {
         }
         print line
     }
+    print "(req/s, p99 and cpu/req are medians over rounds; cpu/req = server user+sys CPU per request;"
+    print " bad = non-2xx responses + socket errors summed over rounds; RSS = peak VmHWM)"
     print ""
     for (i = 1; i <= nc; i++) {
         c = C[i]
         if (c ~ /^\/hello/) { kind = "typed"; target = 0.90 } else { kind = "raw"; target = 0.95 }
         worst = 99; detail = ""
         for (j = 1; j <= nn; j++) {
-            detail = detail sprintf("%s%.3f@c%s", j > 1 ? " " : "", ratio[c, N[j]], N[j])
+            # The spread of the per-round ratios shows how much noise there is.
+            lo = 99; hi = 0
+            for (r in rounds) if (rr["plain", c, N[j], r] > 0) {
+                q = rr["keel", c, N[j], r] / rr["plain", c, N[j], r]
+                if (q < lo) lo = q
+                if (q > hi) hi = q
+            }
+            detail = detail sprintf("%s%.3f@c%s (rounds %.2f-%.2f)", j > 1 ? ", " : "", ratio[c, N[j]], N[j], lo, hi)
             if (ratio[c, N[j]] < worst) worst = ratio[c, N[j]]
         }
         printf("%-16s %-5s keel/plain %s  target >= %.2f: %s\n", c, kind, detail, target,

@@ -62,6 +62,12 @@ static unsigned listening_port(const ht_server *srv)
 
 bool ht_start(ht_server *srv, const char *binary, const char *const *env)
 {
+    char *argv[] = {(char *)binary, NULL};
+    return ht_start_cmd(srv, argv, env, NULL);
+}
+
+bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, const char *cwd)
+{
     static int serial;
     memset(srv, 0, sizeof *srv);
     srv->valgrind = ht_valgrind();
@@ -78,14 +84,22 @@ bool ht_start(ht_server *srv, const char *binary, const char *const *env)
         setenv("KEEL_HOST", "127.0.0.1", 1);
         for (size_t i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
+        if (cwd && chdir(cwd) != 0)
+            _exit(126);
         if (srv->valgrind) {
             char logopt[300];
-            snprintf(logopt, sizeof logopt, "--log-file=%s", srv->vg_path);
-            execlp("valgrind", "valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
-                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99", logopt, binary,
-                   (char *)NULL);
+            snprintf(logopt, sizeof logopt, "--log-file=%s.%%p", srv->vg_path);
+            char *vg[64] = {"valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                            "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
+                            "--trace-children=yes",
+                            "--trace-children-skip=*runuser*,*/sh,*/psql,*postgresql*,*/test", logopt};
+            size_t n = 9;
+            for (size_t i = 0; argv[i] && n < 63; i++)
+                vg[n++] = argv[i];
+            vg[n] = NULL;
+            execvp("valgrind", vg);
         } else {
-            execl(binary, binary, (char *)NULL);
+            execv(argv[0], argv);
         }
         _exit(127);
     }
@@ -121,10 +135,20 @@ int ht_stop(ht_server *srv)
     waitpid(srv->pid, &status, 0);
     srv->pid = 0;
     if (srv->valgrind) {
-        char *report = read_file(srv->vg_path);
-        if (*report)
-            printf("# valgrind report:\n%s\n", report);
-        free(report);
+        /* One report per traced process: <vg_path>.<pid>. */
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "cat %s.* 2>/dev/null; rm -f %s.*", srv->vg_path, srv->vg_path);
+        FILE *p = popen(cmd, "r");
+        char line[1024];
+        bool header = false;
+        while (p && fgets(line, sizeof line, p)) {
+            if (!header)
+                printf("# valgrind report:\n");
+            header = true;
+            printf("# %s", line);
+        }
+        if (p)
+            pclose(p);
     }
     if (WIFEXITED(status))
         return WEXITSTATUS(status);

@@ -29,6 +29,11 @@ typedef struct ht_response {
  * waits until it listens.  Returns false (with a diagnostic) on failure. */
 bool ht_start(ht_server *srv, const char *binary, const char *const *env);
 
+/* Like ht_start, but runs argv (argv[0] is the program) in folder cwd (NULL:
+ * the current one).  Under valgrind, children the program execs are traced
+ * too (except PostgreSQL's tools and shells). */
+bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, const char *cwd);
+
 /* Sends SIGTERM and waits; returns the exit status (or 128+signal). */
 int ht_stop(ht_server *srv);
 

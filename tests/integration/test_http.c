@@ -482,7 +482,7 @@ static void test_app_model(void)
     is_int(rc, 0, "keel app-model exits 0");
     ok(model != NULL, "keel app-model prints JSON");
     json_t *services = json_object_get(model, "services");
-    is_int(json_array_size(services), 2, "two services in the example");
+    is_int(json_array_size(services), 4, "four services in the example");
     json_t *hello = json_array_get(services, 0);
     is_str(json_string_value(json_object_get(hello, "name")), "hello", "first service is hello");
     json_t *ep = json_array_get(json_object_get(hello, "endpoints"), 0);
@@ -523,7 +523,7 @@ static void test_keel_run(void)
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 2);
         setenv("KEEL_HOST", "127.0.0.1", 1);
-        execl(getenv("KEEL_CLI"), "keel", "run", "--app", getenv("KEEL_EXAMPLE"), "--port", port_s, (char *)NULL);
+        execl(getenv("KEEL_CLI"), "keel", "run", "--app", getenv("KEEL_TESTAPP"), "--port", port_s, (char *)NULL);
         _exit(127);
     }
     ht_server s2 = {.pid = pid, .port = port};
@@ -534,7 +534,7 @@ static void test_keel_run(void)
         r = ht_request(&s2, "GET", "/hello/run", NULL, 0, NULL);
     }
     is_int(r.status, 200, "keel run --port %u serves the app on that port", port);
-    is_str(r.body, "{\"message\":\"Hello, run!\"}", "keel run serves the example app");
+    is_str(r.body, "{\"message\":\"Hello, run!\"}", "keel run serves the app");
     ht_free(&r);
     kill(pid, SIGINT);
     int status = 0;

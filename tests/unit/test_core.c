@@ -142,37 +142,59 @@ static void test_registry(void)
     const keel_service conflict = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
         KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty),
-        KEEL_ENDPOINT_END}};
+        KEEL_ENDPOINT_END}, NULL};
     char *msg = startup_error(&conflict, NULL);
     like(msg, "orders.by_id", "a route conflict names the first registration");
     like(msg, "orders.by_id_too", "a route conflict names the second registration");
 
     const keel_service bad_pattern = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
     like(startup_error(&bad_pattern, NULL), "orders.by_id", "an unparsable path names its endpoint");
 
     const keel_service missing_field = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END}};
+        KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
     like(startup_error(&missing_field, NULL), "path parameter \"id\"",
          "a path parameter without a KEEL_IN_PATH field is refused");
 
     const keel_service extra_field = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
     like(startup_error(&extra_field, NULL), "no such parameter", "a KEEL_IN_PATH field without a parameter is refused");
 
-    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}};
+    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL};
     like(startup_error(&bad_name, NULL), "service name", "an invalid service name is refused");
 
     const keel_service ok_svc = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}};
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
     like(startup_error(&ok_svc, &ok_svc), "listed twice", "a service listed twice is refused");
     ok(startup_error(&ok_svc, NULL) == NULL, "a valid service builds");
 
     const keel_service other = {"billing", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}};
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
     msg = startup_error(&ok_svc, &other);
     ok(msg != NULL, "conflicts across services are found too");
     like(msg, "billing.by_id_too", "and name the other service's endpoint");
+
+    static keel_sqldb orders_db = KEEL_SQLDB("orders", "migrations/orders");
+    static keel_sqldb orders_again = KEEL_SQLDB("orders", "migrations/orders2");
+    static keel_sqldb unknown_ref = KEEL_SQLDB_NAMED("ledger");
+    static keel_sqldb orders_ref = KEEL_SQLDB_NAMED("orders");
+    static keel_sqldb bad_db = KEEL_SQLDB("Orders!", "migrations/x");
+    const keel_service with_db = {"orders", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                  (keel_sqldb *const[]){&orders_db, NULL}};
+    const keel_service refers_unknown = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                         (keel_sqldb *const[]){&unknown_ref, NULL}};
+    const keel_service refers_orders = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                        (keel_sqldb *const[]){&orders_ref, NULL}};
+    const keel_service declares_again = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                         (keel_sqldb *const[]){&orders_again, NULL}};
+    const keel_service bad_db_svc = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                     (keel_sqldb *const[]){&bad_db, NULL}};
+    like(startup_error(&with_db, &refers_unknown), "sqldb: unknown database \"ledger\"",
+         "a reference to an undeclared database fails start-up with sqldb: unknown database");
+    ok(startup_error(&with_db, &refers_orders) == NULL, "a reference to a declared database resolves");
+    like(startup_error(&with_db, &declares_again), "KEEL_SQLDB_NAMED",
+         "two declarations of one database are refused with the fix");
+    like(startup_error(&bad_db_svc, NULL), "database name", "an invalid database name is refused");
 }
 
 int main(void)

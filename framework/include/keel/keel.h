@@ -9,6 +9,8 @@
 #include "router.h"
 #include "http.h"
 #include "service.h"
+#include "sqldb.h"
+#include "migrate.h"
 #include "app.h"
 
 #define KEEL_VERSION "0.1.0"

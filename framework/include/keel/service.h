@@ -88,9 +88,12 @@ typedef struct keel_endpoint {
 
 #define KEEL_ENDPOINT_END { .kind = KEEL_EP_END, .method = NULL, .path = NULL, .name = NULL }
 
+struct keel_sqldb;
+
 typedef struct keel_service {
     const char *name;                 /* [a-z][a-z0-9_]*, unique in the app */
     const keel_endpoint *endpoints;   /* ends with KEEL_ENDPOINT_END */
+    struct keel_sqldb *const *databases; /* NULL-terminated; may be NULL */
 } keel_service;
 
 /* Calls the typed endpoint "service.endpoint" in-process, public or private, as

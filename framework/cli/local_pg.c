@@ -1,0 +1,484 @@
+/* local_pg.c - the embedded local PostgreSQL cluster: creation (initdb),
+ * start (pg_ctl), the lock that keeps concurrent keel processes apart, and
+ * provisioning of databases and roles.  See local_pg.h. */
+#include "local_pg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+#define FIRST_PORT 55432u
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Runs argv (as the postgres user when we are root), output appended to log
+ * (or discarded).  Returns the exit status, or -1 when it cannot run. */
+static int run_pg_tool(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (geteuid() == 0) {
+            char *full[32] = {"runuser", "-u", "postgres", "--"};
+            size_t i = 0;
+            for (; argv[i] && i < 27; i++)
+                full[4 + i] = argv[i];
+            full[4 + i] = NULL;
+            execvp("runuser", full);
+        } else {
+            execv(argv[0], argv);
+        }
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The uid/gid that will own the cluster: postgres when root, else ourselves. */
+static keel_error *cluster_owner(uid_t *uid, gid_t *gid)
+{
+    if (geteuid() != 0) {
+        *uid = geteuid();
+        *gid = getegid();
+        return NULL;
+    }
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw)
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "cannot create the PostgreSQL cluster: there is no \"postgres\" system user "
+                              "(install PostgreSQL 15: apt-get install -y postgresql)");
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return NULL;
+}
+
+/* True when the postgres user can enter dir (it cannot enter /root, say). */
+static bool owner_can_enter(const char *dir)
+{
+    if (geteuid() != 0)
+        return true;
+    char *argv[] = {"/usr/bin/test", "-x", (char *)dir, NULL};
+    return run_pg_tool(argv, NULL) == 0;
+}
+
+static bool port_free(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Reads .keel/pg.json (where the cluster lives and its port), if present. */
+static bool read_location(local_pg *pg)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *dir = json_string_value(json_object_get(j, "cluster"));
+    json_int_t port = json_integer_value(json_object_get(j, "port"));
+    bool ok = dir && port > 0 && port < 65536 && strlen(dir) < sizeof pg->pg_dir;
+    if (ok) {
+        snprintf(pg->pg_dir, sizeof pg->pg_dir, "%s", dir);
+        pg->port = (unsigned)port;
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* Writes a file readable by its owner only, atomically (temp, fsync, rename). */
+static keel_error *write_private_file(const char *path, const char *text)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return keel_error_new(KEEL_INTERNAL, "cannot write %s: %s", path, strerror(errno));
+    size_t len = strlen(text);
+    bool ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return keel_error_new(KEEL_INTERNAL, "cannot write %s: %s", path, strerror(errno));
+    }
+    return NULL;
+}
+
+/* Decides where the cluster lives (under .keel/pg when the postgres user can
+ * reach it, else under /var/lib/keel) and which port it uses. */
+static keel_error *choose_location(local_pg *pg)
+{
+    if (read_location(pg))
+        return NULL;
+    if (owner_can_enter(pg->state_dir)) {
+        snprintf(pg->pg_dir, sizeof pg->pg_dir, "%s/pg", pg->state_dir);
+    } else {
+        unsigned char hash[8];
+        crypto_generichash(hash, sizeof hash, (const unsigned char *)pg->root, strlen(pg->root), NULL, 0);
+        char hex[17];
+        sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+        mkdir("/var/lib/keel", 0711);
+        snprintf(pg->pg_dir, sizeof pg->pg_dir, "/var/lib/keel/%s", hex);
+        fprintf(stderr, "note: the postgres user cannot enter %s; the cluster lives in %s\n", pg->root,
+                pg->pg_dir);
+    }
+    pg->port = 0;
+    for (unsigned p = FIRST_PORT; p < FIRST_PORT + 200; p++)
+        if (port_free(p)) {
+            pg->port = p;
+            break;
+        }
+    if (!pg->port)
+        return keel_error_new(KEEL_UNAVAILABLE, "cannot create the PostgreSQL cluster: ports %u-%u are all taken",
+                              FIRST_PORT, FIRST_PORT + 199);
+    json_t *j = json_pack("{s:s, s:i}", "cluster", pg->pg_dir, "port", (json_int_t)pg->port);
+    char *text = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    char path[700];
+    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
+    keel_error *err = write_private_file(path, text);
+    free(text);
+    return err;
+}
+
+static keel_error *create_cluster(local_pg *pg)
+{
+    uid_t uid;
+    gid_t gid;
+    keel_error *err = cluster_owner(&uid, &gid);
+    if (err)
+        return err;
+    if (access(PG_BIN "/initdb", X_OK) != 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "cannot create the PostgreSQL cluster: " PG_BIN "/initdb is missing "
+                              "(install PostgreSQL 15: apt-get install -y postgresql)");
+    if (mkdir(pg->pg_dir, 0700) != 0 && errno != EEXIST)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", pg->pg_dir, strerror(errno));
+    if (chown(pg->pg_dir, uid, gid) != 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot hand %s to the postgres user: %s", pg->pg_dir,
+                              strerror(errno));
+    char data[800], log[800];
+    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
+    snprintf(log, sizeof log, "%s/initdb.log", pg->pg_dir);
+    fprintf(stderr, "Creating PostgreSQL cluster in %s ... ", pg->pg_dir);
+    double t0 = now_s();
+    /* Local (socket) connections are trusted: the socket's folder is private
+     * to the cluster's owner (and root).  TCP needs a password. */
+    char *argv[] = {PG_BIN "/initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+                    "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", NULL};
+    if (run_pg_tool(argv, log) != 0) {
+        fprintf(stderr, "failed\n");
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "initdb failed: see %s", log);
+    }
+    fprintf(stderr, "done (%.1f s)\n", now_s() - t0);
+    return NULL;
+}
+
+static bool server_running(const local_pg *pg)
+{
+    char data[800];
+    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
+    char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "status", NULL};
+    return run_pg_tool(argv, NULL) == 0;
+}
+
+static keel_error *start_server(local_pg *pg)
+{
+    char data[800], log[800], opts[1200];
+    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
+    snprintf(log, sizeof log, "%s/server.log", pg->pg_dir);
+    snprintf(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir);
+    if (server_running(pg))
+        return NULL;
+    uid_t uid;
+    gid_t gid;
+    keel_error *err = cluster_owner(&uid, &gid);
+    if (err)
+        return err;
+    mkdir(pg->socket_dir, 0700);
+    if (chown(pg->socket_dir, uid, gid) != 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot hand %s to the postgres user", pg->socket_dir);
+    if (!port_free(pg->port))
+        return keel_error_new(KEEL_UNAVAILABLE,
+                              "cannot start PostgreSQL: port %u on 127.0.0.1 is taken by another program "
+                              "(edit %s/pg.json to choose another port)",
+                              pg->port, pg->state_dir);
+    snprintf(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir);
+    fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
+    double t0 = now_s();
+    char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
+    if (run_pg_tool(argv, NULL) != 0) {
+        fprintf(stderr, "failed\n");
+        return keel_error_new(KEEL_UNAVAILABLE, "PostgreSQL did not start: see %s", log);
+    }
+    fprintf(stderr, "done (%.2f s)\n", now_s() - t0);
+    return NULL;
+}
+
+/* Holds .keel/lock for the life of the keel process (released at exit or
+ * exec: the descriptor is close-on-exec). */
+static keel_error *take_lock(const local_pg *pg)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/lock", pg->state_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "waiting for another keel process to finish setting up the database ...\n");
+        if (flock(fd, LOCK_EX) != 0)
+            return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot lock %s: %s", path, strerror(errno));
+    }
+    return NULL;
+}
+
+keel_error *local_pg_ensure(const char *root, local_pg *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    if (!realpath(root, pg->root))
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "app root %s: %s", root, strerror(errno));
+    snprintf(pg->state_dir, sizeof pg->state_dir, "%s/.keel", pg->root);
+    if (mkdir(pg->state_dir, 0711) != 0 && errno != EEXIST)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", pg->state_dir, strerror(errno));
+    chmod(pg->state_dir, 0711);
+    if (sodium_init() < 0)
+        return keel_error_new(KEEL_INTERNAL, "libsodium cannot be initialised");
+    keel_error *err = take_lock(pg);
+    if (!err)
+        err = choose_location(pg);
+    if (err)
+        return err;
+    char version[800];
+    snprintf(version, sizeof version, "%s/data/PG_VERSION", pg->pg_dir);
+    if (access(version, F_OK) != 0)
+        err = create_cluster(pg);
+    if (!err)
+        err = start_server(pg);
+    return err;
+}
+
+/* ---- provisioning --------------------------------------------------------- */
+
+static PGconn *superuser_connect(const local_pg *pg, const char *dbname, keel_error **err)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%u", pg->port);
+    const char *keys[] = {"host", "port", "dbname", "user", NULL};
+    const char *values[] = {pg->socket_dir, port, dbname, "postgres", NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        *err = keel_error_new(KEEL_UNAVAILABLE, "cannot connect to the local PostgreSQL cluster");
+        keel_error_cause(*err, "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+static bool exec_ok(PGconn *conn, const char *sql, keel_error **err)
+{
+    PGresult *r = PQexec(conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok && !*err)
+        *err = keel_error_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), "%s",
+                                PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* True when the query with one bound parameter returns a row. */
+static bool exists(PGconn *conn, const char *sql, const char *param)
+{
+    PGresult *r = PQexecParams(conn, sql, 1, NULL, &param, NULL, NULL, 0);
+    bool found = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+    PQclear(r);
+    return found;
+}
+
+/* Reads .keel/passwords.json, adding generated passwords that are missing
+ * for the databases; writes it back (0600) when it changed. */
+static keel_error *load_passwords(const local_pg *pg, const char *const *databases, json_t **out)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/passwords.json", pg->state_dir);
+    json_t *all = json_load_file(path, 0, NULL);
+    if (!json_is_object(all)) {
+        json_decref(all);
+        all = json_object();
+    }
+    bool changed = false;
+    static const char *const roles[] = {"admin", "app", "ro"};
+    for (size_t i = 0; databases[i]; i++) {
+        json_t *db = json_object_get(all, databases[i]);
+        if (!json_is_object(db)) {
+            db = json_object();
+            json_object_set_new(all, databases[i], db);
+        }
+        for (size_t k = 0; k < 3; k++) {
+            if (json_is_string(json_object_get(db, roles[k])))
+                continue;
+            unsigned char raw[18];
+            char hex[37];
+            randombytes_buf(raw, sizeof raw);
+            sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+            json_object_set_new(db, roles[k], json_string(hex));
+            sodium_memzero(hex, sizeof hex);
+            changed = true;
+        }
+    }
+    keel_error *err = NULL;
+    if (changed) {
+        char *text = json_dumps(all, JSON_INDENT(2));
+        err = write_private_file(path, text);
+        sodium_memzero(text, strlen(text));
+        free(text);
+    }
+    *out = all;
+    return err;
+}
+
+/* Creates the role or resets its password (sent already hashed with SCRAM,
+ * so the clear text never reaches the server or its logs). */
+static void ensure_role(PGconn *conn, const char *role, const char *password, keel_error **err)
+{
+    char *hashed = PQencryptPasswordConn(conn, password, role, "scram-sha-256");
+    char *ident = PQescapeIdentifier(conn, role, strlen(role));
+    char *literal = hashed ? PQescapeLiteral(conn, hashed, strlen(hashed)) : NULL;
+    if (!ident || !literal) {
+        if (!*err)
+            *err = keel_error_new(KEEL_INTERNAL, "cannot prepare role %s", role);
+    } else {
+        bool have = exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = $1", role);
+        char sql[1024];
+        snprintf(sql, sizeof sql, "%s ROLE %s LOGIN PASSWORD %s", have ? "ALTER" : "CREATE", ident, literal);
+        exec_ok(conn, sql, err);
+    }
+    PQfreemem(hashed);
+    PQfreemem(ident);
+    PQfreemem(literal);
+}
+
+static void provision_one(const local_pg *pg, PGconn *conn, const char *name, json_t *pw, keel_error **err)
+{
+    char admin[128], app[128], ro[128];
+    snprintf(admin, sizeof admin, "%s_admin", name);
+    snprintf(app, sizeof app, "%s_app", name);
+    snprintf(ro, sizeof ro, "%s_ro", name);
+    ensure_role(conn, admin, json_string_value(json_object_get(pw, "admin")), err);
+    ensure_role(conn, app, json_string_value(json_object_get(pw, "app")), err);
+    ensure_role(conn, ro, json_string_value(json_object_get(pw, "ro")), err);
+    char *db = PQescapeIdentifier(conn, name, strlen(name));
+    char *ia = PQescapeIdentifier(conn, admin, strlen(admin));
+    char *ip = PQescapeIdentifier(conn, app, strlen(app));
+    char *ir = PQescapeIdentifier(conn, ro, strlen(ro));
+    char sql[2048];
+    if (!exists(conn, "SELECT 1 FROM pg_database WHERE datname = $1", name)) {
+        fprintf(stderr, "Creating database %s ... ", name);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER %s", db, ia);
+        fprintf(stderr, exec_ok(conn, sql, err) ? "done\n" : "failed\n");
+    }
+    snprintf(sql, sizeof sql,
+             "REVOKE ALL ON DATABASE %s FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s, %s;"
+             "GRANT ALL ON DATABASE %s TO %s;"
+             "GRANT pg_read_all_data TO %s; GRANT pg_read_all_data, pg_write_all_data TO %s",
+             db, db, ip, ir, db, ia, ir, ip);
+    exec_ok(conn, sql, err);
+    PQfreemem(db);
+    PQfreemem(ia);
+    PQfreemem(ip);
+    PQfreemem(ir);
+    (void)pg;
+}
+
+keel_error *local_pg_provision(local_pg *pg, const char *const *databases)
+{
+    json_t *passwords = NULL;
+    keel_error *err = load_passwords(pg, databases, &passwords);
+    PGconn *conn = err ? NULL : superuser_connect(pg, "postgres", &err);
+    for (size_t i = 0; conn && !err && databases[i]; i++)
+        provision_one(pg, conn, databases[i], json_object_get(passwords, databases[i]), &err);
+    PQfinish(conn);
+    json_decref(passwords);
+    return err;
+}
+
+keel_error *local_pg_write_infra(const local_pg *pg, const char *const *databases, char *out, size_t out_len)
+{
+    json_t *passwords = NULL;
+    keel_error *err = load_passwords(pg, databases, &passwords);
+    if (err) {
+        json_decref(passwords);
+        return err;
+    }
+    json_t *dbs = json_object();
+    for (size_t i = 0; databases[i]; i++) {
+        const char *n = databases[i];
+        json_t *pw = json_object_get(passwords, n);
+        char admin[128], app[128], ro[128];
+        snprintf(admin, sizeof admin, "%s_admin", n);
+        snprintf(app, sizeof app, "%s_app", n);
+        snprintf(ro, sizeof ro, "%s_ro", n);
+        json_object_set_new(dbs, n, json_pack("{s:s, s:s, s:O, s:s, s:O, s:s, s:O}", "name", n, "user", app,
+                                               "password", json_object_get(pw, "app"), "admin_user", admin,
+                                               "admin_password", json_object_get(pw, "admin"), "readonly_user", ro,
+                                               "readonly_password", json_object_get(pw, "ro")));
+    }
+    json_t *infra = json_pack("{s:[{s:s, s:i, s:s, s:o}]}", "sql_servers", "host", "127.0.0.1", "port",
+                              (json_int_t)pg->port, "sslmode", "disable", "databases", dbs);
+    char *text = json_dumps(infra, JSON_INDENT(2));
+    snprintf(out, out_len, "%s/infra.local.json", pg->state_dir);
+    err = write_private_file(out, text);
+    sodium_memzero(text, strlen(text));
+    free(text);
+    json_decref(infra);
+    json_decref(passwords);
+    return err;
+}
+
+keel_error *local_pg_drop_database(local_pg *pg, const char *name)
+{
+    keel_error *err = NULL;
+    PGconn *conn = superuser_connect(pg, "postgres", &err);
+    if (!conn)
+        return err;
+    char *db = PQescapeIdentifier(conn, name, strlen(name));
+    char sql[512];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    exec_ok(conn, sql, &err);
+    PQfreemem(db);
+    PQfinish(conn);
+    return err;
+}

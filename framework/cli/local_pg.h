@@ -1,0 +1,38 @@
+/* local_pg.h - private to the CLI: the embedded local PostgreSQL cluster under
+ * the app root (.keel/pg), run from the system's PostgreSQL 15 binaries as the
+ * unprivileged postgres user when keel runs as root, and the per-database
+ * roles and databases provisioned in it. */
+#ifndef KEEL_CLI_LOCAL_PG_H
+#define KEEL_CLI_LOCAL_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <keel/error.h>
+
+typedef struct local_pg {
+    char root[512];       /* the app root (absolute) */
+    char state_dir[600];  /* <root>/.keel */
+    char pg_dir[700];     /* the cluster folder: data/, run/ (socket), log */
+    char socket_dir[800];
+    unsigned port;        /* TCP port on 127.0.0.1 */
+} local_pg;
+
+/* Makes sure the cluster for the app root exists and runs: creates it on first
+ * use, starts it when stopped, recovers from a stale pid file.  Serialised
+ * with other keel processes by a lock file.  Prints progress on stderr.
+ * Errors say what failed and how to fix it. */
+keel_error *local_pg_ensure(const char *root, local_pg *pg);
+
+/* Creates (or updates) the database and its three roles (NAME_admin owns it
+ * and runs migrations, NAME_app reads and writes, NAME_ro reads), with
+ * generated passwords kept in .keel/passwords.json (0600). */
+keel_error *local_pg_provision(local_pg *pg, const char *const *databases);
+
+/* Writes .keel/infra.local.json (0600) for the provisioned databases and
+ * returns its path in out. */
+keel_error *local_pg_write_infra(const local_pg *pg, const char *const *databases, char *out, size_t out_len);
+
+/* Drops and recreates a database (used by keel db reset and tests). */
+keel_error *local_pg_drop_database(local_pg *pg, const char *name);
+
+#endif

@@ -1,0 +1,220 @@
+/* databases.c - the app's managed databases: declarations checked and
+ * references resolved at registration (no I/O), then at start-up each
+ * database is migrated with its admin role and given a pool for the app role,
+ * from the infra config.  The app binary owns this in every environment, so a
+ * self-hosted deploy needs nothing else. */
+#include "core.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "infra.h"
+#include "pool.h"
+
+static bool valid_db_name(const char *name)
+{
+    if (!name || !islower((unsigned char)name[0]))
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_')
+            return false;
+    return strlen(name) <= 48;
+}
+
+/* The index of the declaration called name, or -1. */
+static long declared_index(const keel_app *app, const char *name)
+{
+    for (size_t i = 0; i < app->ndbs; i++)
+        if (strcmp(app->dbs[i]->name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static keel_sqldb *find_declared(const keel_app *app, const char *name)
+{
+    long i = declared_index(app, name);
+    return i < 0 ? NULL : app->dbs[i];
+}
+
+/* Adds one declaration; a second declaration of the same name is an error. */
+static keel_error *declare(keel_app *app, const keel_service *svc, keel_sqldb *db)
+{
+    if (!valid_db_name(db->name))
+        return keel_error_new(KEEL_INVALID_ARGUMENT,
+                              "service %s: database name \"%s\" is invalid: use lower-case letters, digits and _",
+                              svc->name, db->name ? db->name : "(null)");
+    long earlier = declared_index(app, db->name);
+    if (earlier >= 0 && app->dbs[earlier] != db)
+        return keel_error_new(KEEL_INVALID_ARGUMENT,
+                              "sqldb: database \"%s\" is declared by both %s and %s; "
+                              "the second should use KEEL_SQLDB_NAMED(\"%s\")",
+                              db->name, app->db_owner[earlier]->name, svc->name, db->name);
+    if (earlier >= 0)
+        return NULL;
+    keel_sqldb **dbs = realloc(app->dbs, (app->ndbs + 1) * sizeof *dbs);
+    const keel_service **owners = dbs ? realloc(app->db_owner, (app->ndbs + 1) * sizeof *owners) : NULL;
+    if (dbs)
+        app->dbs = dbs;
+    if (!dbs || !owners)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    app->db_owner = owners;
+    app->dbs[app->ndbs] = db;
+    app->db_owner[app->ndbs] = svc;
+    app->ndbs++;
+    db->resolved = db;
+    return NULL;
+}
+
+keel_error *keel__databases_register(keel_app *app)
+{
+    for (size_t i = 0; app->services[i]; i++) {
+        const keel_service *s = app->services[i];
+        for (size_t j = 0; s->databases && s->databases[j]; j++)
+            if (s->databases[j]->migrations) {
+                keel_error *err = declare(app, s, s->databases[j]);
+                if (err)
+                    return err;
+            }
+    }
+    for (size_t i = 0; app->services[i]; i++) {
+        const keel_service *s = app->services[i];
+        for (size_t j = 0; s->databases && s->databases[j]; j++) {
+            keel_sqldb *db = s->databases[j];
+            if (db->migrations)
+                continue;
+            keel_sqldb *target = db->name ? find_declared(app, db->name) : NULL;
+            if (!target)
+                return keel_error_new(KEEL_INVALID_ARGUMENT, "sqldb: unknown database \"%s\" (used by service %s)",
+                                      db->name ? db->name : "(null)", s->name);
+            db->resolved = target;
+        }
+    }
+    return NULL;
+}
+
+/* The folder holding the app's migrations: $KEEL_APP_ROOT, else the current
+ * directory. */
+static char *migrations_path(const keel_sqldb *db)
+{
+    const char *root = getenv("KEEL_APP_ROOT");
+    if (db->migrations[0] == '/' || !root || !*root)
+        return strdup(db->migrations);
+    size_t n = strlen(root) + 1 + strlen(db->migrations) + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", root, db->migrations);
+    return p;
+}
+
+/* Frees a string that held a password. */
+static void free_secret(char *s)
+{
+    if (s) {
+        sodium_memzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* Applies pending migrations to db, connected with its admin role. */
+static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
+{
+    char *dir = migrations_path(db);
+    keel_migration_set *set = NULL;
+    keel_error *err = dir ? keel_migrations_load(dir, &set) : keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    free(dir);
+    if (err)
+        return keel_error_prefix(err, "%s", db->name);
+    char *conninfo = NULL;
+    err = keel__infra_conninfo(infra, db->name, KEEL_ROLE_ADMIN, &conninfo);
+    if (err) {
+        keel_migrations_free(set);
+        return err;
+    }
+    PGconn *conn = PQconnectdb(conninfo);
+    free_secret(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        err = keel_error_new(KEEL_UNAVAILABLE, "%s: could not connect to the database to migrate it", db->name);
+        keel_error_cause(err, "%s", PQerrorMessage(conn));
+    } else {
+        int applied = 0;
+        err = keel_migrate_up(conn, set, &applied);
+        if (err)
+            keel_error_prefix(err, "%s", db->name);
+        else if (applied)
+            keel_log(KEEL_LOG_INFO, "%s: applied %d migration%s", db->name, applied, applied == 1 ? "" : "s");
+        else
+            keel_log(KEEL_LOG_INFO, "%s: schema up to date", db->name);
+    }
+    PQfinish(conn);
+    keel_migrations_free(set);
+    return err;
+}
+
+static keel_error *open_pool(const keel_infra *infra, keel_sqldb *db)
+{
+    char *conninfo = NULL;
+    keel_error *err = keel__infra_conninfo(infra, db->name, KEEL_ROLE_APP, &conninfo);
+    if (err)
+        return err;
+    keel_pool_settings ps;
+    keel__infra_pool(infra, &ps);
+    keel_pool_config cfg = {db->name, conninfo, ps.max_connections, ps.checkout_timeout_ms,
+                            ps.statement_timeout_ms};
+    err = keel_pool_new(&cfg, &db->pool);
+    free_secret(conninfo);
+    return err;
+}
+
+keel_error *keel__databases_open(keel_app *app)
+{
+    if (app->ndbs == 0)
+        return NULL;
+    const char *path = getenv("KEEL_INFRA_CONFIG");
+    if (!path || !*path)
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "the app declares databases but KEEL_INFRA_CONFIG is not set: run it with `keel run` "
+                              "(which provisions the local cluster), or point KEEL_INFRA_CONFIG at an infra config");
+    keel_infra *infra = NULL;
+    keel_error *err = keel__infra_load(path, &infra);
+    for (size_t i = 0; !err && i < app->ndbs; i++) {
+        err = migrate_database(infra, app->dbs[i]);
+        if (!err)
+            err = open_pool(infra, app->dbs[i]);
+    }
+    keel__infra_free(infra);
+    return err;
+}
+
+void keel__databases_close(keel_app *app)
+{
+    for (size_t i = 0; i < app->ndbs; i++) {
+        keel_pool_free(app->dbs[i]->pool);
+        app->dbs[i]->pool = NULL;
+    }
+    for (size_t i = 0; app->services && app->services[i]; i++) {
+        const keel_service *s = app->services[i];
+        for (size_t j = 0; s->databases && s->databases[j]; j++)
+            s->databases[j]->resolved = NULL;
+    }
+    free(app->dbs);
+    free(app->db_owner);
+    app->dbs = NULL;
+    app->db_owner = NULL;
+    app->ndbs = 0;
+}
+
+json_t *keel__databases_model(const keel_app *app, const keel_service *svc)
+{
+    json_t *list = json_array();
+    for (size_t j = 0; svc->databases && svc->databases[j]; j++) {
+        keel_sqldb *db = svc->databases[j];
+        json_t *d = json_pack("{s:s, s:b}", "name", db->name, "declared", db->migrations != NULL);
+        if (db->migrations)
+            json_object_set_new(d, "migrations", json_string(db->migrations));
+        json_array_append_new(list, d);
+    }
+    (void)app;
+    return list;
+}

@@ -1,0 +1,536 @@
+/* pool.c - see pool.h.  One mutex and one condition variable per pool guard an
+ * idle list and a count of open connections; connecting happens outside the
+ * lock.  Each connection carries its cache of prepared statements: an
+ * open-addressing hash table keyed by the SQL text. */
+#include "pool.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define POOL_DEFAULT_MAX 20u
+#define POOL_DEFAULT_CHECKOUT_MS 5000u
+/* Beyond this many distinct statements on one connection, further ones use the
+ * unnamed statement (parsed on every call) so the cache stays bounded. */
+#define STMT_CACHE_MAX 1024u
+
+typedef struct stmt {
+    char *sql;
+    uint64_t hash;
+    char name[24];
+} stmt;
+
+struct keel_pconn {
+    PGconn *pg;
+    keel_pool *pool;
+    keel_pconn *next;   /* idle list link */
+    stmt **slots;       /* open addressing, linear probing; NULL: empty */
+    size_t nslots;      /* a power of two (0 before the first statement) */
+    size_t nstmts;
+    unsigned next_id;
+};
+
+struct keel_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *name;
+    const char **keywords;  /* NULL-terminated, for PQconnectdbParams */
+    char **values;          /* owned copies (scrubbed when freed) */
+    size_t nparams;
+    unsigned max_conns;
+    unsigned checkout_ms;
+    keel_pconn *idle;
+    unsigned open;          /* connections that exist or are being made */
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Overwrites the value of every password=... in s (case-insensitive) with *. */
+static void scrub_password(char *s)
+{
+    for (char *p = s; (p = strcasestr(p, "password")) != NULL;) {
+        p += 8;
+        char *q = p;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q != '=')
+            continue;
+        q++;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        char quote = (*q == '\'' || *q == '"') ? *q : 0;
+        if (quote)
+            q++;
+        for (; *q && (quote ? *q != quote : (*q != ' ' && *q != '\t' && *q != '\n')); q++)
+            *q = '*';
+        p = q;
+    }
+}
+
+/* A copy of a libpq message without its trailing newline, tabs flattened and
+ * passwords scrubbed; NULL on exhaustion. */
+static char *clean_message(const char *msg)
+{
+    char *s = strdup(msg ? msg : "");
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t' || *p == '\r')
+            *p = ' ';
+    scrub_password(s);
+    return s;
+}
+
+static keel_code code_for_sqlstate(const char *st, bool conn_bad)
+{
+    if (!st || strlen(st) != 5)
+        return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
+    if (!strcmp(st, "23505"))
+        return KEEL_ALREADY_EXISTS;
+    if (!strcmp(st, "23503") || !strcmp(st, "23514"))
+        return KEEL_FAILED_PRECONDITION;
+    if (!strcmp(st, "23502") || !strncmp(st, "22", 2) || !strcmp(st, "42804"))
+        return KEEL_INVALID_ARGUMENT;
+    if (!strcmp(st, "57014"))
+        return KEEL_DEADLINE_EXCEEDED;
+    if (!strcmp(st, "08P01")) /* protocol violation: a bug (e.g. wrong parameter count) */
+        return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
+    if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") || !strcmp(st, "57P03"))
+        return KEEL_UNAVAILABLE;
+    if (!strcmp(st, "40001") || !strcmp(st, "40P01"))
+        return KEEL_ABORTED;
+    return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
+}
+
+keel_error *keel__pg_error(PGconn *conn, const PGresult *r, const char *dbname)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!primary || !*primary)
+        primary = r ? PQresultErrorMessage(r) : NULL;
+    if ((!primary || !*primary) && conn)
+        primary = PQerrorMessage(conn);
+    if (!primary || !*primary)
+        primary = "unknown database error";
+    bool bad = conn && PQstatus(conn) == CONNECTION_BAD;
+    keel_code code = code_for_sqlstate(st, bad);
+    char *text = clean_message(primary);
+    keel_error *err;
+    if (code == KEEL_UNAVAILABLE)
+        err = keel_error_new(code, "database \"%s\" is unavailable", dbname);
+    else if (code == KEEL_INTERNAL)
+        err = keel_error_new(code, "database \"%s\" error", dbname);
+    else
+        err = keel_error_new(code, "%s", text ? text : "database error");
+    if (text)
+        keel_error_cause(err, "%s%s%s", st ? st : "", st ? ": " : "", text);
+    free(text);
+    return err;
+}
+
+/* ---- pool ------------------------------------------------------------------ */
+
+static void secret_free(char *s)
+{
+    if (!s)
+        return;
+    volatile char *v = s;
+    while (*v)
+        *v++ = '\0';
+    free(s);
+}
+
+static void pool_destroy_params(keel_pool *p)
+{
+    for (size_t i = 0; i < p->nparams; i++) {
+        if (p->values)
+            secret_free(p->values[i]);
+        if (p->keywords)
+            free((char *)p->keywords[i]);
+    }
+    free(p->values);
+    free(p->keywords);
+    p->values = NULL;
+    p->keywords = NULL;
+}
+
+/* Appends keyword=value (both copied). */
+static bool param_add(keel_pool *p, const char *kw, const char *val)
+{
+    char *k = strdup(kw);
+    char *v = k ? strdup(val) : NULL;
+    if (!v) {
+        free(k);
+        return false;
+    }
+    p->keywords[p->nparams] = k;
+    p->values[p->nparams] = v;
+    p->nparams++;
+    return true;
+}
+
+/* Builds the keyword arrays: the conninfo's own settings, then options with
+ * the session settings Keel relies on (UTC, ISO dates, exact floats, the
+ * statement timeout), UTF-8, an application name and a connect timeout unless
+ * the conninfo sets them. */
+static keel_error *pool_build_params(keel_pool *p, const keel_pool_config *cfg)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &errmsg);
+    if (!opts) {
+        /* libpq's message may quote a piece of the string (a password
+         * perhaps): it is not passed on. */
+        if (errmsg)
+            PQfreemem(errmsg);
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "database \"%s\": invalid connection settings", cfg->name);
+    }
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        n++;
+    p->keywords = calloc(n + 6, sizeof *p->keywords);
+    p->values = calloc(n + 6, sizeof *p->values);
+    bool ok = p->keywords && p->values;
+    const char *user_options = NULL;
+    bool has_app = false, has_timeout = false, has_encoding = false;
+    for (PQconninfoOption *o = opts; ok && o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (!strcmp(o->keyword, "options")) {
+            user_options = o->val;
+            continue;
+        }
+        const char *kw = o->keyword;
+        has_app |= !strcmp(kw, "application_name");
+        has_timeout |= !strcmp(kw, "connect_timeout");
+        has_encoding |= !strcmp(kw, "client_encoding");
+        ok = param_add(p, kw, o->val);
+    }
+    char timeout[64] = "";
+    if (cfg->statement_timeout_ms)
+        snprintf(timeout, sizeof timeout, " -c statement_timeout=%u", cfg->statement_timeout_ms);
+    static const char session[] = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3";
+    size_t olen = (user_options ? strlen(user_options) + 1 : 0) + sizeof session + strlen(timeout);
+    char *options = ok ? malloc(olen) : NULL;
+    if (options) {
+        snprintf(options, olen, "%s%s%s%s", user_options ? user_options : "", user_options ? " " : "", session,
+                 timeout);
+        ok = param_add(p, "options", options);
+        free(options);
+    } else {
+        ok = false;
+    }
+    if (ok && !has_app)
+        ok = param_add(p, "application_name", "keel");
+    if (ok && !has_encoding)
+        ok = param_add(p, "client_encoding", "UTF8");
+    if (ok && !has_timeout) {
+        char secs[16];
+        unsigned s = (p->checkout_ms + 999) / 1000;
+        snprintf(secs, sizeof secs, "%u", s < 2 ? 2 : s);
+        ok = param_add(p, "connect_timeout", secs);
+    }
+    /* PQconninfoFree does not clear the password: do it first. */
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val) {
+            volatile char *v = o->val;
+            while (*v)
+                *v++ = '\0';
+        }
+    PQconninfoFree(opts);
+    if (!ok) {
+        pool_destroy_params(p);
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return NULL;
+}
+
+keel_error *keel_pool_new(const keel_pool_config *cfg, keel_pool **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->name || !cfg->conninfo)
+        return keel_error_new(KEEL_INTERNAL, "keel_pool_new: name and conninfo are required");
+    keel_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    p->max_conns = cfg->max_conns ? cfg->max_conns : POOL_DEFAULT_MAX;
+    p->checkout_ms = cfg->checkout_timeout_ms ? cfg->checkout_timeout_ms : POOL_DEFAULT_CHECKOUT_MS;
+    p->name = strdup(cfg->name);
+    if (!p->name) {
+        free(p);
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    keel_error *err = pool_build_params(p, cfg);
+    if (err) {
+        free(p->name);
+        free(p);
+        return err;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->mu, NULL);
+    *out = p;
+    return NULL;
+}
+
+static void pconn_close(keel_pconn *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->pg);
+    for (size_t i = 0; i < c->nslots; i++)
+        if (c->slots[i]) {
+            free(c->slots[i]->sql);
+            free(c->slots[i]);
+        }
+    free(c->slots);
+    free(c);
+}
+
+void keel_pool_free(keel_pool *pool)
+{
+    if (!pool)
+        return;
+    keel_pconn *c = pool->idle;
+    while (c) {
+        keel_pconn *next = c->next;
+        pconn_close(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->cv);
+    pool_destroy_params(pool);
+    free(pool->name);
+    free(pool);
+}
+
+/* Notices (NOTICE, WARNING, an idle connection's FATAL at shutdown) would go
+ * to stderr by default: the caller sees errors as results instead. */
+static void notice_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static keel_error *pconn_connect(keel_pool *pool, keel_pconn **out)
+{
+    keel_pconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    c->pool = pool;
+    c->pg = PQconnectdbParams(pool->keywords, (const char *const *)pool->values, 0);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        char *text = clean_message(c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
+        if (text)
+            keel_error_cause(err, "%s", text);
+        free(text);
+        pconn_close(c);
+        return err;
+    }
+    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    *out = c;
+    return NULL;
+}
+
+/* A cheap check of an idle connection: anything readable on its socket while
+ * it is idle is the server saying goodbye (a restart closes every session). */
+static bool pconn_alive(keel_pconn *c)
+{
+    if (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return false;
+    struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
+    if (pfd.fd < 0)
+        return false;
+    int n;
+    do
+        n = poll(&pfd, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return true; /* nothing pending; a failure is left for the statement to find */
+    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK)
+        return false;
+    PGnotify *nf;
+    while ((nf = PQnotifies(c->pg)) != NULL)
+        PQfreemem(nf);
+    return true;
+}
+
+static void deadline_after(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out)
+{
+    *out = NULL;
+    struct timespec deadline;
+    deadline_after(&deadline, pool->checkout_ms);
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (pool->idle) {
+            keel_pconn *c = pool->idle;
+            pool->idle = c->next;
+            c->next = NULL;
+            pthread_mutex_unlock(&pool->mu);
+            if (pconn_alive(c)) {
+                *out = c;
+                return NULL;
+            }
+            pconn_close(c);
+            pthread_mutex_lock(&pool->mu);
+            pool->open--;
+        }
+        if (pool->open < pool->max_conns) {
+            pool->open++;
+            pthread_mutex_unlock(&pool->mu);
+            keel_error *err = pconn_connect(pool, out);
+            if (err) {
+                pthread_mutex_lock(&pool->mu);
+                pool->open--;
+                pthread_cond_signal(&pool->cv);
+                pthread_mutex_unlock(&pool->mu);
+            }
+            return err;
+        }
+        int rc = pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline);
+        if (rc == ETIMEDOUT && !pool->idle && pool->open >= pool->max_conns) {
+            pthread_mutex_unlock(&pool->mu);
+            return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\": no connection available within %u ms",
+                                  pool->name, pool->checkout_ms);
+        }
+    }
+}
+
+void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken)
+{
+    if (!conn)
+        return;
+    bool lost = PQstatus(conn->pg) != CONNECTION_OK;
+    if (broken || lost || PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
+        pconn_close(conn);
+        pthread_mutex_lock(&pool->mu);
+        pool->open--;
+        pthread_cond_signal(&pool->cv);
+        pthread_mutex_unlock(&pool->mu);
+        return;
+    }
+    pthread_mutex_lock(&pool->mu);
+    conn->next = pool->idle;
+    pool->idle = conn;
+    pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+PGconn *keel_pconn_pg(keel_pconn *conn)
+{
+    return conn->pg;
+}
+
+/* ---- prepared statements ---------------------------------------------------- */
+
+static uint64_t sql_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static stmt *stmt_find(const keel_pconn *c, const char *sql, uint64_t h)
+{
+    if (!c->nslots)
+        return NULL;
+    for (size_t i = (size_t)h & (c->nslots - 1);; i = (i + 1) & (c->nslots - 1)) {
+        stmt *s = c->slots[i];
+        if (!s)
+            return NULL;
+        if (s->hash == h && strcmp(s->sql, sql) == 0)
+            return s;
+    }
+}
+
+static void slot_insert(stmt **slots, size_t nslots, stmt *s)
+{
+    size_t i = (size_t)s->hash & (nslots - 1);
+    while (slots[i])
+        i = (i + 1) & (nslots - 1);
+    slots[i] = s;
+}
+
+/* Keeps the table at most half full; false on exhaustion. */
+static bool stmt_reserve(keel_pconn *c)
+{
+    if ((c->nstmts + 1) * 2 <= c->nslots)
+        return true;
+    size_t n = c->nslots ? c->nslots * 2 : 16;
+    stmt **slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < c->nslots; i++)
+        if (c->slots[i])
+            slot_insert(slots, n, c->slots[i]);
+    free(c->slots);
+    c->slots = slots;
+    c->nslots = n;
+    return true;
+}
+
+keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name)
+{
+    uint64_t h = sql_hash(sql);
+    stmt *s = stmt_find(conn, sql, h);
+    if (s) {
+        *stmt_name = s->name;
+        return NULL;
+    }
+    const char *name = "";
+    if (conn->nstmts < STMT_CACHE_MAX && stmt_reserve(conn)) {
+        s = calloc(1, sizeof *s);
+        if (s && !(s->sql = strdup(sql))) {
+            free(s);
+            s = NULL;
+        }
+        if (s) {
+            s->hash = h;
+            snprintf(s->name, sizeof s->name, "keel_s%u", ++conn->next_id);
+            name = s->name;
+        }
+    }
+    PGresult *r = PQprepare(conn->pg, name, sql, nparams, NULL);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        keel_error *err = keel__pg_error(conn->pg, r, conn->pool->name);
+        PQclear(r);
+        if (s) {
+            free(s->sql);
+            free(s);
+        }
+        return err;
+    }
+    PQclear(r);
+    if (s) {
+        slot_insert(conn->slots, conn->nslots, s);
+        conn->nstmts++;
+    }
+    *stmt_name = name;
+    return NULL;
+}

@@ -1,0 +1,49 @@
+/* pool.h - private: one pool of libpq connections per database, shared by
+ * managed and external databases.  Thread-safe; connects lazily; bounded size
+ * with a checkout timeout; broken connections are dropped and replaced. */
+#ifndef KEEL_POOL_H
+#define KEEL_POOL_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "keel/error.h"
+
+typedef struct keel_pool keel_pool;
+typedef struct keel_pconn keel_pconn;
+
+typedef struct keel_pool_config {
+    const char *name;                /* logical database name, for messages */
+    const char *conninfo;            /* libpq keyword=value string; copied */
+    unsigned max_conns;              /* 0: 20 */
+    unsigned checkout_timeout_ms;    /* 0: 5000 */
+    unsigned statement_timeout_ms;   /* 0: no limit */
+} keel_pool_config;
+
+/* Creates a pool; connects nothing yet.  The caller owns *out. */
+keel_error *keel_pool_new(const keel_pool_config *cfg, keel_pool **out);
+/* Closes every idle connection and frees the pool (none may be checked out). */
+void keel_pool_free(keel_pool *pool);
+
+/* Takes a connection, connecting a new one when none is idle and the pool is
+ * below its size, else waiting up to the checkout timeout (then unavailable,
+ * 503).  A connection that cannot be made is unavailable naming the database
+ * (never the password). */
+keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out);
+/* Returns a connection; broken=true (or a connection libpq reports as bad, or
+ * one left inside a transaction) is closed instead of kept. */
+void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken);
+
+PGconn *keel_pconn_pg(keel_pconn *conn);
+
+/* The name of the prepared statement for sql on conn, preparing it on first
+ * use (statements are prepared once per connection and reused). */
+keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name);
+
+/* The keel_error for a failed libpq call (the one place SQLSTATEs are mapped to
+ * codes): r may be NULL (then conn's message is used); conn may be NULL.  The
+ * client message is PostgreSQL's primary message, or a generic one naming
+ * dbname for internal and unavailable errors (the detail goes to the cause). */
+keel_error *keel__pg_error(PGconn *conn, const PGresult *r, const char *dbname);
+
+#endif

@@ -1,0 +1,1051 @@
+/* sqldb.c - queries, row streams, transactions and typed getters on the pools
+ * of pool.c.
+ *
+ * Per request, req->db_state (in the request's arena) records for each database
+ * the request touched its pinned transaction connection, plus the open row
+ * streams and the results that keel_db_query_row handed out: all of it is
+ * released by keel__sqldb_request_done when the request completes.
+ *
+ * Parameters are sent with PQexecPrepared / PQsendQueryPrepared as text
+ * (int64, double, bool, JSON) or binary (bytea); results come back as text.
+ * Outside a transaction, a statement that fails because its connection died
+ * (PostgreSQL restarted while the connection sat idle) is retried once on
+ * another connection (pool.c already drops idle connections that the server
+ * closed, so this is the rare race; a statement whose connection died after
+ * the server ran it could then run twice).  Inside a transaction nothing is
+ * retried: the statement fails unavailable and the transaction is over.
+ *
+ * "no rows": keel_db_query_row's empty result is KEEL_NOT_FOUND with exactly
+ * the message "no rows"; keel_db_no_rows recognises it by both. */
+#include "core.h"
+#include "pool.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_ROWS_MESSAGE "no rows"
+#define TX_ABORTED_MESSAGE "transaction was rolled back after an error"
+
+/* Memory handed out by a streamed row's bytea getter: freed at the next row. */
+typedef struct scratch {
+    struct scratch *next;
+    _Alignas(16) unsigned char data[];
+} scratch;
+
+typedef struct kept_result {
+    struct kept_result *next;
+    PGresult *res;
+} kept_result;
+
+typedef struct db_entry {
+    struct db_entry *next;
+    keel_sqldb *db;        /* the declaring (resolved) database */
+    keel_pconn *tx;        /* pinned while a transaction is open */
+    bool tx_failed;        /* a statement failed: the transaction was rolled back */
+    keel_rows *tx_stream;  /* a row stream open on tx */
+} db_entry;
+
+struct keel_row {
+    const PGresult *res;
+    int idx;
+    keel_req *req;
+    keel_rows *stream;     /* NULL for keel_db_query_row's rows */
+};
+
+struct keel_rows {
+    keel_rows *next_open;  /* the request's list of open streams */
+    keel_req *req;
+    db_entry *entry;
+    keel_pconn *conn;
+    bool in_tx;            /* conn is entry->tx: never returned by the stream */
+    bool done;
+    PGresult *pending;     /* the first result, read by keel_db_query */
+    PGresult *cur;
+    keel_row row;
+    scratch *scratch;
+};
+
+typedef struct db_state {
+    db_entry *dbs;
+    keel_rows *open;
+    kept_result *kept;
+} db_state;
+
+static keel_error *oom(void)
+{
+    return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---- request state ------------------------------------------------------------ */
+
+static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
+{
+    *out = NULL;
+    if (!req || !db)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: a request and a database are required");
+    keel_sqldb *target = db->resolved ? db->resolved : db;
+    if (!target->pool)
+        return keel_error_new(KEEL_INTERNAL,
+                              "sqldb: database \"%s\" is not open (is it listed in its service's .databases?)",
+                              target->name ? target->name : "?");
+    db_state *st = req->db_state;
+    if (!st) {
+        st = keel_arena_calloc(&req->arena, 1, sizeof *st);
+        if (!st)
+            return oom();
+        req->db_state = st;
+    }
+    for (db_entry *e = st->dbs; e; e = e->next)
+        if (e->db == target) {
+            *out = e;
+            return NULL;
+        }
+    db_entry *e = keel_arena_calloc(&req->arena, 1, sizeof *e);
+    if (!e)
+        return oom();
+    e->db = target;
+    e->next = st->dbs;
+    st->dbs = e;
+    *out = e;
+    return NULL;
+}
+
+/* The usual checks before a statement: the transaction is usable and its
+ * connection is not busy with a stream. */
+static keel_error *entry_usable(const db_entry *e)
+{
+    if (e->tx && e->tx_failed)
+        return keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
+    if (e->tx && e->tx_stream)
+        return keel_error_new(KEEL_INTERNAL,
+                              "sqldb: a row stream is still open in the transaction on database \"%s\"; "
+                              "close it first",
+                              e->db->name);
+    return NULL;
+}
+
+static void rows_unlink(keel_rows *rows)
+{
+    db_state *st = rows->req->db_state;
+    if (!st)
+        return;
+    for (keel_rows **p = &st->open; *p; p = &(*p)->next_open)
+        if (*p == rows) {
+            *p = rows->next_open;
+            break;
+        }
+    rows->next_open = NULL;
+}
+
+/* Rolls the transaction back at once after a failed statement. */
+static void tx_fail(db_entry *e)
+{
+    PGconn *pg = keel_pconn_pg(e->tx);
+    if (PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(pg, "ROLLBACK");
+        PQclear(r);
+    }
+    e->tx_failed = true;
+}
+
+/* Returns the transaction's connection and forgets the transaction. */
+static void tx_end(db_entry *e)
+{
+    keel_pool_put(e->db->pool, e->tx, false);
+    e->tx = NULL;
+    e->tx_failed = false;
+    e->tx_stream = NULL;
+}
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+typedef struct params {
+    int n;
+    const char **values;
+    int *lengths;
+    int *formats;
+    char *text;     /* n slots of 32 bytes for numbers */
+    char **json;    /* json_dumps results, freed afterwards */
+} params;
+
+static void params_free(params *p)
+{
+    if (p->json)
+        for (int i = 0; i < p->n; i++)
+            free(p->json[i]);
+    free(p->values);
+    free(p->lengths);
+    free(p->formats);
+    free(p->text);
+    free(p->json);
+    memset(p, 0, sizeof *p);
+}
+
+static keel_error *params_build(const keel_arg *args, size_t nargs, params *p)
+{
+    memset(p, 0, sizeof *p);
+    if (nargs == 0)
+        return NULL;
+    if (nargs > 65535)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: too many parameters (%zu)", nargs);
+    p->n = (int)nargs;
+    p->values = calloc(nargs, sizeof *p->values);
+    p->lengths = calloc(nargs, sizeof *p->lengths);
+    p->formats = calloc(nargs, sizeof *p->formats);
+    p->text = calloc(nargs, 32);
+    p->json = calloc(nargs, sizeof *p->json);
+    if (!p->values || !p->lengths || !p->formats || !p->text || !p->json) {
+        params_free(p);
+        return oom();
+    }
+    for (size_t i = 0; i < nargs; i++) {
+        const keel_arg *a = &args[i];
+        char *num = p->text + i * 32;
+        switch (a->type) {
+        case KEEL_ARG_T_NULL:
+            break;
+        case KEEL_ARG_T_TEXT:
+            p->values[i] = a->ptr;
+            break;
+        case KEEL_ARG_T_INT64:
+            snprintf(num, 32, "%" PRId64, a->i);
+            p->values[i] = num;
+            break;
+        case KEEL_ARG_T_DOUBLE:
+            if (isnan(a->d))
+                strcpy(num, "NaN");
+            else if (isinf(a->d))
+                strcpy(num, a->d > 0 ? "Infinity" : "-Infinity");
+            else
+                snprintf(num, 32, "%.17g", a->d);
+            p->values[i] = num;
+            break;
+        case KEEL_ARG_T_BOOL:
+            p->values[i] = a->i ? "t" : "f";
+            break;
+        case KEEL_ARG_T_BYTEA:
+            if (a->len > INT_MAX) {
+                params_free(p);
+                return keel_error_new(KEEL_INVALID_ARGUMENT, "sqldb: parameter $%zu is too large", i + 1);
+            }
+            p->values[i] = a->ptr ? a->ptr : "";
+            p->lengths[i] = (int)a->len;
+            p->formats[i] = 1;
+            break;
+        case KEEL_ARG_T_JSON:
+            if (!a->ptr)
+                break;
+            p->json[i] = json_dumps(a->ptr, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (!p->json[i]) {
+                params_free(p);
+                return keel_error_new(KEEL_INVALID_ARGUMENT, "sqldb: parameter $%zu is not encodable JSON", i + 1);
+            }
+            p->values[i] = p->json[i];
+            break;
+        default:
+            params_free(p);
+            return keel_error_new(KEEL_INTERNAL, "sqldb: parameter $%zu has an unknown type", i + 1);
+        }
+    }
+    return NULL;
+}
+
+/* ---- running statements --------------------------------------------------------------- */
+
+/* Reads and discards what is left of the current command's results; true if
+ * one of them was an error. */
+static bool drain(PGconn *pg)
+{
+    bool failed = false;
+    PGresult *r;
+    while ((r = PQgetResult(pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE)
+            failed = true;
+        else if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
+            PQclear(r);
+            break; /* the connection is unusable: the pool will close it */
+        }
+        PQclear(r);
+    }
+    return failed;
+}
+
+/* Prepares (once per connection) and runs sql on c, waiting for the whole
+ * result. */
+static keel_error *statement_run(keel_pconn *c, const char *dbname, const char *sql, const params *p,
+                                 PGresult **out)
+{
+    *out = NULL;
+    const char *name;
+    keel_error *err = keel_pconn_prepare(c, sql, p->n, &name);
+    if (err)
+        return err;
+    PGconn *pg = keel_pconn_pg(c);
+    PGresult *r = PQexecPrepared(pg, name, p->n, p->values, p->lengths, p->formats, 0);
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        *out = r;
+        return NULL;
+    }
+    if (r && (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)) {
+        PQclear(r);
+        return keel_error_new(KEEL_INTERNAL, "database \"%s\" error", dbname);
+    }
+    err = keel__pg_error(pg, r, dbname);
+    PQclear(r);
+    return err;
+}
+
+/* Sends sql in single-row mode and reads its first result. */
+static keel_error *stream_start(keel_pconn *c, const char *dbname, const char *sql, const params *p,
+                                PGresult **first)
+{
+    *first = NULL;
+    const char *name;
+    keel_error *err = keel_pconn_prepare(c, sql, p->n, &name);
+    if (err)
+        return err;
+    PGconn *pg = keel_pconn_pg(c);
+    if (!PQsendQueryPrepared(pg, name, p->n, p->values, p->lengths, p->formats, 0))
+        return keel__pg_error(pg, NULL, dbname);
+    PQsetSingleRowMode(pg); /* if refused, whole results are iterated all the same */
+    PGresult *r = PQgetResult(pg);
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_COMMAND_OK;
+    if (!r || s == PGRES_SINGLE_TUPLE || s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        *first = r;
+        return NULL;
+    }
+    if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)
+        err = keel_error_new(KEEL_INTERNAL, "database \"%s\" error", dbname);
+    else
+        err = keel__pg_error(pg, r, dbname);
+    PQclear(r);
+    drain(pg);
+    return err;
+}
+
+/* Runs a statement to completion on the transaction's connection or a pooled
+ * one, with one retry on a fresh connection when a pooled one turns out dead. */
+static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
+                           size_t nargs, PGresult **out)
+{
+    *out = NULL;
+    db_entry *e;
+    keel_error *err = entry_for(req, db, &e);
+    if (!err)
+        err = entry_usable(e);
+    if (err)
+        return err;
+    if (!sql)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: no SQL given");
+    params p;
+    if ((err = params_build(args, nargs, &p)) != NULL)
+        return err;
+    keel_pool *pool = e->db->pool;
+    for (int attempt = 0;; attempt++) {
+        keel_pconn *c = e->tx;
+        if (!c && (err = keel_pool_get(pool, &c)) != NULL)
+            break;
+        err = statement_run(c, e->db->name, sql, &p, out);
+        if (!err) {
+            if (!e->tx)
+                keel_pool_put(pool, c, false);
+            break;
+        }
+        if (e->tx) {
+            tx_fail(e);
+            break;
+        }
+        bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
+        keel_pool_put(pool, c, lost);
+        if (!lost || attempt > 0)
+            break;
+        keel_error_free(err);
+        err = NULL;
+    }
+    params_free(&p);
+    return err;
+}
+
+keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
+                              const keel_arg *args, size_t nargs)
+{
+    if (affected)
+        *affected = 0;
+    PGresult *r;
+    keel_error *err = execute(req, db, sql, args, nargs, &r);
+    if (err)
+        return err;
+    if (affected) {
+        const char *n = PQcmdTuples(r);
+        *affected = (n && *n) ? strtoll(n, NULL, 10) : 0;
+    }
+    PQclear(r);
+    return NULL;
+}
+
+keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                   const keel_arg *args, size_t nargs)
+{
+    *row = NULL;
+    PGresult *r;
+    keel_error *err = execute(req, db, sql, args, nargs, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return keel_error_new(KEEL_NOT_FOUND, NO_ROWS_MESSAGE);
+    }
+    db_state *st = req->db_state;
+    kept_result *k = keel_arena_alloc(&req->arena, sizeof *k);
+    keel_row *rw = keel_arena_alloc(&req->arena, sizeof *rw);
+    if (!k || !rw) {
+        PQclear(r);
+        return oom();
+    }
+    k->res = r;
+    k->next = st->kept;
+    st->kept = k;
+    rw->res = r;
+    rw->idx = 0;
+    rw->req = req;
+    rw->stream = NULL;
+    *row = rw;
+    return NULL;
+}
+
+bool keel_db_no_rows(const keel_error *err)
+{
+    return err && err->code == KEEL_NOT_FOUND && err->message && strcmp(err->message, NO_ROWS_MESSAGE) == 0;
+}
+
+/* ---- row streams --------------------------------------------------------------------- */
+
+static void scratch_free(keel_rows *rows)
+{
+    scratch *s = rows->scratch;
+    while (s) {
+        scratch *next = s->next;
+        free(s);
+        s = next;
+    }
+    rows->scratch = NULL;
+}
+
+/* The stream's command is over (its results all read): give the connection
+ * back unless it belongs to the transaction. */
+static void rows_finish(keel_rows *rows, bool failed)
+{
+    PQclear(rows->cur);
+    PQclear(rows->pending);
+    rows->cur = rows->pending = NULL;
+    rows->row.res = NULL;
+    scratch_free(rows);
+    db_entry *e = rows->entry;
+    if (rows->in_tx) {
+        e->tx_stream = NULL;
+        if (failed)
+            tx_fail(e);
+    } else {
+        PGconn *pg = keel_pconn_pg(rows->conn);
+        keel_pool_put(e->db->pool, rows->conn, PQstatus(pg) != CONNECTION_OK);
+    }
+    rows->conn = NULL;
+    rows->done = true;
+    rows_unlink(rows);
+}
+
+keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs)
+{
+    *rows = NULL;
+    db_entry *e;
+    keel_error *err = entry_for(req, db, &e);
+    if (!err)
+        err = entry_usable(e);
+    if (err)
+        return err;
+    if (!sql)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: no SQL given");
+    keel_rows *rs = keel_arena_calloc(&req->arena, 1, sizeof *rs);
+    if (!rs)
+        return oom();
+    params p;
+    if ((err = params_build(args, nargs, &p)) != NULL)
+        return err;
+    keel_pool *pool = e->db->pool;
+    keel_pconn *c = NULL;
+    PGresult *first = NULL;
+    for (int attempt = 0;; attempt++) {
+        c = e->tx;
+        if (!c && (err = keel_pool_get(pool, &c)) != NULL)
+            break;
+        err = stream_start(c, e->db->name, sql, &p, &first);
+        if (!err)
+            break;
+        if (e->tx) {
+            tx_fail(e);
+            break;
+        }
+        bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
+        keel_pool_put(pool, c, lost);
+        c = NULL;
+        if (!lost || attempt > 0)
+            break;
+        keel_error_free(err);
+        err = NULL;
+    }
+    params_free(&p);
+    if (err)
+        return err;
+    db_state *st = req->db_state;
+    rs->req = req;
+    rs->entry = e;
+    rs->conn = c;
+    rs->in_tx = e->tx != NULL;
+    rs->pending = first;
+    rs->row.req = req;
+    rs->row.stream = rs;
+    rs->next_open = st->open;
+    st->open = rs;
+    if (rs->in_tx)
+        e->tx_stream = rs;
+    if (!first) /* nothing at all came back */
+        rows_finish(rs, false);
+    *rows = rs;
+    return NULL;
+}
+
+keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
+{
+    *row = NULL;
+    if (!rows || rows->done)
+        return NULL;
+    scratch_free(rows);
+    if (rows->cur && rows->row.idx + 1 < PQntuples(rows->cur)) {
+        rows->row.idx++;
+        *row = &rows->row;
+        return NULL;
+    }
+    PQclear(rows->cur);
+    rows->cur = NULL;
+    rows->row.res = NULL;
+    PGconn *pg = keel_pconn_pg(rows->conn);
+    for (;;) {
+        PGresult *r = rows->pending;
+        rows->pending = NULL;
+        if (!r)
+            r = PQgetResult(pg);
+        if (!r) {
+            rows_finish(rows, false);
+            return NULL;
+        }
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_SINGLE_TUPLE || s == PGRES_TUPLES_OK) {
+            if (PQntuples(r) > 0) {
+                rows->cur = r;
+                rows->row.res = r;
+                rows->row.idx = 0;
+                *row = &rows->row;
+                return NULL;
+            }
+            PQclear(r);
+            continue;
+        }
+        if (s == PGRES_COMMAND_OK) {
+            PQclear(r);
+            continue;
+        }
+        keel_error *err = keel__pg_error(pg, r, rows->entry->db->name);
+        PQclear(r);
+        drain(pg);
+        rows_finish(rows, true);
+        return err;
+    }
+}
+
+/* Ends a stream before its last row: cancel tells the server to stop sending
+ * (outside a transaction, or when the transaction is being rolled back
+ * anyway); inside a live transaction the rest is read and dropped, since a
+ * cancel would abort the transaction. */
+static void rows_close(keel_rows *rows, bool cancel)
+{
+    if (!rows || rows->done)
+        return;
+    PQclear(rows->cur);
+    PQclear(rows->pending);
+    rows->cur = rows->pending = NULL;
+    PGconn *pg = keel_pconn_pg(rows->conn);
+    if (cancel && PQstatus(pg) == CONNECTION_OK) {
+        PGcancel *cn = PQgetCancel(pg);
+        if (cn) {
+            char buf[256];
+            PQcancel(cn, buf, sizeof buf);
+            PQfreeCancel(cn);
+        }
+    }
+    bool failed = drain(pg);
+    rows_finish(rows, failed && rows->in_tx);
+}
+
+void keel_rows_close(keel_rows *rows)
+{
+    if (rows)
+        rows_close(rows, !rows->in_tx);
+}
+
+/* ---- transactions ---------------------------------------------------------------- */
+
+keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
+{
+    db_entry *e;
+    keel_error *err = entry_for(req, db, &e);
+    if (err)
+        return err;
+    if (e->tx)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: a transaction is already open on database \"%s\"",
+                              e->db->name);
+    for (int attempt = 0;; attempt++) {
+        keel_pconn *c;
+        if ((err = keel_pool_get(e->db->pool, &c)) != NULL)
+            return err;
+        PGconn *pg = keel_pconn_pg(c);
+        PGresult *r = PQexec(pg, "BEGIN");
+        if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            e->tx = c;
+            e->tx_failed = false;
+            e->tx_stream = NULL;
+            return NULL;
+        }
+        err = keel__pg_error(pg, r, e->db->name);
+        PQclear(r);
+        bool lost = PQstatus(pg) == CONNECTION_BAD;
+        keel_pool_put(e->db->pool, c, lost);
+        if (!lost || attempt > 0)
+            return err;
+        keel_error_free(err);
+    }
+}
+
+keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
+{
+    db_entry *e;
+    keel_error *err = entry_for(req, db, &e);
+    if (err)
+        return err;
+    if (!e->tx)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: no transaction is open on database \"%s\"", e->db->name);
+    if (e->tx_stream)
+        rows_close(e->tx_stream, false);
+    if (e->tx_failed) {
+        tx_end(e);
+        return keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
+    }
+    PGconn *pg = keel_pconn_pg(e->tx);
+    PGresult *r = PQexec(pg, "COMMIT");
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        err = keel__pg_error(pg, r, e->db->name);
+    else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) /* the server had aborted it */
+        err = keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
+    PQclear(r);
+    tx_end(e);
+    return err;
+}
+
+keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
+{
+    db_entry *e;
+    keel_error *err = entry_for(req, db, &e);
+    if (err)
+        return err;
+    if (!e->tx) /* nothing open (committed already): harmless, like a deferred rollback */
+        return NULL;
+    if (e->tx_stream)
+        rows_close(e->tx_stream, true);
+    if (!e->tx_failed)
+        tx_fail(e);
+    tx_end(e);
+    return NULL;
+}
+
+void keel__sqldb_request_done(keel_req *req)
+{
+    db_state *st = req ? req->db_state : NULL;
+    if (!st)
+        return;
+    while (st->open)
+        rows_close(st->open, true);
+    for (db_entry *e = st->dbs; e; e = e->next)
+        if (e->tx) {
+            if (!e->tx_failed)
+                tx_fail(e);
+            tx_end(e);
+        }
+    for (kept_result *k = st->kept; k; k = k->next)
+        PQclear(k->res);
+    st->kept = NULL;
+    req->db_state = NULL;
+}
+
+/* ---- getters ------------------------------------------------------------------------ */
+
+int keel_row_columns(const keel_row *row)
+{
+    return row && row->res ? PQnfields(row->res) : 0;
+}
+
+bool keel_row_is_null(const keel_row *row, int col)
+{
+    if (!row || !row->res || col < 0 || col >= PQnfields(row->res))
+        return false;
+    return PQgetisnull(row->res, row->idx, col) != 0;
+}
+
+/* The text of column col (NULL for SQL NULL). */
+static keel_error *cell(const keel_row *row, int col, const char **val, int *len)
+{
+    *val = NULL;
+    if (len)
+        *len = 0;
+    if (!row || !row->res)
+        return keel_error_new(KEEL_INTERNAL, "sqldb: no row");
+    int n = PQnfields(row->res);
+    if (col < 0 || col >= n)
+        return keel_error_new(KEEL_INTERNAL, "column %d out of range (result has %d columns)", col, n);
+    if (PQgetisnull(row->res, row->idx, col))
+        return NULL;
+    *val = PQgetvalue(row->res, row->idx, col);
+    if (len)
+        *len = PQgetlength(row->res, row->idx, col);
+    return NULL;
+}
+
+static keel_error *null_value(const keel_row *row, int col, bool *is_null)
+{
+    if (is_null) {
+        *is_null = true;
+        return NULL;
+    }
+    return keel_error_new(KEEL_INVALID_ARGUMENT, "column \"%s\" is NULL", PQfname(row->res, col));
+}
+
+static keel_error *mismatch(const keel_row *row, int col, const char *type)
+{
+    return keel_error_new(KEEL_INTERNAL, "column \"%s\" does not convert to %s", PQfname(row->res, col), type);
+}
+
+keel_error *keel_row_text(const keel_row *row, int col, const char **out)
+{
+    return cell(row, col, out, NULL);
+}
+
+keel_error *keel_row_int64(const keel_row *row, int col, int64_t *out, bool *is_null)
+{
+    const char *v;
+    *out = 0;
+    keel_error *err = cell(row, col, &v, NULL);
+    if (err)
+        return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        return mismatch(row, col, "int64");
+    *out = (int64_t)n;
+    return NULL;
+}
+
+keel_error *keel_row_double(const keel_row *row, int col, double *out, bool *is_null)
+{
+    const char *v;
+    *out = 0;
+    keel_error *err = cell(row, col, &v, NULL);
+    if (err)
+        return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || (errno == ERANGE && isinf(d)))
+        return mismatch(row, col, "double");
+    *out = d;
+    return NULL;
+}
+
+keel_error *keel_row_bool(const keel_row *row, int col, bool *out, bool *is_null)
+{
+    const char *v;
+    *out = false;
+    keel_error *err = cell(row, col, &v, NULL);
+    if (err)
+        return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    if (!strcmp(v, "t"))
+        *out = true;
+    else if (strcmp(v, "f") != 0)
+        return mismatch(row, col, "bool");
+    return NULL;
+}
+
+/* Memory for a value taken from row: the arena for query_row's rows, scratch
+ * that lives until the next row for streamed ones. */
+static void *row_alloc(const keel_row *row, size_t n)
+{
+    if (!row->stream)
+        return keel_arena_alloc(&row->req->arena, n);
+    scratch *s = malloc(sizeof *s + (n ? n : 1));
+    if (!s)
+        return NULL;
+    s->next = row->stream->scratch;
+    row->stream->scratch = s;
+    return s->data;
+}
+
+keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len)
+{
+    const char *v;
+    *out = NULL;
+    *len = 0;
+    keel_error *err = cell(row, col, &v, NULL);
+    if (err || !v)
+        return err;
+    size_t n = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &n);
+    if (!raw)
+        return mismatch(row, col, "bytea");
+    uint8_t *copy = row_alloc(row, n);
+    if (!copy) {
+        PQfreemem(raw);
+        return oom();
+    }
+    if (n)
+        memcpy(copy, raw, n);
+    PQfreemem(raw);
+    *out = copy;
+    *len = n;
+    return NULL;
+}
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Reads exactly n digits (n > 0) or, with n == 0, one or more. */
+static bool digits(const char **p, int n, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    int count = 0;
+    while (*s >= '0' && *s <= '9' && (n == 0 || count < n)) {
+        if (v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (*s - '0');
+        s++;
+        count++;
+    }
+    if (count == 0 || (n && count != n))
+        return false;
+    *p = s;
+    *out = v;
+    return true;
+}
+
+/* "YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM[:SS]]]" (ISO DateStyle) to microseconds
+ * since the epoch; no offset means UTC (timestamp without time zone). */
+static bool parse_timestamp(const char *s, int64_t *out)
+{
+    int64_t y, mo, d, h, mi, sec, frac = 0;
+    if (!digits(&s, 0, &y) || *s++ != '-' || !digits(&s, 2, &mo) || *s++ != '-' || !digits(&s, 2, &d))
+        return false;
+    if (*s != ' ' && *s != 'T')
+        return false;
+    s++;
+    if (!digits(&s, 2, &h) || *s++ != ':' || !digits(&s, 2, &mi) || *s++ != ':' || !digits(&s, 2, &sec))
+        return false;
+    if (*s == '.') {
+        s++;
+        int n = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (n < 6) {
+                frac = frac * 10 + (*s - '0');
+                n++;
+            }
+            s++;
+        }
+        if (n == 0)
+            return false;
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int64_t offset = 0;
+    if (*s == '+' || *s == '-') {
+        int sign = *s++ == '-' ? -1 : 1;
+        int64_t oh, om = 0, os = 0;
+        if (!digits(&s, 2, &oh))
+            return false;
+        if (*s == ':' && !(s++, digits(&s, 2, &om)))
+            return false;
+        if (*s == ':' && !(s++, digits(&s, 2, &os)))
+            return false;
+        offset = sign * (oh * 3600 + om * 60 + os);
+    } else if (*s == 'Z') {
+        s++;
+    }
+    if (*s || y > 294276 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 24 || mi > 59 || sec > 60)
+        return false;
+    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    *out = secs * 1000000 + frac;
+    return true;
+}
+
+keel_error *keel_row_timestamptz(const keel_row *row, int col, int64_t *out, bool *is_null)
+{
+    const char *v;
+    *out = 0;
+    keel_error *err = cell(row, col, &v, NULL);
+    if (err)
+        return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    if (!parse_timestamp(v, out))
+        return mismatch(row, col, "timestamptz");
+    return NULL;
+}
+
+keel_error *keel_row_json(const keel_row *row, int col, json_t **out)
+{
+    const char *v;
+    int len;
+    *out = NULL;
+    keel_error *err = cell(row, col, &v, &len);
+    if (err || !v)
+        return err;
+    json_error_t jerr;
+    json_t *j = json_loadb(v, (size_t)len, JSON_DECODE_ANY, &jerr);
+    if (!j)
+        return mismatch(row, col, "json");
+    *out = j;
+    return NULL;
+}
+
+/* ---- scan ---------------------------------------------------------------------------- */
+
+keel_error *keel_row_scan(const keel_row *row, const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    keel_error *err = NULL;
+    json_t **taken[16]; /* json values already produced: released on failure */
+    size_t ntaken = 0;
+    int col = 0;
+    bool nullable = false;
+    for (const char *f = format; *f && !err; f++) {
+        if (*f == '?') {
+            nullable = true;
+            continue;
+        }
+        bool was_null = false;
+        bool *isn = nullable ? &was_null : NULL;
+        switch (*f) {
+        case 't': {
+            const char **out = va_arg(ap, const char **);
+            err = keel_row_text(row, col, out);
+            if (!err && !*out) {
+                if (nullable)
+                    was_null = true;
+                else
+                    err = null_value(row, col, NULL);
+            }
+            break;
+        }
+        case 'i':
+            err = keel_row_int64(row, col, va_arg(ap, int64_t *), isn);
+            break;
+        case 'd':
+            err = keel_row_double(row, col, va_arg(ap, double *), isn);
+            break;
+        case 'b':
+            err = keel_row_bool(row, col, va_arg(ap, bool *), isn);
+            break;
+        case 'T':
+            err = keel_row_timestamptz(row, col, va_arg(ap, int64_t *), isn);
+            break;
+        case 'x': {
+            const uint8_t **out = va_arg(ap, const uint8_t **);
+            size_t *len = va_arg(ap, size_t *);
+            err = keel_row_bytea(row, col, out, len);
+            if (!err && keel_row_is_null(row, col)) {
+                if (nullable)
+                    was_null = true;
+                else
+                    err = null_value(row, col, NULL);
+            }
+            break;
+        }
+        case 'j': {
+            json_t **out = va_arg(ap, json_t **);
+            err = keel_row_json(row, col, out);
+            if (!err && !*out) {
+                if (nullable)
+                    was_null = true;
+                else
+                    err = null_value(row, col, NULL);
+            }
+            if (!err && *out) {
+                if (ntaken < sizeof taken / sizeof *taken) {
+                    taken[ntaken++] = out;
+                } else {
+                    json_decref(*out);
+                    *out = NULL;
+                    err = keel_error_new(KEEL_INTERNAL, "keel_row_scan: too many json columns");
+                }
+            }
+            break;
+        }
+        case ' ':
+            continue;
+        default:
+            err = keel_error_new(KEEL_INTERNAL, "keel_row_scan: unknown format letter '%c'", *f);
+            break;
+        }
+        if (err)
+            break;
+        if (nullable)
+            *va_arg(ap, bool *) = was_null;
+        nullable = false;
+        col++;
+    }
+    va_end(ap);
+    if (err)
+        for (size_t i = 0; i < ntaken; i++) {
+            json_decref(*taken[i]);
+            *taken[i] = NULL;
+        }
+    return err;
+}

@@ -1,0 +1,137 @@
+/* services/todo - a typed CRUD service on its own managed PostgreSQL
+ * database, "todo", whose schema lives in migrations/todo/. */
+#include <keel/keel.h>
+
+#include <string.h>
+
+#include "services.h"
+
+typedef struct { const char *title; } todo_new;
+typedef struct { int64_t id; } todo_ref;
+typedef struct { int64_t id; const char *title; bool done; } todo_item;
+typedef struct { todo_item *items; size_t count; } todo_list;
+
+static const keel_field todo_new_fields[] = {
+    KEEL_STRING(todo_new, title),
+    KEEL_END
+};
+static const keel_field todo_ref_fields[] = {
+    KEEL_INT64(todo_ref, id, KEEL_IN_PATH),
+    KEEL_END
+};
+static const keel_field todo_item_fields[] = {
+    KEEL_INT64(todo_item, id),
+    KEEL_STRING(todo_item, title),
+    KEEL_BOOL(todo_item, done),
+    KEEL_END
+};
+static const keel_field todo_list_fields[] = {
+    KEEL_ARRAY(todo_list, items, count, todo_item, todo_item_fields),
+    KEEL_END
+};
+
+static keel_sqldb todo_db = KEEL_SQLDB("todo", "migrations/todo");
+
+/* POST /todo {"title": "..."} */
+static keel_error *create(keel_req *req, const todo_new *in, todo_item *out)
+{
+    if (!*in->title)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "title must not be empty");
+    keel_row *row;
+    keel_error *err = keel_db_query_row(req, &todo_db, &row,
+        "INSERT INTO todo_item (title) VALUES ($1) RETURNING id, title, done",
+        KEEL_ARG_TEXT(in->title));
+    return err ? err : keel_row_scan(row, "itb", &out->id, &out->title, &out->done);
+}
+
+/* Reads one item; no such item is 404 not_found. */
+static keel_error *fetch(keel_req *req, int64_t id, todo_item *out)
+{
+    keel_row *row;
+    keel_error *err = keel_db_query_row(req, &todo_db, &row,
+        "SELECT id, title, done FROM todo_item WHERE id = $1", KEEL_ARG_INT64(id));
+    if (err && keel_db_no_rows(err)) {
+        keel_error_free(err);
+        return keel_error_new(KEEL_NOT_FOUND, "todo %lld not found", (long long)id);
+    }
+    return err ? err : keel_row_scan(row, "itb", &out->id, &out->title, &out->done);
+}
+
+/* GET /todo/:id */
+static keel_error *get(keel_req *req, const todo_ref *in, todo_item *out)
+{
+    return fetch(req, in->id, out);
+}
+
+/* GET /todo: every item, read from a streamed query. */
+static keel_error *list(keel_req *req, const keel_empty *in, todo_list *out)
+{
+    (void)in;
+    keel_rows *rows;
+    keel_error *err = keel_db_query(req, &todo_db, &rows, "SELECT id, title, done FROM todo_item ORDER BY id");
+    if (err)
+        return err;
+    size_t cap = 0;
+    keel_row *row;
+    while (!(err = keel_rows_next(rows, &row)) && row) {
+        if (out->count == cap) {
+            cap = cap ? cap * 2 : 16;
+            todo_item *grown = keel_arena_calloc(keel_req_arena(req), cap, sizeof *grown);
+            if (!grown) {
+                err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+                break;
+            }
+            if (out->count)
+                memcpy(grown, out->items, out->count * sizeof *grown);
+            out->items = grown;
+        }
+        todo_item *item = &out->items[out->count];
+        const char *title;
+        err = keel_row_scan(row, "itb", &item->id, &title, &item->done);
+        if (err)
+            break;
+        /* Streamed rows are released by the next call: keep a copy. */
+        item->title = keel_arena_strdup(keel_req_arena(req), title);
+        out->count++;
+    }
+    keel_rows_close(rows);
+    return err;
+}
+
+/* PUT /todo/:id/done */
+static keel_error *mark_done(keel_req *req, const todo_ref *in, todo_item *out)
+{
+    int64_t changed = 0;
+    keel_error *err = keel_db_exec(req, &todo_db, &changed, "UPDATE todo_item SET done = true WHERE id = $1",
+                                   KEEL_ARG_INT64(in->id));
+    if (err)
+        return err;
+    if (changed == 0)
+        return keel_error_new(KEEL_NOT_FOUND, "todo %lld not found", (long long)in->id);
+    return fetch(req, in->id, out);
+}
+
+/* DELETE /todo/:id */
+static keel_error *remove_item(keel_req *req, const todo_ref *in, keel_empty *out)
+{
+    (void)out;
+    int64_t changed = 0;
+    keel_error *err = keel_db_exec(req, &todo_db, &changed, "DELETE FROM todo_item WHERE id = $1",
+                                   KEEL_ARG_INT64(in->id));
+    if (!err && changed == 0)
+        err = keel_error_new(KEEL_NOT_FOUND, "todo %lld not found", (long long)in->id);
+    return err;
+}
+
+const keel_service todo_service = {
+    .name = "todo",
+    .databases = (keel_sqldb *const[]){ &todo_db, NULL },
+    .endpoints = (const keel_endpoint[]){
+        KEEL_TYPED("POST", "/todo", create, todo_new, todo_item),
+        KEEL_TYPED("GET", "/todo/:id", get, todo_ref, todo_item),
+        KEEL_TYPED("GET", "/todo", list, keel_empty, todo_list),
+        KEEL_TYPED("PUT", "/todo/:id/done", mark_done, todo_ref, todo_item),
+        KEEL_TYPED("DELETE", "/todo/:id", remove_item, todo_ref, keel_empty),
+        KEEL_ENDPOINT_END
+    },
+};

@@ -1,0 +1,356 @@
+/* tests/integration/test_todo.c - the managed-database path end to end, as a
+ * user meets it: `keel run` in a fresh app root creates the local cluster,
+ * provisions the database and its roles, the app migrates and serves the todo
+ * service; then restarts, shared databases, conn-uri with psql, a read-only
+ * role, a PostgreSQL restart, a database that is down, a failing migration,
+ * and two keel runs racing on a fresh root. */
+#include <jansson.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tap.h"
+
+static ht_server srv;
+static char root[256];
+
+static ht_response req(const char *method, const char *path, const char *body)
+{
+    const char *h[] = {"Content-Type: application/json", NULL};
+    return ht_request(&srv, method, path, body, body ? strlen(body) : 0, h);
+}
+
+/* Makes a fresh app root whose migrations/ is a copy of the source tree's. */
+static void make_root(char *out, size_t len, const char *migrations_src)
+{
+    snprintf(out, len, "/tmp/keel-root-XXXXXX");
+    if (!mkdtemp(out))
+        return;
+    chmod(out, 0711);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s/migrations'", migrations_src, out);
+    if (system(cmd) != 0)
+        printf("# could not copy migrations\n");
+}
+
+static bool start_keel_run(ht_server *s, const char *app_root)
+{
+    char *argv[] = {getenv("KEEL_CLI"), "run", "--app", getenv("KEEL_EXAMPLE"), NULL};
+    static char env_root[300];
+    snprintf(env_root, sizeof env_root, "KEEL_APP_ROOT=%s", app_root);
+    const char *env[] = {env_root, NULL};
+    return ht_start_cmd(s, argv, env, app_root);
+}
+
+/* Runs a shell command and returns its output (malloc'd) and status. */
+static char *run(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 8192, len = 0, got;
+    char *out = malloc(cap);
+    while (p && (got = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    int st = p ? pclose(p) : -1;
+    if (status)
+        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+static void test_first_run(void)
+{
+    char *log = ht_log(&srv);
+    like(log, "Creating PostgreSQL cluster", "keel run creates the cluster on first use");
+    like(log, "done (", "and says how long it took");
+    like(log, "Creating database todo", "it provisions the todo database");
+    like(log, "todo: applied 2 migrations", "the app applies the todo migrations");
+    free(log);
+    struct stat st;
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/infra.local.json", root);
+    ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "the local infra config is private (0600)");
+    snprintf(path, sizeof path, "%s/.keel/passwords.json", root);
+    ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "generated passwords are private (0600)");
+}
+
+static void test_crud(void)
+{
+    ht_response r = req("POST", "/todo", "{\"title\":\"buy milk\"}");
+    is_int(r.status, 200, "POST /todo creates");
+    is_str(r.body, "{\"id\":1,\"title\":\"buy milk\",\"done\":false}", "and returns the item");
+    ht_free(&r);
+    const char *evil = "{\"title\":\"x'); DROP TABLE todo_item; --\"}";
+    r = req("POST", "/todo", evil);
+    is_str(r.body, "{\"id\":2,\"title\":\"x'); DROP TABLE todo_item; --\",\"done\":false}",
+           "SQL in a value is stored as data");
+    ht_free(&r);
+    r = req("GET", "/todo/1", NULL);
+    is_str(r.body, "{\"id\":1,\"title\":\"buy milk\",\"done\":false}", "GET /todo/1 reads it back");
+    ht_free(&r);
+    r = req("GET", "/todo/999", NULL);
+    is_int(r.status, 404, "an absent item is 404");
+    like(r.body, "\"code\":\"not_found\"", "with code not_found");
+    ht_free(&r);
+    r = req("GET", "/todo/abc", NULL);
+    is_int(r.status, 400, "a non-numeric id is 400");
+    ht_free(&r);
+    r = req("PUT", "/todo/1/done", NULL);
+    is_str(r.body, "{\"id\":1,\"title\":\"buy milk\",\"done\":true}", "PUT /todo/1/done marks it done");
+    ht_free(&r);
+    r = req("GET", "/todo", NULL);
+    is_str(r.body,
+           "{\"items\":[{\"id\":1,\"title\":\"buy milk\",\"done\":true},"
+           "{\"id\":2,\"title\":\"x'); DROP TABLE todo_item; --\",\"done\":false}]}",
+           "GET /todo lists every item from a streamed query");
+    ht_free(&r);
+    r = req("GET", "/stats/todo", NULL);
+    is_str(r.body, "{\"total\":2,\"done\":1}", "another service reads the todo database by name");
+    ht_free(&r);
+    r = req("DELETE", "/todo/2", NULL);
+    is_int(r.status, 200, "DELETE /todo/2 removes it");
+    ht_free(&r);
+    r = req("DELETE", "/todo/2", NULL);
+    is_int(r.status, 404, "deleting it again is 404");
+    ht_free(&r);
+    r = req("POST", "/todo", "{\"title\":\"\"}");
+    is_int(r.status, 400, "an empty title is refused");
+    ht_free(&r);
+}
+
+static void test_conn_uri(void)
+{
+    char cmd[1024];
+    int status;
+    snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri todo", root);
+    char *uri = run(cmd, &status);
+    is_int(status, 0, "keel db conn-uri todo succeeds");
+    like(uri, "postgresql://todo_ro:", "it prints a postgresql:// URI for the read-only role");
+    uri[strcspn(uri, "\n")] = '\0';
+    snprintf(cmd, sizeof cmd, "psql '%s' -Atc 'SELECT version, dirty FROM schema_migrations' 2>&1", uri);
+    char *out = run(cmd, &status);
+    is_str(out, "2|f\n", "psql reads schema_migrations through that URI");
+    free(out);
+    snprintf(cmd, sizeof cmd, "psql '%s' -Atc \"INSERT INTO todo_item (title) VALUES ('ro')\" 2>&1", uri);
+    out = run(cmd, &status);
+    like(out, "permission denied", "the read-only role cannot write");
+    free(out);
+    free(uri);
+    snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri nosuch 2>&1", root);
+    out = run(cmd, &status);
+    is_int(status, 1, "an unknown database is an error");
+    like(out, "nosuch", "naming it");
+    free(out);
+}
+
+/* Stops or starts the root's cluster with pg_ctl, as an operator would. */
+static bool pg_ctl(bool start)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *dir = json_string_value(json_object_get(j, "cluster"));
+    json_int_t port = json_integer_value(json_object_get(j, "port"));
+    char cmd[2048];
+    if (start)
+        snprintf(cmd, sizeof cmd,
+                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -l '%s/server.log' -w "
+                 "-o '-c listen_addresses=127.0.0.1 -p %lld -k %s/run' start >/dev/null 2>&1",
+                 dir, dir, (long long)port, dir);
+    else
+        snprintf(cmd, sizeof cmd,
+                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop "
+                 ">/dev/null 2>&1",
+                 dir);
+    json_decref(j);
+    return dir && system(cmd) == 0;
+}
+
+static void test_postgres_restart(void)
+{
+    ht_response r = req("GET", "/todo/1", NULL);
+    is_int(r.status, 200, "the pool has a live connection before the restart");
+    ht_free(&r);
+    ok(pg_ctl(false), "PostgreSQL is stopped");
+    r = req("GET", "/todo/1", NULL);
+    is_int(r.status, 503, "with the database down, a request is 503");
+    like(r.body, "\"code\":\"unavailable\"", "with code unavailable");
+    ok(!tap_contains(r.body, "password"), "and no password in the message");
+    ht_free(&r);
+    ok(pg_ctl(true), "PostgreSQL is started again");
+    r = req("GET", "/todo/1", NULL);
+    is_int(r.status, 200, "the next request succeeds without restarting the app");
+    ht_free(&r);
+    ok(pg_ctl(false) && pg_ctl(true), "PostgreSQL restarts while the pool holds connections");
+    int good = 0;
+    for (int i = 0; i < 5; i++) {
+        r = req("GET", "/todo/1", NULL);
+        good += r.status == 200;
+        ht_free(&r);
+    }
+    is_int(good, 5, "requests after a restart recover (broken pooled connections are replaced)");
+    usleep(200 * 1000);
+    char *log = ht_log(&srv);
+    ok(!tap_contains(log, "password="), "the log holds no connection password");
+    free(log);
+}
+
+/* A second start of the same root reuses the cluster and finds the schema
+ * up to date. */
+static void test_second_run(void)
+{
+    ht_server s2;
+    if (!ok(start_keel_run(&s2, root), "keel run starts again on the same root"))
+        return;
+    char *log = ht_log(&s2);
+    ok(!tap_contains(log, "Creating PostgreSQL cluster"), "the cluster is reused");
+    like(log, "todo: schema up to date", "no migration is applied twice");
+    free(log);
+    ht_server saved = srv;
+    srv = s2;
+    ht_response r = req("GET", "/todo/1", NULL);
+    is_str(r.body, "{\"id\":1,\"title\":\"buy milk\",\"done\":true}", "the data is still there");
+    ht_free(&r);
+    srv = saved;
+    is_int(ht_stop(&s2), 0, "the second app stops cleanly");
+}
+
+/* A broken migration stops start-up with the file, line and column. */
+static void test_failing_migration(void)
+{
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/migrations/todo/0003_broken.up.sql", root);
+    FILE *f = fopen(bad, "w");
+    fputs("CREATE TABLE half_done (id int);\n\n  SELECT * FROM no_such_table;\n", f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && KEEL_APP_ROOT='%s' PORT=0 \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\" 2>&1",
+             root, root);
+    int status;
+    char *out = run(cmd, &status);
+    is_int(status, 1, "the app refuses to start when a migration fails");
+    like(out, "0003_broken.up.sql", "the error names the file");
+    like(out, "line 3, column 17", "and the line and column");
+    like(out, "no_such_table", "and PostgreSQL's message");
+    free(out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri todo --admin", root);
+    char *uri = run(cmd, &status);
+    uri[strcspn(uri, "\n")] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "psql '%s' -Atc \"SELECT version, dirty, to_regclass('half_done') IS NULL FROM schema_migrations\" 2>&1",
+             uri);
+    out = run(cmd, &status);
+    is_str(out, "2|f|t\n", "the failed migration left no table behind and the version unchanged");
+    free(out);
+    free(uri);
+    f = fopen(bad, "w");
+    fputs("CREATE TABLE half_done (id int);\n", f);
+    fclose(f);
+    ht_server s3;
+    ok(start_keel_run(&s3, root), "after the file is fixed, keel run starts");
+    char *log = ht_log(&s3);
+    like(log, "todo: applied 1 migration", "and applies it");
+    free(log);
+    is_int(ht_stop(&s3), 0, "that app stops cleanly");
+}
+
+/* Counts the lines of a file that contain needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Two keel runs on a fresh root at once: one creates the cluster, both serve,
+ * each migration is applied once. */
+static void test_racing_runs(const char *migrations)
+{
+    char fresh[256], alog[300];
+    make_root(fresh, sizeof fresh, migrations);
+    snprintf(alog, sizeof alog, "/tmp/keel-race-%d.log", (int)getpid());
+    pid_t pa = fork();
+    if (pa == 0) {
+        int fd = open(alog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        if (chdir(fresh) != 0)
+            _exit(126);
+        setenv("PORT", "0", 1);
+        setenv("KEEL_HOST", "127.0.0.1", 1);
+        setenv("KEEL_APP_ROOT", fresh, 1);
+        execl(getenv("KEEL_CLI"), "keel", "run", "--app", getenv("KEEL_EXAMPLE"), (char *)NULL);
+        _exit(127);
+    }
+    ht_server b;
+    ok(start_keel_run(&b, fresh), "a second keel run starts while the first sets up");
+    int waited = 0;
+    while (count_lines(alog, "listening on") == 0 && waited++ < (ht_valgrind() ? 1200 : 300))
+        usleep(100 * 1000);
+    ok(count_lines(alog, "listening on") == 1, "the first keel run serves too");
+    is_int(count_lines(alog, "Creating PostgreSQL cluster") + count_lines(b.log_path, "Creating PostgreSQL cluster"),
+           1, "exactly one of them created the cluster");
+    is_int(count_lines(alog, "todo: applied 2 migrations") + count_lines(b.log_path, "todo: applied 2 migrations"),
+           1, "exactly one of them applied the migrations");
+    ht_server saved = srv;
+    srv = b;
+    ht_response r = req("GET", "/stats/todo", NULL);
+    is_str(r.body, "{\"total\":0,\"done\":0}", "the racing app serves its database");
+    ht_free(&r);
+    srv = saved;
+    kill(pa, SIGTERM);
+    int st;
+    waitpid(pa, &st, 0);
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the first app stops cleanly");
+    is_int(ht_stop(&b), 0, "the second app stops cleanly");
+    char saved_root[256];
+    snprintf(saved_root, sizeof saved_root, "%s", root);
+    snprintf(root, sizeof root, "%s", fresh);
+    pg_ctl(false);
+    snprintf(root, sizeof root, "%s", saved_root);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", fresh, alog);
+    if (system(cmd) != 0)
+        diag("could not remove %s", fresh);
+}
+
+int main(void)
+{
+    if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR")) {
+        printf("Bail out! KEEL_CLI and KEEL_SRCDIR must be set (run through make check)\n");
+        return 1;
+    }
+    char migrations[512];
+    snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
+    make_root(root, sizeof root, migrations);
+    if (!start_keel_run(&srv, root)) {
+        printf("Bail out! keel run did not start the app\n");
+        return 1;
+    }
+    test_first_run();
+    test_crud();
+    test_conn_uri();
+    test_postgres_restart();
+    test_second_run();
+    test_failing_migration();
+    test_racing_runs(migrations);
+    is_int(ht_stop(&srv), 0, "the app stops cleanly");
+    pg_ctl(false);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+        diag("could not remove %s", root);
+    return tap_done();
+}
