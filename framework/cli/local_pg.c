@@ -292,6 +292,14 @@ keel_error *local_pg_ensure(const char *root, local_pg *pg)
 
 /* ---- provisioning --------------------------------------------------------- */
 
+/* Provisioning is idempotent, so PostgreSQL's notices ("role is already a
+ * member") are expected: keep them off the terminal. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static PGconn *superuser_connect(const local_pg *pg, const char *dbname, keel_error **err)
 {
     char port[16];
@@ -305,6 +313,7 @@ static PGconn *superuser_connect(const local_pg *pg, const char *dbname, keel_er
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
     return conn;
 }
 

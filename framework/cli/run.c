@@ -60,6 +60,24 @@ static int prepare_databases(const char *app_path)
     return rc;
 }
 
+/* Replaces this process with the app, behind $KEEL_RUN_WRAPPER when set (a
+ * command and its options split on spaces, e.g. "valgrind --leak-check=full"
+ * or "gdb --args").  Returns only on failure. */
+static void exec_app(const char *path)
+{
+    char *argv[64];
+    size_t n = 0;
+    const char *wrapper = getenv("KEEL_RUN_WRAPPER");
+    char *copy = wrapper && *wrapper ? strdup(wrapper) : NULL;
+    char *save = NULL;
+    for (char *word = copy ? strtok_r(copy, " ", &save) : NULL; word && n < 62; word = strtok_r(NULL, " ", &save))
+        argv[n++] = word;
+    argv[n++] = (char *)path;
+    argv[n] = NULL;
+    execvp(argv[0], argv);
+    free(copy);
+}
+
 int cli_run(int argc, char **argv)
 {
     const char *app = NULL;
@@ -90,7 +108,7 @@ int cli_run(int argc, char **argv)
         return CLI_FAILED;
     fprintf(stderr, "keel run: starting %s on http://localhost:%s\n", path,
             getenv("PORT") ? getenv("PORT") : "4000");
-    execl(path, path, (char *)NULL);
+    exec_app(path);
     fprintf(stderr, "keel run: cannot start %s: %s\n", path, strerror(errno));
     return CLI_FAILED;
 }

@@ -117,6 +117,12 @@ static void free_secret(char *s)
     }
 }
 
+/* Notices from migration files go to the log rather than stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    keel_log(KEEL_LOG_INFO, "%s: %.*s", (const char *)arg, (int)strcspn(message, "\n"), message);
+}
+
 /* Applies pending migrations to db, connected with its admin role. */
 static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
 {
@@ -138,6 +144,7 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
         err = keel_error_new(KEEL_UNAVAILABLE, "%s: could not connect to the database to migrate it", db->name);
         keel_error_cause(err, "%s", PQerrorMessage(conn));
     } else {
+        PQsetNoticeProcessor(conn, log_notice, (void *)db->name);
         int applied = 0;
         err = keel_migrate_up(conn, set, &applied);
         if (err)

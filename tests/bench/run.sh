@@ -14,6 +14,9 @@
 #                         logging stays on as by default) goes; a file grows by
 #                         ~100 MB per 5 s run
 #   KEEL_BIN=build/services/keel-example
+#   KEEL_CLI=build/framework/keel   Keel is started as `keel run --app ...`, like
+#                         ./dev run: that provisions the local PostgreSQL cluster
+#                         (.keel/) the example app's databases need
 # Exit status: 0, or 1 if any server answered non-2xx/3xx or wrk saw socket
 # errors, or a server failed to start.  Ratios below target are reported, not fatal.
 set -euo pipefail
@@ -26,6 +29,7 @@ WRK_THREADS=${BENCH_THREADS:-2}
 NOLOG=${BENCH_NOLOG:-0}
 PORT0=${BENCH_PORT:-18480}
 KEEL_BIN=${KEEL_BIN:-build/services/keel-example}
+KEEL_CLI=${KEEL_CLI:-build/framework/keel}
 OUT=build/bench
 KEEL_LOG=${BENCH_KEEL_LOG:-/dev/null}
 LUA=tests/bench/report.lua
@@ -36,17 +40,35 @@ die() { say "error: $*"; exit 1; }
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is not installed"
 [ -x "$KEEL_BIN" ] || die "$KEEL_BIN not found: run ./dev build first"
+[ -x "$KEEL_CLI" ] || die "$KEEL_CLI not found: run ./dev build first"
 
 mkdir -p "$OUT"
-# Run a snapshot of the build (binary + libkeel), so a rebuild while the
-# benchmark runs cannot swap the library under the running server.
+# Run a snapshot of the build (binary + libkeel) under its own name, so a
+# rebuild or a `pkill keel-example` elsewhere during the run cannot take it down.
 SNAP=$OUT/snapshot
 rm -rf "$SNAP" && mkdir -p "$SNAP"
-cp "$KEEL_BIN" "$SNAP/keel-example"
-KEEL_LIB=$(ldd "$KEEL_BIN" | awk '$1 == "libkeel.so.0" {print $3}')
-[ -n "$KEEL_LIB" ] && cp -L "$KEEL_LIB" "$SNAP/libkeel.so.0"
-KEEL_RUN=("env" "LD_LIBRARY_PATH=$PWD/$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$SNAP/keel-example")
+KEEL_APP=$KEEL_BIN
+KEEL_CLI_RUN=$KEEL_CLI
+KEEL_ENV=()
+if head -c4 "$KEEL_BIN" | grep -q 'ELF'; then
+    KEEL_LIB=$(ldd "$KEEL_BIN" 2>/dev/null | awk '$1 == "libkeel.so.0" {print $3}') || true
+    cp "$KEEL_BIN" "$SNAP/bench-keel"
+    KEEL_APP=$PWD/$SNAP/bench-keel
+    # The CLI too: libtool's wrapper script would put the live build's
+    # library first on LD_LIBRARY_PATH, so run the real binary behind it.
+    cli_real=$KEEL_CLI
+    head -c4 "$KEEL_CLI" | grep -q 'ELF' || cli_real=$(dirname "$KEEL_CLI")/.libs/$(basename "$KEEL_CLI")
+    if [ -n "$KEEL_LIB" ] && head -c4 "$cli_real" 2>/dev/null | grep -q 'ELF'; then
+        cp -L "$KEEL_LIB" "$SNAP/libkeel.so.0"
+        cp "$cli_real" "$SNAP/keel"
+        KEEL_CLI_RUN=$PWD/$SNAP/keel
+        KEEL_ENV=("LD_LIBRARY_PATH=$PWD/$SNAP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+    fi
+fi
+# `keel run` execs the app, so the pid we get is the server's.
+KEEL_RUN=(env "${KEEL_ENV[@]}" "$KEEL_CLI_RUN" run --app "$KEEL_APP")
 say "compiling $OUT/plain_hello"
+# shellcheck disable=SC2046 # pkg-config output is a list of flags
 gcc -O2 -Wall -Wextra -o "$OUT/plain_hello" tests/bench/plain_hello.c \
     $(pkg-config --cflags --libs libmicrohttpd jansson)
 
@@ -81,13 +103,30 @@ start() {
     PID[$name]=$!
 }
 
+# Dies with the reason when server $1 is no longer running (its exit status or
+# the signal that ended it).  Runs in the main shell: `wait` needs the parent.
+check_alive() {
+    local s=$1 rc=0
+    kill -0 "${PID[$s]}" 2>/dev/null && return 0
+    wait "${PID[$s]}" 2>/dev/null || rc=$?
+    unset "PID[$s]"
+    if [ "$rc" -gt 128 ]; then
+        die "$s died of signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?')); its stderr: $(logfile "$s")"
+    fi
+    die "$s exited with status $rc; its stderr: $(logfile "$s")"
+}
+
 logfile() { case $1 in keel) echo "$KEEL_LOG" ;; *) echo "$OUT/$1.log" ;; esac; }
 
 wait_up() {
     local name=$1 i
-    for i in $(seq 100); do
+    for i in $(seq 600); do # up to 60 s: the first `keel run` creates the cluster
         curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:${PORT[$name]}/hello/world" && return 0
-        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited at start (its stderr: $(logfile "$name"))"
+        if ! kill -0 "${PID[$name]}" 2>/dev/null && [ "$name" != plain ] && [ "$KEEL_LOG" = /dev/null ]; then
+            say "$name did not start; running it again to show why:"
+            KEEL_HOST=127.0.0.1 PORT=${PORT[$name]} timeout 10 "${KEEL_RUN[@]}" 2>&1 | head -n 20 >&2 || true
+        fi
+        check_alive "$name"
         sleep 0.1
     done
     die "$name does not answer on port ${PORT[$name]}"
@@ -112,14 +151,16 @@ RESULTS=$OUT/results.txt
 : >"$RESULTS"
 
 HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a server
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${PID[$1]}/stat" 2>/dev/null || echo 0; } # utime + stime
 
 run_wrk() { # server case conns round
     local s=$1 c=$2 n=$3 r=$4 out line t0 t1
-    t0=$(cpu_ticks "${PID[$s]}")
+    check_alive "$s"
+    t0=$(cpu_ticks "$s")
     out=$(wrk -t"$WRK_THREADS" -c"$n" -d"${SECS}s" -s "$LUA" "http://127.0.0.1:${PORT[$s]}$c" 2>&1) ||
-        die "wrk failed against $s: $out"
-    t1=$(cpu_ticks "${PID[$s]}")
+        { check_alive "$s"; die "wrk failed against $s: $out"; }
+    t1=$(cpu_ticks "$s")
+    check_alive "$s"
     line=$(printf '%s\n' "$out" | grep '^BENCH ' | tail -n1)
     [ -n "$line" ] || die "no BENCH line from wrk: $out"
     # Cross-check with wrk's own summary lines.
@@ -164,7 +205,7 @@ done
 declare -A RSS
 for s in "${SERVERS[@]}"; do
     RSS[$s]=$(awk '/^VmHWM:/ {print $2}' "/proc/${PID[$s]}/status" 2>/dev/null || echo 0)
-    kill -0 "${PID[$s]}" 2>/dev/null || die "$s died during the benchmark (its stderr: $(logfile "$s"))"
+    check_alive "$s"
 done
 
 echo

@@ -86,14 +86,22 @@ bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, con
             putenv((char *)env[i]);
         if (cwd && chdir(cwd) != 0)
             _exit(126);
-        if (srv->valgrind) {
-            char logopt[300];
-            snprintf(logopt, sizeof logopt, "--log-file=%s.%%p", srv->vg_path);
-            char *vg[64] = {"valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
-                            "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
-                            "--trace-children=yes",
-                            "--trace-children-skip=*runuser*,*/sh,*/psql,*postgresql*,*/test", logopt};
-            size_t n = 9;
+        char logopt[300];
+        snprintf(logopt, sizeof logopt, "--log-file=%s.%%p", srv->vg_path);
+        static const char *const vg_opts[] = {"-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                                              "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"};
+        bool through_keel_run = argv[1] && strcmp(argv[1], "run") == 0;
+        if (srv->valgrind && through_keel_run) {
+            /* keel run itself runs natively and puts the app under valgrind. */
+            char wrapper[600];
+            snprintf(wrapper, sizeof wrapper, "valgrind %s %s %s %s %s %s", vg_opts[0], vg_opts[1], vg_opts[2],
+                     vg_opts[3], vg_opts[4], logopt);
+            setenv("KEEL_RUN_WRAPPER", wrapper, 1);
+            execv(argv[0], argv);
+        } else if (srv->valgrind) {
+            char *vg[64] = {"valgrind", (char *)vg_opts[0], (char *)vg_opts[1], (char *)vg_opts[2],
+                            (char *)vg_opts[3], (char *)vg_opts[4], logopt};
+            size_t n = 7;
             for (size_t i = 0; argv[i] && n < 63; i++)
                 vg[n++] = argv[i];
             vg[n] = NULL;

@@ -30,8 +30,8 @@ typedef struct ht_response {
 bool ht_start(ht_server *srv, const char *binary, const char *const *env);
 
 /* Like ht_start, but runs argv (argv[0] is the program) in folder cwd (NULL:
- * the current one).  Under valgrind, children the program execs are traced
- * too (except PostgreSQL's tools and shells). */
+ * the current one).  Under valgrind, a `keel run` command runs natively and
+ * puts the app it starts under valgrind (KEEL_RUN_WRAPPER). */
 bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, const char *cwd);
 
 /* Sends SIGTERM and waits; returns the exit status (or 128+signal). */
