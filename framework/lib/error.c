@@ -1,6 +1,7 @@
 /* error.c - keel_error values: creation, decoration, release, and the table of
  * Encore codes with their HTTP statuses. */
 #include "keel/error.h"
+#include "format.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +47,7 @@ unsigned keel_code_http_status(keel_code code)
     return code_table[code].status;
 }
 
-/* Formats into a new malloc'd string; NULL on failure. */
-static char *format_alloc(const char *fmt, va_list ap)
+char *keel__vformat(const char *fmt, va_list ap)
 {
     va_list copy;
     va_copy(copy, ap);
@@ -61,6 +61,15 @@ static char *format_alloc(const char *fmt, va_list ap)
     return s;
 }
 
+char *keel__format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = keel__vformat(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 keel_error *keel_error_newv(keel_code code, const char *fmt, va_list ap)
 {
     keel_error *err = malloc(sizeof *err);
@@ -69,7 +78,7 @@ keel_error *keel_error_newv(keel_code code, const char *fmt, va_list ap)
     err->code = code;
     err->cause = NULL;
     err->http_status = 0;
-    err->message = format_alloc(fmt, ap);
+    err->message = keel__vformat(fmt, ap);
     if (!err->message) {
         free(err);
         return &out_of_memory;
@@ -92,7 +101,7 @@ keel_error *keel_error_cause(keel_error *err, const char *fmt, ...)
         return err;
     va_list ap;
     va_start(ap, fmt);
-    char *cause = format_alloc(fmt, ap);
+    char *cause = keel__vformat(fmt, ap);
     va_end(ap);
     if (cause) {
         free(err->cause);
@@ -107,7 +116,7 @@ keel_error *keel_error_prefix(keel_error *err, const char *fmt, ...)
         return err;
     va_list ap;
     va_start(ap, fmt);
-    char *prefix = format_alloc(fmt, ap);
+    char *prefix = keel__vformat(fmt, ap);
     va_end(ap);
     if (!prefix)
         return err;

@@ -105,18 +105,41 @@ static void emit_line(const char *line, size_t n)
     pthread_mutex_unlock(&sink.lock);
 }
 
-/* Appends {"time":"...","level":"..." to b. */
+/* Appends the decimal digits of v. */
+static void append_uint(keel_buf *b, uint64_t v)
+{
+    char digits[24];
+    size_t n = sizeof digits;
+    do {
+        digits[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    keel_buf_append(b, digits + n, sizeof digits - n);
+}
+
+/* Appends {"time":"...","level":"..." to b.  The date and time up to the
+ * second are formatted once per second per thread (a cache of the clock, not
+ * of any request), so a log line costs no strftime. */
 static void begin_line(keel_buf *b, const char *level)
 {
+    static __thread time_t cached_second = -1;
+    static __thread char cached_stamp[32];
     struct timespec now;
-    struct tm tm;
-    char stamp[40];
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp + n, sizeof stamp - n, ".%06ldZ", now.tv_nsec / 1000);
+    if (now.tv_sec != cached_second) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(cached_stamp, sizeof cached_stamp, "%Y-%m-%dT%H:%M:%S.", &tm);
+        cached_second = now.tv_sec;
+    }
+    char micros[7];
+    long us = now.tv_nsec / 1000;
+    for (int i = 5; i >= 0; i--, us /= 10)
+        micros[i] = (char)('0' + us % 10);
+    micros[6] = 'Z';
     keel_buf_puts(b, "{\"time\":\"");
-    keel_buf_puts(b, stamp);
+    keel_buf_puts(b, cached_stamp);
+    keel_buf_append(b, micros, sizeof micros);
     keel_buf_puts(b, "\",\"level\":\"");
     keel_buf_puts(b, level);
     keel_buf_putc(b, '"');
@@ -191,7 +214,10 @@ void keel__log_request(const keel_req *req, unsigned status, int64_t duration_us
         keel_buf_puts(&b, req->route->label);
         keel_buf_putc(&b, '"');
     }
-    keel_buf_printf(&b, ",\"status\":%u,\"duration_us\":%lld", status, (long long)duration_us);
+    keel_buf_puts(&b, ",\"status\":");
+    append_uint(&b, status);
+    keel_buf_puts(&b, ",\"duration_us\":");
+    append_uint(&b, duration_us > 0 ? (uint64_t)duration_us : 0);
     end_line(&b);
     keel_arena_release(&arena);
 }

@@ -20,6 +20,7 @@
  * Every value sent to PostgreSQL (versions, flags) is a bound parameter; the
  * only SQL text Keel does not write itself is the migration files' own. */
 #include "keel/migrate.h"
+#include "format.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -42,25 +43,6 @@
  * Small helpers
  * ------------------------------------------------------------------------ */
 
-/* A new malloc'd string formatted like printf; NULL when out of memory. */
-static char *format_string(const char *fmt, ...) KEEL_PRINTF(1, 2);
-static char *format_string(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static keel_error *out_of_memory(void)
 {
     return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
@@ -71,7 +53,7 @@ static char *join_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
     bool slash = n > 0 && dir[n - 1] == '/';
-    return format_string("%s%s%s", dir, slash ? "" : "/", name);
+    return keel__format("%s%s%s", dir, slash ? "" : "/", name);
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -739,7 +721,7 @@ static keel_error *file_error(PGconn *conn, const sql_file *f, size_t start, con
         size_t n = strlen(m);
         while (n > 0 && isspace((unsigned char)m[n - 1]))
             n--;
-        fallback = format_string("%.*s", (int)n, n ? m : "the connection failed");
+        fallback = keel__format("%.*s", (int)n, n ? m : "the connection failed");
         primary = fallback ? fallback : "the connection failed";
     }
     char where[96] = "";
@@ -770,7 +752,7 @@ static char *repair_instructions(int64_t version, const int64_t *previous)
         snprintf(back, sizeof back, "UPDATE schema_migrations SET version = %" PRId64 ", dirty = false;", *previous);
     else
         snprintf(back, sizeof back, "DELETE FROM schema_migrations;");
-    return format_string("fix the database by hand, then either record migration %" PRId64
+    return keel__format("fix the database by hand, then either record migration %" PRId64
                          " as applied with: UPDATE schema_migrations SET dirty = false; "
                          "or go back to the last good version, so that %" PRId64 " runs again, with: %s",
                          version, version, back);
@@ -867,11 +849,11 @@ static char *mark_dirty(PGconn *conn, const versions *v, const char *why)
     keel_error *mark = write_version_now(conn, &v->version, true);
     char *note;
     if (mark)
-        note = format_string("%s, and marking the database dirty failed (%s): check it by hand", why,
+        note = keel__format("%s, and marking the database dirty failed (%s): check it by hand", why,
                              mark->message);
     else {
         char *how = repair_instructions(v->version, v->below);
-        note = format_string("%s, so the database is marked dirty at version %" PRId64 ": %s", why, v->version,
+        note = keel__format("%s, so the database is marked dirty at version %" PRId64 ": %s", why, v->version,
                              how ? how : "repair it by hand");
         free(how);
     }
@@ -928,7 +910,7 @@ static keel_error *run_without_transaction(PGconn *conn, const sql_file *f, cons
         bool has_sql;
         size_t end = statement_end(f->text, f->len, start, &has_sql);
         if (has_sql) {
-            char *stmt = format_string("%.*s", (int)(end - start), f->text + start);
+            char *stmt = keel__format("%.*s", (int)(end - start), f->text + start);
             if (!stmt)
                 return out_of_memory();
             bool copy;
@@ -936,7 +918,7 @@ static keel_error *run_without_transaction(PGconn *conn, const sql_file *f, cons
             free(stmt);
             if (r) {
                 char *how = repair_instructions(v->version, v->below);
-                char *note = format_string("it ran outside a transaction, so the database is marked dirty at "
+                char *note = keel__format("it ran outside a transaction, so the database is marked dirty at "
                                            "version %" PRId64 ": %s",
                                            v->version, how ? how : "repair it by hand");
                 err = sql_failure(conn, f, start, r, copy, note);
@@ -1039,7 +1021,7 @@ static long find_version(const keel_migration_set *set, int64_t version)
 static keel_error *missing_down_error(const keel_migration_set *set, const keel_migration *m)
 {
     size_t stem = strlen(m->name) - (ends_with(m->name, ".up.sql") ? strlen(".up.sql") : 0);
-    char *name = format_string("%.*s.down.sql", (int)stem, m->name);
+    char *name = keel__format("%.*s.down.sql", (int)stem, m->name);
     char *path = name ? join_path(set->dir, name) : NULL;
     keel_error *err = keel_error_new(KEEL_FAILED_PRECONDITION,
                                      "cannot revert migration %" PRId64 ": %s does not exist", m->version,

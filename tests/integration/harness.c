@@ -158,6 +158,7 @@ int ht_stop(ht_server *srv)
         if (p)
             pclose(p);
     }
+    unlink(srv->log_path);
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
