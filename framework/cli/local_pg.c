@@ -137,6 +137,34 @@ static keel_error *write_private_file(const char *path, const char *text)
     return NULL;
 }
 
+/* Writes .keel/pg.json: where the cluster lives and its port. */
+static keel_error *save_location(const local_pg *pg)
+{
+    json_t *j = json_pack("{s:s, s:i}", "cluster", pg->pg_dir, "port", (json_int_t)pg->port);
+    char *text = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    char path[700];
+    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
+    keel_error *err = write_private_file(path, text);
+    free(text);
+    return err;
+}
+
+/* Chooses a free loopback port for the cluster and records it. */
+static keel_error *pick_port(local_pg *pg)
+{
+    pg->port = 0;
+    for (unsigned p = FIRST_PORT; p < FIRST_PORT + 200; p++)
+        if (port_free(p)) {
+            pg->port = p;
+            break;
+        }
+    if (!pg->port)
+        return keel_error_new(KEEL_UNAVAILABLE, "cannot start PostgreSQL: ports %u-%u on 127.0.0.1 are all taken",
+                              FIRST_PORT, FIRST_PORT + 199);
+    return save_location(pg);
+}
+
 /* Decides where the cluster lives (under .keel/pg when the postgres user can
  * reach it, else under /var/lib/keel) and which port it uses. */
 static keel_error *choose_location(local_pg *pg)
@@ -155,23 +183,7 @@ static keel_error *choose_location(local_pg *pg)
         fprintf(stderr, "note: the postgres user cannot enter %s; the cluster lives in %s\n", pg->root,
                 pg->pg_dir);
     }
-    pg->port = 0;
-    for (unsigned p = FIRST_PORT; p < FIRST_PORT + 200; p++)
-        if (port_free(p)) {
-            pg->port = p;
-            break;
-        }
-    if (!pg->port)
-        return keel_error_new(KEEL_UNAVAILABLE, "cannot create the PostgreSQL cluster: ports %u-%u are all taken",
-                              FIRST_PORT, FIRST_PORT + 199);
-    json_t *j = json_pack("{s:s, s:i}", "cluster", pg->pg_dir, "port", (json_int_t)pg->port);
-    char *text = json_dumps(j, JSON_INDENT(2));
-    json_decref(j);
-    char path[700];
-    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
-    keel_error *err = write_private_file(path, text);
-    free(text);
-    return err;
+    return pick_port(pg);
 }
 
 static keel_error *create_cluster(local_pg *pg)
@@ -231,11 +243,16 @@ static keel_error *start_server(local_pg *pg)
     mkdir(pg->socket_dir, 0700);
     if (chown(pg->socket_dir, uid, gid) != 0)
         return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot hand %s to the postgres user", pg->socket_dir);
-    if (!port_free(pg->port))
-        return keel_error_new(KEEL_UNAVAILABLE,
-                              "cannot start PostgreSQL: port %u on 127.0.0.1 is taken by another program "
-                              "(edit %s/pg.json to choose another port)",
-                              pg->port, pg->state_dir);
+    if (!port_free(pg->port)) {
+        /* Another program took the port while the cluster was stopped: the
+         * port is ours to choose (the app learns it from the infra config
+         * written after this), so move rather than fail. */
+        unsigned old = pg->port;
+        err = pick_port(pg);
+        if (err)
+            return err;
+        fprintf(stderr, "note: port %u is taken by another program; PostgreSQL moves to port %u\n", old, pg->port);
+    }
     snprintf(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir);
     fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
     double t0 = now_s();
@@ -490,4 +507,21 @@ keel_error *local_pg_drop_database(local_pg *pg, const char *name)
     PQfreemem(db);
     PQfinish(conn);
     return err;
+}
+
+/* Finds an existing cluster without locking or starting it: long-running
+ * commands (keel db proxy) must not hold .keel/lock, or keel run would wait
+ * for them. */
+keel_error *local_pg_locate(const char *root, local_pg *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    if (!realpath(root, pg->root))
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "app root %s: %s", root, strerror(errno));
+    snprintf(pg->state_dir, sizeof pg->state_dir, "%s/.keel", pg->root);
+    if (!read_location(pg))
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "no local PostgreSQL cluster under %s (run `keel run` once to create it)",
+                              pg->state_dir);
+    snprintf(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir);
+    return NULL;
 }

@@ -35,4 +35,8 @@ keel_error *local_pg_write_infra(const local_pg *pg, const char *const *database
 /* Drops and recreates a database (used by keel db reset and tests). */
 keel_error *local_pg_drop_database(local_pg *pg, const char *name);
 
+/* Fills pg from .keel/pg.json of an existing cluster, without taking the lock
+ * or starting the server (failed_precondition when there is none). */
+keel_error *local_pg_locate(const char *root, local_pg *pg);
+
 #endif
