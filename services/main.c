@@ -11,6 +11,7 @@ int main(int argc, char **argv)
         &echo_service,
         &todo_service,
         &stats_service,
+        &external_service,
         NULL
     });
 }

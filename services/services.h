@@ -9,5 +9,6 @@ extern const keel_service hello_service;
 extern const keel_service echo_service;
 extern const keel_service todo_service;
 extern const keel_service stats_service;
+extern const keel_service external_service;
 
 #endif

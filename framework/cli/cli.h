@@ -2,6 +2,12 @@
 #ifndef KEEL_CLI_H
 #define KEEL_CLI_H
 
+#include <stdbool.h>
+#include <stdio.h>
+#include <libpq-fe.h>
+
+#include "../lib/infra.h"
+
 /* Exit statuses of every keel command. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
@@ -10,6 +16,16 @@ int cli_run(int argc, char **argv);
 int cli_app_model(int argc, char **argv);
 
 int cli_db(int argc, char **argv);
+int cli_secrets(int argc, char **argv);
+int cli_db_shell(int argc, char **argv);
+int cli_db_proxy(int argc, char **argv);
+int cli_db_reset(int argc, char **argv);
+int cli_migrate(int argc, char **argv);
+int cli_secrets(int argc, char **argv); /* secrets_cmd.c */
+
+/* Prints a command's usage text (from keel.c's table) on out; false when the
+ * command is unknown. */
+bool cli_print_usage(FILE *out, const char *command);
 
 /* Runs the app binary with --app-model and parses what it prints; NULL after
  * printing the reason.  The caller owns the result. */
@@ -24,5 +40,50 @@ const char **cli_declared_databases(struct json_t *model);
  * $KEEL_APP, else the example's usual build locations.  Returns a path or NULL
  * after printing what was tried. */
 const char *cli_find_app(const char *given);
+
+/* ---- shared by the db and migrate commands (db.c) ---- */
+
+/* The roles a command may connect as: the infra roles plus the local
+ * cluster's superuser (postgres over the Unix socket). */
+enum { CLI_ROLE_SUPERUSER = 100 };
+
+/* The app root: $KEEL_APP_ROOT, else the current folder. */
+const char *cli_app_root(void);
+
+/* True when env names the local environment (NULL means the default). */
+bool cli_env_is_local(const char *env);
+
+/* Loads the infra config for env (NULL: $KEEL_INFRA_CONFIG, else the local
+ * one; "local": the local one; other names: $KEEL_INFRA_CONFIG, required).
+ * NULL after printing the reason, prefixed with cmd. */
+keel_infra *cli_open_infra(const char *cmd, const char *env);
+
+/* Prints "cmd: message: cause" on stderr, frees err, returns CLI_FAILED. */
+int cli_fail(const char *cmd, keel_error *err);
+
+/* libpq connection parameters (host, port, dbname, user, password, sslmode)
+ * for database name as role (a keel_db_role or CLI_ROLE_SUPERUSER, local
+ * only).  Free with PQconninfoFree after wiping the password. */
+keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role,
+                            PQconninfoOption **out);
+
+/* The value of keyword in opts, or NULL. */
+const char *cli_param(const PQconninfoOption *opts, const char *keyword);
+
+/* Wipes the password and frees opts (NULL allowed). */
+void cli_params_free(PQconninfoOption *opts);
+
+/* Connects to database name as its admin (owner) role; NULL after printing. */
+PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name);
+
+/* The migrations folder the app model declares for database name, joined to
+ * the app root (malloc'd); NULL after printing (unknown database...). */
+char *cli_migrations_dir(const char *cmd, struct json_t *model, const char *name);
+
+/* Parses NAME [--env E] [--write|--admin|--superuser|--read-only] [-- REST...]
+ * (*role keeps its value when no flag is given); *rest receives the index
+ * after "--" (argc when absent).  Returns CLI_OK or CLI_USAGE (the caller
+ * prints the usage). */
+int cli_db_args(int argc, char **argv, const char **name, const char **env, int *role, int *rest);
 
 #endif

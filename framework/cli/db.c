@@ -1,70 +1,340 @@
-/* db.c - `keel db ...`: tools for the app's databases.  This file has
- * conn-uri; the CLI issue adds shell, proxy and reset. */
+/* db.c - `keel db ...`: tools for the app's databases.  This file has the
+ * dispatcher, conn-uri, and the helpers the db and migrate commands share
+ * (which infra config to read, connection parameters per role); shell, proxy
+ * and reset live in db_shell.c and db_proxy.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <unistd.h>
 
+#include <jansson.h>
 #include <keel/error.h>
 
-#include "../lib/infra.h"
 #include "cli.h"
+#include "local_pg.h"
 
-/* The infra config to read: $KEEL_INFRA_CONFIG, else the local one. */
-static const char *infra_path(char *buf, size_t len)
+const char *cli_app_root(void)
 {
-    const char *env = getenv("KEEL_INFRA_CONFIG");
-    if (env && *env)
-        return env;
     const char *root = getenv("KEEL_APP_ROOT");
-    snprintf(buf, len, "%s/.keel/infra.local.json", root && *root ? root : ".");
-    return buf;
+    return root && *root ? root : ".";
+}
+
+bool cli_env_is_local(const char *env)
+{
+    return !env || strcmp(env, "local") == 0;
+}
+
+int cli_fail(const char *cmd, keel_error *err)
+{
+    fprintf(stderr, "%s: %s%s%s\n", cmd, err->message, err->cause ? ": " : "", err->cause ? err->cause : "");
+    keel_error_free(err);
+    return CLI_FAILED;
+}
+
+/* Environment names are plain words, so one can never smuggle a path in. */
+static bool env_name_ok(const char *env)
+{
+    if (!*env)
+        return false;
+    for (const char *c = env; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+              *c == '_'))
+            return false;
+    return true;
+}
+
+/* Which file holds env's infra config; NULL after printing why none does. */
+static const char *infra_path(const char *cmd, const char *env, char *buf, size_t len)
+{
+    const char *given = getenv("KEEL_INFRA_CONFIG");
+    if (env && !env_name_ok(env)) {
+        fprintf(stderr, "%s: unknown environment \"%s\" (a name of letters, digits, - and _)\n", cmd, env);
+        return NULL;
+    }
+    if (!env && given && *given)
+        return given;
+    if (cli_env_is_local(env)) {
+        snprintf(buf, len, "%s/.keel/infra.local.json", cli_app_root());
+        return buf;
+    }
+    if (!given || !*given) {
+        fprintf(stderr,
+                "%s: unknown environment \"%s\": KEEL_INFRA_CONFIG is not set "
+                "(point it at the infra config of %s)\n",
+                cmd, env, env);
+        return NULL;
+    }
+    return given;
+}
+
+/* An infra config may say which environment it describes ("env"); a
+ * mismatch means the wrong file is in KEEL_INFRA_CONFIG. */
+static bool env_matches(const char *cmd, const char *path, const char *env)
+{
+    if (cli_env_is_local(env))
+        return true;
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *declared = json_string_value(json_object_get(j, "env"));
+    bool ok = !declared || strcmp(declared, env) == 0;
+    if (!ok)
+        fprintf(stderr, "%s: unknown environment \"%s\": KEEL_INFRA_CONFIG (%s) is for environment \"%s\"\n", cmd,
+                env, path, declared);
+    json_decref(j);
+    return ok;
+}
+
+keel_infra *cli_open_infra(const char *cmd, const char *env)
+{
+    char buf[1024];
+    const char *path = infra_path(cmd, env, buf, sizeof buf);
+    if (!path)
+        return NULL;
+    if (access(path, R_OK) != 0) {
+        /* Say it plainly: the parser's "line -1" is no help here. */
+        fprintf(stderr, "%s: cannot read infra config %s: %s%s\n", cmd, path, strerror(errno),
+                path == buf ? " (run `keel run` once to provision the local databases)" : "");
+        return NULL;
+    }
+    keel_infra *infra = NULL;
+    keel_error *err = keel__infra_load(path, &infra);
+    if (err) {
+        bool local = path == buf;
+        fprintf(stderr, "%s: %s%s\n", cmd, err->message,
+                local ? " (run `keel run` once to provision the local databases)" : "");
+        keel_error_free(err);
+        return NULL;
+    }
+    if (!env_matches(cmd, path, env)) {
+        keel__infra_free(infra);
+        return NULL;
+    }
+    return infra;
+}
+
+const char *cli_param(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, keyword) == 0)
+            return o->val && *o->val ? o->val : NULL;
+    return NULL;
+}
+
+void cli_params_free(PQconninfoOption *opts)
+{
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "password") == 0)
+            sodium_memzero(o->val, strlen(o->val));
+    PQconninfoFree(opts);
+}
+
+/* Turns the superuser request into the local socket connection: the cluster
+ * trusts local connections from its owner (and root), no password. */
+static keel_error *superuser_params(const char *env, PQconninfoOption *opts)
+{
+    if (!cli_env_is_local(env))
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "--superuser works on the local environment only");
+    local_pg pg;
+    keel_error *err = local_pg_locate(cli_app_root(), &pg);
+    if (err)
+        return err;
+    char port[16];
+    snprintf(port, sizeof port, "%u", pg.port);
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        const char *v = strcmp(o->keyword, "host") == 0       ? pg.socket_dir
+                        : strcmp(o->keyword, "port") == 0     ? port
+                        : strcmp(o->keyword, "user") == 0     ? "postgres"
+                        : strcmp(o->keyword, "password") == 0 ? ""
+                        : strcmp(o->keyword, "sslmode") == 0  ? "disable"
+                                                              : NULL;
+        if (!v)
+            continue;
+        if (o->val)
+            sodium_memzero(o->val, strlen(o->val));
+        free(o->val);
+        o->val = strdup(v);
+    }
+    return NULL;
+}
+
+keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role,
+                            PQconninfoOption **out)
+{
+    char *conninfo = NULL;
+    keel_db_role r = role == CLI_ROLE_SUPERUSER ? KEEL_ROLE_APP : (keel_db_role)role;
+    keel_error *err = keel__infra_conninfo(infra, name, r, &conninfo);
+    if (err)
+        return err;
+    char *msg = NULL;
+    *out = PQconninfoParse(conninfo, &msg);
+    sodium_memzero(conninfo, strlen(conninfo));
+    free(conninfo);
+    if (!*out) {
+        err = keel_error_new(KEEL_INVALID_ARGUMENT, "the infra config's entry for \"%s\" is not usable", name);
+        PQfreemem(msg);
+        return err;
+    }
+    if (role == CLI_ROLE_SUPERUSER && (err = superuser_params(env, *out)) != NULL) {
+        cli_params_free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+/* Keeps migration NOTICEs ("relation already exists, skipping") quiet. */
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name)
+{
+    char *conninfo = NULL;
+    keel_error *err = keel__infra_conninfo(infra, name, KEEL_ROLE_ADMIN, &conninfo);
+    if (err) {
+        cli_fail(cmd, err);
+        return NULL;
+    }
+    PGconn *conn = PQconnectdb(conninfo);
+    sodium_memzero(conninfo, strlen(conninfo));
+    free(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "%s: cannot connect to database \"%s\": %s", cmd, name, PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, quiet, NULL);
+    return conn;
+}
+
+char *cli_migrations_dir(const char *cmd, json_t *model, const char *name)
+{
+    size_t i, j;
+    json_t *svc, *db;
+    json_array_foreach(json_object_get(model, "services"), i, svc) {
+        json_array_foreach(json_object_get(svc, "databases"), j, db) {
+            const char *dir = json_string_value(json_object_get(db, "migrations"));
+            const char *db_name = json_string_value(json_object_get(db, "name"));
+            if (!json_is_true(json_object_get(db, "declared")) || !db_name || strcmp(db_name, name) != 0)
+                continue;
+            if (!dir) {
+                fprintf(stderr, "%s: database \"%s\" declares no migrations folder\n", cmd, name);
+                return NULL;
+            }
+            char *path = NULL;
+            if (asprintf(&path, "%s/%s", dir[0] == '/' ? "" : cli_app_root(), dir) < 0)
+                return NULL;
+            return path;
+        }
+    }
+    fprintf(stderr, "%s: the app declares no database \"%s\"\n", cmd, name);
+    return NULL;
+}
+
+/* Appends s percent-encoded (RFC 3986 unreserved characters stay). */
+static void uri_add(FILE *f, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+            *c == '.' || *c == '_' || *c == '~')
+            fputc(*c, f);
+        else
+            fprintf(f, "%%%02X", *c);
+    }
+}
+
+/* The superuser's URI: the socket folder goes in the query string. */
+static void print_superuser_uri(const PQconninfoOption *opts)
+{
+    fputs("postgresql://postgres@/", stdout);
+    uri_add(stdout, cli_param(opts, "dbname"));
+    fputs("?host=", stdout);
+    uri_add(stdout, cli_param(opts, "host"));
+    printf("&port=%s\n", cli_param(opts, "port"));
+}
+
+/* Reads a role flag; false when arg is not one. */
+static bool role_flag(const char *arg, int *role)
+{
+    if (strcmp(arg, "--write") == 0)
+        *role = KEEL_ROLE_APP;
+    else if (strcmp(arg, "--admin") == 0)
+        *role = KEEL_ROLE_ADMIN;
+    else if (strcmp(arg, "--superuser") == 0)
+        *role = CLI_ROLE_SUPERUSER;
+    else if (strcmp(arg, "--read-only") == 0)
+        *role = KEEL_ROLE_READONLY;
+    else
+        return false;
+    return true;
+}
+
+int cli_db_args(int argc, char **argv, const char **name, const char **env, int *role, int *rest)
+{
+    *rest = argc;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            *rest = i + 1;
+            break;
+        } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc) {
+            *env = argv[++i];
+        } else if (role_flag(argv[i], role)) {
+            continue;
+        } else if (argv[i][0] != '-' && !*name) {
+            *name = argv[i];
+        } else {
+            return CLI_USAGE;
+        }
+    }
+    return *name ? CLI_OK : CLI_USAGE;
 }
 
 static int conn_uri(int argc, char **argv)
 {
-    const char *name = NULL;
-    keel_db_role role = KEEL_ROLE_READONLY;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--write") == 0)
-            role = KEEL_ROLE_APP;
-        else if (strcmp(argv[i], "--admin") == 0)
-            role = KEEL_ROLE_ADMIN;
-        else if (argv[i][0] != '-' && !name)
-            name = argv[i];
-        else {
-            fprintf(stderr, "usage: keel db conn-uri NAME [--write | --admin]\n");
-            return CLI_USAGE;
-        }
-    }
-    if (!name) {
-        fprintf(stderr, "usage: keel db conn-uri NAME [--write | --admin]\n");
+    const char *name = NULL, *env = NULL;
+    int role = KEEL_ROLE_READONLY, rest;
+    if (cli_db_args(argc, argv, &name, &env, &role, &rest) != CLI_OK || rest != argc) {
+        cli_print_usage(stderr, "db");
         return CLI_USAGE;
     }
-    char buf[1024];
-    const char *path = infra_path(buf, sizeof buf);
-    keel_infra *infra = NULL;
-    keel_error *err = keel__infra_load(path, &infra);
-    char *uri = NULL;
-    if (!err)
-        err = keel__infra_uri(infra, name, role, &uri);
-    keel__infra_free(infra);
-    if (err) {
-        fprintf(stderr, "keel db conn-uri: %s%s\n", err->message,
-                err->code == KEEL_FAILED_PRECONDITION ? " (run `keel run` once to provision the local databases)" : "");
-        keel_error_free(err);
+    keel_infra *infra = cli_open_infra("keel db conn-uri", env);
+    if (!infra)
         return CLI_FAILED;
-    }
-    printf("%s\n", uri);
-    sodium_memzero(uri, strlen(uri));
+    char *uri = NULL;
+    PQconninfoOption *opts = NULL;
+    keel_error *err = role == CLI_ROLE_SUPERUSER ? cli_conn_params(infra, env, name, role, &opts)
+                                                 : keel__infra_uri(infra, name, (keel_db_role)role, &uri);
+    keel__infra_free(infra);
+    if (err)
+        return cli_fail("keel db conn-uri", err);
+    if (opts)
+        print_superuser_uri(opts);
+    else
+        printf("%s\n", uri);
+    cli_params_free(opts);
+    if (uri)
+        sodium_memzero(uri, strlen(uri));
     free(uri);
     return CLI_OK;
 }
 
 int cli_db(int argc, char **argv)
 {
-    if (argc >= 1 && strcmp(argv[0], "conn-uri") == 0)
-        return conn_uri(argc - 1, argv + 1);
-    fprintf(stderr, "usage: keel db conn-uri NAME [--write | --admin]\n");
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } subs[] = {{"conn-uri", conn_uri}, {"shell", cli_db_shell}, {"proxy", cli_db_proxy}, {"reset", cli_db_reset}};
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        cli_print_usage(stdout, "db");
+        return CLI_OK;
+    }
+    for (size_t i = 0; argc >= 1 && i < sizeof subs / sizeof subs[0]; i++)
+        if (strcmp(argv[0], subs[i].name) == 0)
+            return subs[i].fn(argc - 1, argv + 1);
+    if (argc >= 1)
+        fprintf(stderr, "keel db: unknown sub-command \"%s\"\n\n", argv[0]);
+    cli_print_usage(stderr, "db");
     return CLI_USAGE;
 }

@@ -1,4 +1,6 @@
-/* keel.c - the keel command: dispatches to one sub-command per file. */
+/* keel.c - the keel command: dispatches to one sub-command per file and
+ * holds every command's usage text (for `keel help COMMAND`, `keel COMMAND
+ * --help` and usage errors), so the texts live in one place. */
 #include <stdio.h>
 #include <string.h>
 
@@ -6,23 +8,88 @@
 
 #include "cli.h"
 
+static int help_cmd(int argc, char **argv);
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *summary;
+    const char *usage;
 } commands[] = {
-    {"run", cli_run, "run [--port N] [--app PATH]   start the app on http://localhost:4000"},
-    {"db", cli_db, "db conn-uri NAME [--write|--admin] print a postgresql:// URI for a database"},
-    {"app-model", cli_app_model, "app-model [--app PATH]        print the app's services, endpoints and schemas as JSON"},
+    {"run", cli_run, "run [--port N] [--app PATH]           start the app on http://localhost:4000",
+     "usage: keel run [--port N] [--app PATH]\n\n"
+     "Provisions the local PostgreSQL cluster (.keel/pg) and the app's databases, then replaces itself\n"
+     "with the app (PORT, default 4000).  The app is --app PATH, $KEEL_APP, or build/services/keel-example.\n"
+     "$KEEL_RUN_WRAPPER (e.g. \"valgrind --leak-check=full\") runs the app under a wrapper.\n"},
+    {"db", cli_db, "db shell|conn-uri|proxy|reset ...     work with the app's databases",
+     "usage:\n"
+     "  keel db shell NAME [--env E] [--write | --admin | --superuser] [-- PSQL-ARGS...]\n"
+     "      open psql on database NAME; read-only unless --write (NAME_app), --admin (the owner)\n"
+     "      or --superuser (postgres over the local socket; local only).  Standard input may be piped.\n"
+     "  keel db conn-uri NAME [--env E] [--write | --admin | --superuser]\n"
+     "      print a postgresql:// URI for the database (read-only role by default)\n"
+     "  keel db proxy [--port N] [--env E]\n"
+     "      listen on 127.0.0.1:N (default 5439) and forward connections to the environment's server\n"
+     "  keel db reset NAME [--yes] [--app PATH]\n"
+     "      drop and recreate a local database, then apply its migrations (asks unless --yes)\n\n"
+     "--env E picks the environment: local (the default: .keel/infra.local.json under $KEEL_APP_ROOT)\n"
+     "or another name, whose infra config is read from $KEEL_INFRA_CONFIG.\n"},
+    {"migrate", cli_migrate, "migrate status|up|down ...            show or move the databases' migrations",
+     "usage:\n"
+     "  keel migrate status [NAME] [--env E] [--app PATH]\n"
+     "      applied version, dirty flag and pending files of each database (or NAME)\n"
+     "  keel migrate up [NAME] [--env E] [--app PATH]\n"
+     "      apply pending migrations as the admin role\n"
+     "  keel migrate down NAME [--steps N] [--env E] [--app PATH]\n"
+     "      revert the last N (default 1) migrations with their .down.sql files\n\n"
+     "Migrations folders come from the app model (--app PATH or $KEEL_APP), relative to $KEEL_APP_ROOT.\n"},
+    {"secrets", cli_secrets, "secrets set|list|rm|rotate-key ...    the encrypted secrets store",
+     "usage:\n"
+     "  keel secrets set [--env NAME] SECRET_NAME     read the value from standard input (no echo)\n"
+     "  keel secrets list [--env NAME]                names and when each was set; never values\n"
+     "  keel secrets rm [--env NAME] SECRET_NAME\n"
+     "  keel secrets rotate-key [--env NAME]          re-encrypt the store with a new key\n\n"
+     "Stores are secrets/<env>.enc (XChaCha20-Poly1305); the key is $KEEL_SECRETS_KEY (base64) or\n"
+     "secrets/<env>.key (0600, created by the first set, git-ignored).  The default env is local.\n"},
+    {"app-model", cli_app_model, "app-model [--app PATH]                print the app's services, endpoints and schemas",
+     "usage: keel app-model [--app PATH]\n\nPrints the app's services, endpoints, schemas and databases as JSON.\n"},
+    {"help", help_cmd, "help [COMMAND]                        show the usage of a command",
+     "usage: keel help [COMMAND]\n"},
 };
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+bool cli_print_usage(FILE *out, const char *command)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, command) == 0) {
+            fputs(commands[i].usage, out);
+            return true;
+        }
+    return false;
+}
 
 static void print_help(FILE *out)
 {
     fprintf(out, "keel %s - the Keel backend framework's command\n\nusage: keel COMMAND [ARGS]\n\ncommands:\n",
             KEEL_VERSION);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  keel %s\n", commands[i].summary);
-    fprintf(out, "\nexit status: 0 success, 1 failure, 2 usage error\n");
+    fprintf(out, "\n`keel help COMMAND` shows a command's usage; `man keel` has the details.\n"
+                 "exit status: 0 success, 1 failure, 2 usage error\n");
+}
+
+static int help_cmd(int argc, char **argv)
+{
+    if (argc == 0) {
+        print_help(stdout);
+        return CLI_OK;
+    }
+    if (argc == 1 && cli_print_usage(stdout, argv[0]))
+        return CLI_OK;
+    fprintf(stderr, "keel help: unknown command \"%s\"\n\n", argv[0]);
+    print_help(stderr);
+    return CLI_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -31,15 +98,13 @@ int main(int argc, char **argv)
         print_help(stderr);
         return CLI_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0) {
-        print_help(stdout);
-        return CLI_OK;
-    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return help_cmd(0, NULL);
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("keel %s\n", KEEL_VERSION);
         return CLI_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "keel: unknown command \"%s\"\n\n", argv[1]);

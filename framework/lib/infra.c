@@ -2,6 +2,7 @@
  * database uses in this environment.  Passwords may be given inline or as
  * {"$env": "VAR"}; they never appear in error messages. */
 #include "infra.h"
+#include "keel/secrets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,10 +82,14 @@ static keel_error *password_value(const keel_infra *infra, const char *logical, 
         *out = json_string_value(v);
         return NULL;
     }
+    const char *secret = json_string_value(json_object_get(v, "$secret"));
+    if (secret)
+        return keel_secret_lookup(secret, out);
     const char *var = json_string_value(json_object_get(v, "$env"));
     if (!var)
         return keel_error_new(KEEL_FAILED_PRECONDITION,
-                              "infra config %s: database \"%s\": a password is a string or {\"$env\": \"VAR\"}",
+                              "infra config %s: database \"%s\": a password is a string, {\"$env\": \"VAR\"} "
+                              "or {\"$secret\": \"NAME\"}",
                               infra->path, logical);
     *out = getenv(var);
     if (!*out)

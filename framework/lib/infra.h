@@ -4,7 +4,7 @@
  *
  *   {"sql_servers": [{"host": "127.0.0.1", "port": 5432, "sslmode": "disable",
  *                     "databases": {"todo": {"name": "todo",
- *                         "user": "todo_rw", "password": "..." | {"$env": "VAR"},
+ *                         "user": "todo_app", "password": "..." | {"$env": "VAR"} | {"$secret": "NAME"},
  *                         "admin_user": "todo_admin", "admin_password": ...,
  *                         "readonly_user": "todo_ro", "readonly_password": ...}}}],
  *    "pool": {"max_connections": 20, "checkout_timeout_ms": 5000,

@@ -263,7 +263,9 @@ keel_error *keel_app_start(keel_app *app)
     if (inet_pton(AF_INET, app->cfg.host, &addr.sin_addr) != 1)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "invalid listen address \"%s\" (want an IPv4 address)",
                               app->cfg.host);
-    keel_error *err = keel__databases_open(app);
+    keel_error *err = keel__secrets_check(app);
+    if (!err)
+        err = keel__databases_open(app);
     if (err)
         return err;
     err = keel__workers_start(app->cfg.workers, &app->workers);

@@ -142,34 +142,34 @@ static void test_registry(void)
     const keel_service conflict = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
         KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty),
-        KEEL_ENDPOINT_END}, NULL};
+        KEEL_ENDPOINT_END}, NULL, NULL};
     char *msg = startup_error(&conflict, NULL);
     like(msg, "orders.by_id", "a route conflict names the first registration");
     like(msg, "orders.by_id_too", "a route conflict names the second registration");
 
     const keel_service bad_pattern = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
+        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL};
     like(startup_error(&bad_pattern, NULL), "orders.by_id", "an unparsable path names its endpoint");
 
     const keel_service missing_field = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
+        KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL};
     like(startup_error(&missing_field, NULL), "path parameter \"id\"",
          "a path parameter without a KEEL_IN_PATH field is refused");
 
     const keel_service extra_field = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
+        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL};
     like(startup_error(&extra_field, NULL), "no such parameter", "a KEEL_IN_PATH field without a parameter is refused");
 
-    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL};
+    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL};
     like(startup_error(&bad_name, NULL), "service name", "an invalid service name is refused");
 
     const keel_service ok_svc = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL};
     like(startup_error(&ok_svc, &ok_svc), "listed twice", "a service listed twice is refused");
     ok(startup_error(&ok_svc, NULL) == NULL, "a valid service builds");
 
     const keel_service other = {"billing", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL};
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL};
     msg = startup_error(&ok_svc, &other);
     ok(msg != NULL, "conflicts across services are found too");
     like(msg, "billing.by_id_too", "and name the other service's endpoint");
@@ -180,15 +180,15 @@ static void test_registry(void)
     static keel_sqldb orders_ref = KEEL_SQLDB_NAMED("orders");
     static keel_sqldb bad_db = KEEL_SQLDB("Orders!", "migrations/x");
     const keel_service with_db = {"orders", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                  (keel_sqldb *const[]){&orders_db, NULL}};
+                                  (keel_sqldb *const[]){&orders_db, NULL}, NULL};
     const keel_service refers_unknown = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                         (keel_sqldb *const[]){&unknown_ref, NULL}};
+                                         (keel_sqldb *const[]){&unknown_ref, NULL}, NULL};
     const keel_service refers_orders = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                        (keel_sqldb *const[]){&orders_ref, NULL}};
+                                        (keel_sqldb *const[]){&orders_ref, NULL}, NULL};
     const keel_service declares_again = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                         (keel_sqldb *const[]){&orders_again, NULL}};
+                                         (keel_sqldb *const[]){&orders_again, NULL}, NULL};
     const keel_service bad_db_svc = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                     (keel_sqldb *const[]){&bad_db, NULL}};
+                                     (keel_sqldb *const[]){&bad_db, NULL}, NULL};
     like(startup_error(&with_db, &refers_unknown), "sqldb: unknown database \"ledger\"",
          "a reference to an undeclared database fails start-up with sqldb: unknown database");
     ok(startup_error(&with_db, &refers_orders) == NULL, "a reference to a declared database resolves");

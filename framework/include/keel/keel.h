@@ -12,6 +12,9 @@
 #include "sqldb.h"
 #include "migrate.h"
 #include "app.h"
+#include "secrets.h"
+#include "lazy.h"
+#include "extdb.h"
 
 #define KEEL_VERSION "0.1.0"
 

@@ -94,6 +94,8 @@ typedef struct keel_service {
     const char *name;                 /* [a-z][a-z0-9_]*, unique in the app */
     const keel_endpoint *endpoints;   /* ends with KEEL_ENDPOINT_END */
     struct keel_sqldb *const *databases; /* NULL-terminated; may be NULL */
+    const char *const *secrets;       /* names the service needs (keel/secrets.h);
+                                         NULL-terminated; may be NULL */
 } keel_service;
 
 /* Calls the typed endpoint "service.endpoint" in-process, public or private, as

@@ -1,0 +1,78 @@
+/* db_shell.c - `keel db shell NAME`: replaces keel with the real psql,
+ * connected to a database as one of its roles (read-only unless asked).
+ * The password travels in PGPASSWORD, never in psql's arguments, so it
+ * does not show in ps or /proc/PID/cmdline (the environment is readable by
+ * the same user only). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+
+#define CMD "keel db shell"
+
+/* Sets or clears an environment variable for psql from a parameter. */
+static void env_from(const char *var, const char *value)
+{
+    if (value)
+        setenv(var, value, 1);
+    else
+        unsetenv(var);
+}
+
+/* Builds psql's argument vector: connection pieces without the password,
+ * then whatever followed "--" on keel's command line. */
+static char **psql_argv(const PQconninfoOption *opts, int argc, char **argv, int rest)
+{
+    char **out = calloc((size_t)(argc - rest) + 10, sizeof *out);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    out[n++] = "psql";
+    const char *flags[] = {"-h", "host", "-p", "port", "-U", "user", "-d", "dbname"};
+    for (size_t i = 0; i < 8; i += 2) {
+        const char *v = cli_param(opts, flags[i + 1]);
+        if (v) {
+            out[n++] = (char *)flags[i];
+            out[n++] = (char *)v;
+        }
+    }
+    for (int i = rest; i < argc; i++)
+        out[n++] = argv[i];
+    return out;
+}
+
+int cli_db_shell(int argc, char **argv)
+{
+    const char *name = NULL, *env = NULL;
+    int role = KEEL_ROLE_READONLY, rest;
+    if (cli_db_args(argc, argv, &name, &env, &role, &rest) != CLI_OK) {
+        cli_print_usage(stderr, "db");
+        return CLI_USAGE;
+    }
+    keel_infra *infra = cli_open_infra(CMD, env);
+    if (!infra)
+        return CLI_FAILED;
+    PQconninfoOption *opts = NULL;
+    keel_error *err = cli_conn_params(infra, env, name, role, &opts);
+    keel__infra_free(infra);
+    if (err)
+        return cli_fail(CMD, err);
+    env_from("PGPASSWORD", cli_param(opts, "password"));
+    env_from("PGSSLMODE", cli_param(opts, "sslmode"));
+    /* Other PG* variables would override nothing we pass, but a stray
+     * PGSERVICE or PGPASSFILE could; the connection is fully specified. */
+    unsetenv("PGSERVICE");
+    char **args = psql_argv(opts, argc, argv, rest);
+    if (args)
+        execvp("psql", args);
+    fprintf(stderr, CMD ": cannot start psql: %s (install it: apt-get install -y postgresql-client)\n",
+            strerror(errno));
+    free(args);
+    cli_params_free(opts);
+    return CLI_FAILED;
+}

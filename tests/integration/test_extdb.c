@@ -1,0 +1,252 @@
+/* tests/integration/test_extdb.c - external databases on a real PostgreSQL:
+ * a password full of URI-special characters (from the secrets store) works, a
+ * wrong password is a clear error without the password, sslmode=require
+ * against a server without SSL says so, a database down at the first request
+ * is 503 and the next request after it comes back succeeds (no restart), and
+ * 32 threads asking at once share one pool. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <keel/keel.h>
+#include "pg_harness.h"
+#include "tap.h"
+
+#define SPECIAL "p@ss:w/o?r#d% 'q\\ x&=;"
+#define SPECIAL_SQL "p@ss:w/o?r#d% ''q\\ x&=;"
+#define WRONG "Wr0ng@pa:ss/#"
+
+static pgh_cluster pg;
+static char dir[256];
+
+static keel_extdb ext = KEEL_EXTDB("ext", "EXT_PASSWORD");
+static keel_extdb ext_wrong = KEEL_EXTDB("ext_wrong", "EXT_WRONG");
+static keel_extdb ext_ssl = KEEL_EXTDB("ext_ssl", "EXT_PASSWORD");
+static keel_extdb ext_down = KEEL_EXTDB("ext_down", "EXT_PASSWORD");
+static keel_extdb ext_many = KEEL_EXTDB("ext_many", "EXT_PASSWORD");
+
+/* ---- a server that refuses SSL, as PostgreSQL without ssl=on does ------------- */
+
+static int fake_fd = -1;
+static unsigned fake_port;
+
+static void *fake_server(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(fake_fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char req[8];
+        if (read(c, req, sizeof req) == (ssize_t)sizeof req && write(c, "N", 1) != 1)
+            printf("# fake server: write failed\n");
+        close(c);
+    }
+}
+
+static bool fake_start(pthread_t *t)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    fake_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fake_fd < 0 || bind(fake_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fake_fd, 8) != 0 ||
+        getsockname(fake_fd, (struct sockaddr *)&a, &len) != 0)
+        return false;
+    fake_port = ntohs(a.sin_port);
+    return pthread_create(t, NULL, fake_server, NULL) == 0;
+}
+
+/* ---- set-up ------------------------------------------------------------------------- */
+
+/* Password authentication for extuser on the socket (the harness trusts all). */
+static bool require_passwords(void)
+{
+    char path[400], cmd[900];
+    snprintf(path, sizeof path, "%s/data/pg_hba.conf", pg.dir);
+    snprintf(cmd, sizeof cmd, "sed -i '1i local all extuser scram-sha-256' '%s'", path);
+    return system(cmd) == 0 && pgh_exec(&pg, "postgres", "SELECT pg_reload_conf()");
+}
+
+static bool write_config(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/extdb.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return false;
+    const char *names[] = {"ext", "ext_wrong", "ext_down", "ext_many"};
+    fprintf(f, "{\"databases\": {");
+    for (size_t i = 0; i < 4; i++)
+        fprintf(f, "\"%s\": {\"host\": \"%s\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
+                   "\"sslmode\": \"disable\"}, ", names[i], pg.socket_dir, pg.port);
+    fprintf(f, "\"ext_ssl\": {\"host\": \"127.0.0.1\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
+               "\"sslmode\": \"require\"}}, \"pool\": {\"checkout_timeout_ms\": 2000}}\n", fake_port);
+    fclose(f);
+    setenv("KEEL_EXTDB_CONFIG", path, 1);
+    return true;
+}
+
+static bool store_passwords(void)
+{
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(dir, "local", KEEL_SECRETS_CREATE_KEY, &s);
+    if (!err)
+        err = keel_secrets_set(s, "EXT_PASSWORD", SPECIAL, strlen(SPECIAL));
+    if (!err)
+        err = keel_secrets_set(s, "EXT_WRONG", WRONG, strlen(WRONG));
+    keel_secrets_free(s);
+    if (err)
+        printf("# %s\n", err->message);
+    keel_error_free(err);
+    setenv("KEEL_SECRETS_DIR", dir, 1);
+    unsetenv("KEEL_SECRETS_KEY");
+    unsetenv("KEEL_ENV");
+    return true;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static keel_error *ping(keel_extdb *x, int64_t *one, const char **version, keel_req *req)
+{
+    keel_sqldb *db;
+    keel_row *row;
+    keel_error *err = keel_extdb_get(x, &db);
+    if (!err)
+        err = keel_db_query_row(req, db, &row, "SELECT 1::int8, current_setting('server_version')");
+    if (!err)
+        err = keel_row_scan(row, "it", one, version);
+    return err;
+}
+
+static void test_special_password(void)
+{
+    keel_req *req = keel_req_detached_new();
+    int64_t one = 0;
+    const char *version = NULL;
+    keel_error *err = ping(&ext, &one, &version, req);
+    ok(!err, "a password with @ : / ? # %% ' \\ space & = ; connects (%s)", err ? err->message : "ok");
+    is_int(one, 1, "SELECT 1 on the external database");
+    like(version, "15", "it reports the server version");
+    keel_error_free(err);
+    keel_req_detached_free(req);
+}
+
+static void test_wrong_password(void)
+{
+    keel_sqldb *db;
+    keel_error *err = keel_extdb_get(&ext_wrong, &db);
+    ok(err != NULL, "a wrong password fails");
+    ok(err && keel_error_http_status(err) == 503, "as unavailable (503)");
+    like(err ? err->message : NULL, "password authentication failed for user \"extuser\"", "with a clear message");
+    like(err ? err->message : NULL, "EXT_WRONG", "naming the secret to check");
+    ok(err && !strstr(err->message, WRONG) && !strstr(err->message, SPECIAL) &&
+           (!err->cause || (!strstr(err->cause, WRONG) && !strstr(err->cause, SPECIAL))),
+       "neither message nor cause contains a password");
+    keel_error_free(err);
+}
+
+static void test_ssl_mismatch(void)
+{
+    keel_sqldb *db;
+    keel_error *err = keel_extdb_get(&ext_ssl, &db);
+    ok(err != NULL, "sslmode=require against a server without SSL fails");
+    like(err ? err->message : NULL, "sslmode=require but the server does not support SSL", "and says why");
+    keel_error_free(err);
+}
+
+static void test_down_then_up(void)
+{
+    keel_req *req = keel_req_detached_new();
+    int64_t one = 0;
+    const char *version;
+    if (!ok(pgh_pause(&pg), "the server is stopped"))
+        return;
+    keel_error *err = ping(&ext_down, &one, &version, req);
+    ok(err && err->code == KEEL_UNAVAILABLE && keel_error_http_status(err) == 503,
+       "the first request while it is down is 503 unavailable");
+    keel_error_free(err);
+    err = ping(&ext, &one, &version, req);
+    ok(err && keel_error_http_status(err) == 503, "an already open pool answers 503 too");
+    keel_error_free(err);
+    keel_req_detached_free(req);
+    ok(pgh_resume(&pg), "the server is started again");
+    req = keel_req_detached_new();
+    one = 0;
+    err = ping(&ext_down, &one, &version, req);
+    ok(!err && one == 1, "the next request succeeds without a restart (%s)", err ? err->message : "ok");
+    keel_error_free(err);
+    one = 0;
+    err = ping(&ext, &one, &version, req);
+    ok(!err && one == 1, "and the pool made before the outage recovers");
+    keel_error_free(err);
+    keel_req_detached_free(req);
+}
+
+#define THREADS 32
+static pthread_barrier_t barrier;
+
+static void *get_many(void *arg)
+{
+    keel_sqldb **out = arg;
+    pthread_barrier_wait(&barrier);
+    keel_error *err = keel_extdb_get(&ext_many, out);
+    if (err)
+        *out = NULL;
+    keel_error_free(err);
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    pthread_t t[THREADS];
+    keel_sqldb *got[THREADS];
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&t[i], NULL, get_many, &got[i]);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    int same = 0;
+    for (int i = 0; i < THREADS; i++)
+        same += got[i] && got[i] == got[0] && got[i]->pool == got[0]->pool;
+    is_int(same, THREADS, "32 threads asking at once share one pool");
+}
+
+int main(void)
+{
+    if (!pgh_start(&pg)) {
+        printf("Bail out! cannot start PostgreSQL\n");
+        return 1;
+    }
+    snprintf(dir, sizeof dir, "/tmp/keel-extdb-XXXXXX");
+    pthread_t fake;
+    bool ready = mkdtemp(dir) && fake_start(&fake) && pgh_create_db(&pg, "extdb") &&
+                 pgh_exec(&pg, "postgres", "CREATE ROLE extuser LOGIN PASSWORD '" SPECIAL_SQL "'") &&
+                 require_passwords() && write_config() && store_passwords();
+    if (!ok(ready, "set-up: database, role with a special password, config, secrets")) {
+        pgh_stop(&pg);
+        return tap_done();
+    }
+    test_special_password();
+    test_wrong_password();
+    test_ssl_mismatch();
+    test_concurrent();
+    test_down_then_up();
+    keel_extdb_close(&ext);
+    keel_extdb_close(&ext_down);
+    keel_extdb_close(&ext_many);
+    shutdown(fake_fd, SHUT_RDWR);
+    close(fake_fd);
+    pthread_join(fake, NULL);
+    pgh_stop(&pg);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
