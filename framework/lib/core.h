@@ -73,7 +73,8 @@ typedef enum {
     REQ_BODY,         /* receiving the body */
     REQ_QUEUED,       /* handed to a worker, connection suspended */
     REQ_READY,        /* response built, waiting to be queued */
-    REQ_SENT          /* response queued */
+    REQ_SENT,         /* response queued */
+    REQ_MOUNTED       /* handed to a mounted libmicrohttpd handler */
 } keel_req_state;
 
 struct keel_req {
@@ -97,6 +98,7 @@ struct keel_req {
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
     void *db_state;           /* sqldb.c: pinned connections, open rows */
+    void *mounted_cls;        /* a mounted handler's own per-request pointer */
     keel_resp resp;
     keel_req *next_job;       /* worker queue link */
     char id_buf[40];

@@ -10,7 +10,7 @@ size_t keel__body_limit(const keel_app *app, const keel_endpoint *ep)
 {
     if (ep->max_body)
         return ep->max_body;
-    if (ep->kind == KEEL_EP_RAW && ep->on_body)
+    if ((ep->kind == KEEL_EP_RAW && ep->on_body) || ep->kind == KEEL_EP_MHD)
         return 0; /* streamed: the handler decides */
     return app->cfg.max_body;
 }

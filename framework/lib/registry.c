@@ -82,6 +82,12 @@ static keel_error *check_endpoint(const keel_route *route)
     const keel_endpoint *ep = route->ep;
     if (!ep->name || !ep->path)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: endpoint without name or path", route->label);
+    if (ep->kind == KEEL_EP_MHD) {
+        if (!valid_method(ep->method, true) || !ep->mhd_handler)
+            return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a mounted handler needs a method and a handler",
+                                  route->label);
+        return NULL;
+    }
     if (ep->kind == KEEL_EP_RAW) {
         if (!valid_method(ep->method, true) || !ep->raw)
             return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: raw endpoint needs a method and a handler",
@@ -205,7 +211,7 @@ static json_t *endpoint_model(const keel_route *r)
 {
     const keel_endpoint *ep = r->ep;
     json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ep->name, "method", ep->method,
-                          "path", ep->path, "kind", ep->kind == KEEL_EP_TYPED ? "typed" : "raw",
+                          "path", ep->path, "kind", ep->kind == KEEL_EP_TYPED ? "typed" : ep->kind == KEEL_EP_RAW ? "raw" : "mounted",
                           "access", (ep->flags & KEEL_PRIVATE) ? "private" : "public");
     if (!e)
         return NULL;
@@ -213,7 +219,7 @@ static json_t *endpoint_model(const keel_route *r)
     if (ep->kind == KEEL_EP_TYPED) {
         json_object_set_new(e, "request", keel_schema_describe(ep->req_fields));
         json_object_set_new(e, "response", keel_schema_describe(ep->resp_fields));
-    } else {
+    } else if (ep->kind == KEEL_EP_RAW) {
         json_object_set_new(e, "streams_body", json_boolean(ep->on_body != NULL));
     }
     return e;

@@ -180,6 +180,17 @@ static enum MHD_Result finish_request(keel_req *req)
     return MHD_YES;
 }
 
+/* Passes a call through to a mounted libmicrohttpd handler, as its own daemon
+ * would make it. */
+static enum MHD_Result call_mounted(keel_req *req, struct MHD_Connection *conn, const char *url,
+                                    const char *method, const char *version, const char *upload_data,
+                                    size_t *upload_data_size)
+{
+    const keel_endpoint *ep = req->route->ep;
+    return ep->mhd_handler(ep->mhd_cls, conn, url, method, version, upload_data, upload_data_size,
+                           &req->mounted_cls);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls)
@@ -193,6 +204,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *req_cls = req;
         atomic_fetch_add(&app->inflight, 1);
         route_request(req);
+        if (!req->error && req->route->ep->kind == KEEL_EP_MHD) {
+            req->state = REQ_MOUNTED;
+            return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
+        }
         long long declared = declared_length(conn);
         if (!req->error && req->max_body && declared > (long long)req->max_body) {
             /* Refuse before reading: the connection closes after this reply. */
@@ -201,6 +216,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         return MHD_YES;
     }
+    if (req->state == REQ_MOUNTED)
+        return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
     if (*upload_data_size) {
         if (req->route && !req->error)
             take_body_chunk(req, upload_data, *upload_data_size);
@@ -215,19 +232,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 /* The status that went out, or 499 when the client left before it. */
 static unsigned final_status(const keel_req *req)
 {
+    if (req->state == REQ_MOUNTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        return info && info->http_status ? info->http_status : 499;
+    }
     return req->state == REQ_SENT ? req->resp.status : 499;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
-    (void)toe;
     keel_app *app = cls;
     keel_req *req = *req_cls;
     if (!req)
         return;
     *req_cls = NULL;
+    if (req->state == REQ_MOUNTED && req->route->ep->mhd_completed)
+        req->route->ep->mhd_completed(req->route->ep->mhd_completed_cls, conn, &req->mounted_cls, toe);
     if (req->route && req->route->ep->cleanup)
         req->route->ep->cleanup(req);
     if (req->resp.kind == RESP_STREAM && req->resp.stream_free)

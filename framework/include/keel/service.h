@@ -16,6 +16,8 @@
 #define KEEL_SERVICE_H
 
 #include <stddef.h>
+#include <microhttpd.h>
+
 #include "error.h"
 #include "http.h"
 #include "schema.h"
@@ -43,7 +45,7 @@ typedef keel_error *(*keel_body_fn)(keel_req *req, const char *data, size_t len)
  * disconnect), to release what *keel_req_user() points to. */
 typedef void (*keel_cleanup_fn)(keel_req *req);
 
-typedef enum { KEEL_EP_END = 0, KEEL_EP_TYPED, KEEL_EP_RAW } keel_endpoint_kind;
+typedef enum { KEEL_EP_END = 0, KEEL_EP_TYPED, KEEL_EP_RAW, KEEL_EP_MHD } keel_endpoint_kind;
 
 typedef struct keel_endpoint {
     keel_endpoint_kind kind;
@@ -60,6 +62,10 @@ typedef struct keel_endpoint {
     keel_raw_fn raw;
     keel_body_fn on_body;
     keel_cleanup_fn cleanup;
+    MHD_AccessHandlerCallback mhd_handler;     /* KEEL_EP_MHD */
+    void *mhd_cls;
+    MHD_RequestCompletedCallback mhd_completed; /* may be NULL */
+    void *mhd_completed_cls;
 } keel_endpoint;
 
 #define KEEL__TYPED_FN(fn, Tin, Tout) \
@@ -85,6 +91,22 @@ typedef struct keel_endpoint {
       .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
       .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
       .raw = (fn), .on_body = (body_fn), .cleanup = (cleanup_fn) }
+
+/* Mounts an existing libmicrohttpd access handler, unchanged, under a route
+ * (typically the catch-all "/api/ *path" written without the space): for every
+ * request the route matches, handler is called exactly as its own daemon
+ * would call it (same connection, the URL as libmicrohttpd decoded it, method,
+ * version, upload chunks and its own per-request pointer), the responses it
+ * queues go out unchanged, and completed (when given) is called as
+ * MHD_OPTION_NOTIFY_COMPLETED would.  Keel still routes, logs and counts the
+ * request (its X-Request-Id header is not added: the response is the legacy
+ * code's own).  It runs on the I/O thread, as it did in its own daemon. */
+#define KEEL_MOUNT_MHD(meth, pattern, handler, handler_cls, completed, completed_cls, ...) \
+    { .kind = KEEL_EP_MHD, .method = (meth), .path = (pattern), .name = #handler, \
+      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
+      .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
+      .raw = NULL, .on_body = NULL, .cleanup = NULL, .mhd_handler = (handler), .mhd_cls = (handler_cls), \
+      .mhd_completed = (completed), .mhd_completed_cls = (completed_cls) }
 
 #define KEEL_ENDPOINT_END { .kind = KEEL_EP_END, .method = NULL, .path = NULL, .name = NULL }
 
