@@ -12,6 +12,7 @@ int main(int argc, char **argv)
         &todo_service,
         &stats_service,
         &external_service,
+        &webhooks_service,
         NULL
     });
 }

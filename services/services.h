@@ -11,4 +11,6 @@ extern const keel_service todo_service;
 extern const keel_service stats_service;
 extern const keel_service external_service;
 
+extern const keel_service webhooks_service;
+
 #endif

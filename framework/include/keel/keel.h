@@ -15,6 +15,7 @@
 #include "secrets.h"
 #include "lazy.h"
 #include "extdb.h"
+#include "webhook.h"
 
 #define KEEL_VERSION "0.1.0"
 
