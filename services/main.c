@@ -3,12 +3,13 @@
 #include <keel/keel.h>
 
 #include "services.h"
+#include "legacy/mount.h"
 
 int main(int argc, char **argv)
 {
     return keel_main(argc, argv, (const keel_service *const[]){
         &hello_service,
-        &echo_service,
+        &legacy_service,
         &todo_service,
         &stats_service,
         &external_service,

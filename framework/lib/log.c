@@ -19,10 +19,13 @@ static struct {
     pthread_t flusher;
     bool running;
     bool stopping;
+    bool writing;             /* the flusher is writing `spare` out */
     int fd;
     size_t len;
-    char data[LOG_BUFFER_SIZE];
-} sink = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, 2, 0, {0}};
+    char *data;               /* where lines are appended */
+    char *spare;              /* the other buffer: written out without the lock */
+    char buffers[2][LOG_BUFFER_SIZE];
+} sink = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, false, 2, 0, NULL, NULL, {{0}}};
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -35,13 +38,35 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-/* Writes out the buffer; called with the lock held. */
+static void buffers_ready(void)
+{
+    if (!sink.data) {
+        sink.data = sink.buffers[0];
+        sink.spare = sink.buffers[1];
+    }
+}
+
+/* Writes out what is buffered; called with the lock held.  The buffers are
+ * swapped and the write happens with the lock released, so request threads
+ * never wait for the disk or the terminal. */
 static void flush_locked(void)
 {
-    if (sink.len) {
-        write_all(sink.fd, sink.data, sink.len);
-        sink.len = 0;
-    }
+    buffers_ready();
+    while (sink.writing)
+        pthread_cond_wait(&sink.wake, &sink.lock);
+    if (!sink.len)
+        return;
+    char *out = sink.data;
+    size_t n = sink.len;
+    sink.data = sink.spare;
+    sink.spare = out;
+    sink.len = 0;
+    sink.writing = true;
+    pthread_mutex_unlock(&sink.lock);
+    write_all(sink.fd, out, n);
+    pthread_mutex_lock(&sink.lock);
+    sink.writing = false;
+    pthread_cond_broadcast(&sink.wake);
 }
 
 static void *flusher_main(void *arg)
@@ -90,17 +115,14 @@ void keel__log_close(void)
 static void emit_line(const char *line, size_t n)
 {
     pthread_mutex_lock(&sink.lock);
-    if (!sink.running) {
+    buffers_ready();
+    if (!sink.running || n > LOG_BUFFER_SIZE) {
         write_all(sink.fd, line, n);
     } else {
-        if (sink.len + n > sizeof sink.data)
+        if (sink.len + n > LOG_BUFFER_SIZE)
             flush_locked();
-        if (n > sizeof sink.data)
-            write_all(sink.fd, line, n);
-        else {
-            memcpy(sink.data + sink.len, line, n);
-            sink.len += n;
-        }
+        memcpy(sink.data + sink.len, line, n);
+        sink.len += n;
     }
     pthread_mutex_unlock(&sink.lock);
 }

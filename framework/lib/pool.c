@@ -28,6 +28,7 @@ typedef struct stmt {
 
 struct keel_pconn {
     PGconn *pg;
+    struct timespec idle_since; /* when it was last given back */
     keel_pool *pool;
     keel_pconn *next;   /* idle list link */
     stmt **slots;       /* open addressing, linear probing; NULL: empty */
@@ -350,6 +351,15 @@ static bool pconn_alive(keel_pconn *c)
 {
     if (PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return false;
+    /* A connection given back within the last 100 ms is busy traffic: skip
+     * the system call.  If the server went away meanwhile, the statement
+     * fails on a bad connection and is retried once on a fresh one. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long idle_ms = (long long)(now.tv_sec - c->idle_since.tv_sec) * 1000 +
+                        (now.tv_nsec - c->idle_since.tv_nsec) / 1000000;
+    if (idle_ms < 100)
+        return true;
     struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
     if (pfd.fd < 0)
         return false;
@@ -432,6 +442,7 @@ void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken)
         pthread_mutex_unlock(&pool->mu);
         return;
     }
+    clock_gettime(CLOCK_MONOTONIC, &conn->idle_since);
     pthread_mutex_lock(&pool->mu);
     conn->next = pool->idle;
     pool->idle = conn;

@@ -493,8 +493,8 @@ static void test_app_model(void)
     is_str(json_string_value(json_object_get(field, "in")), "path", "request schema says where a field comes from");
     json_t *priv = json_array_get(json_object_get(hello, "endpoints"), 2);
     is_str(json_string_value(json_object_get(priv, "access")), "private", "private endpoints are marked");
-    json_t *echo = json_array_get(json_object_get(json_array_get(services, 1), "endpoints"), 0);
-    is_str(json_string_value(json_object_get(echo, "kind")), "raw", "raw endpoints are marked");
+    json_t *mounted = json_array_get(json_object_get(json_array_get(services, 1), "endpoints"), 0);
+    is_str(json_string_value(json_object_get(mounted, "kind")), "mounted", "mounted endpoints are marked");
     json_decref(model);
 }
 
