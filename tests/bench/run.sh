@@ -13,7 +13,8 @@
 #   BENCH_KEEL_LOG=/dev/null  where Keel's stderr (one JSON line per request,
 #                         logging stays on as by default) goes; a file grows by
 #                         ~100 MB per 5 s run
-#   KEEL_BIN=build/services/keel-example
+#   KEEL_BIN=build/tests/integration/testapp  the example's services plus the raw echo
+#                         catch-all at /api/*path (the example app mounts its legacy router there)
 #   KEEL_CLI=build/framework/keel   Keel is started as `keel run --app ...`, like
 #                         ./dev run: that provisions the local PostgreSQL cluster
 #                         (.keel/) the example app's databases need
@@ -28,7 +29,7 @@ CONNS=${BENCH_CONNECTIONS:-"32 256"}
 WRK_THREADS=${BENCH_THREADS:-2}
 NOLOG=${BENCH_NOLOG:-0}
 PORT0=${BENCH_PORT:-18480}
-KEEL_BIN=${KEEL_BIN:-build/services/keel-example}
+KEEL_BIN=${KEEL_BIN:-build/tests/integration/testapp}
 KEEL_CLI=${KEEL_CLI:-build/framework/keel}
 OUT=build/bench
 KEEL_LOG=${BENCH_KEEL_LOG:-/dev/null}
