@@ -253,16 +253,25 @@ static keel_error *start_server(local_pg *pg)
             return err;
         fprintf(stderr, "note: port %u is taken by another program; PostgreSQL moves to port %u\n", old, pg->port);
     }
-    snprintf(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir);
-    fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
-    double t0 = now_s();
-    char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
-    if (run_pg_tool(argv, NULL) != 0) {
+    /* Another cluster (of another app root) may grab the same free port
+     * between our check and its bind: then move to the next free port. */
+    for (int attempt = 0;; attempt++) {
+        snprintf(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir);
+        fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
+        double t0 = now_s();
+        char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
+        if (run_pg_tool(argv, NULL) == 0) {
+            fprintf(stderr, "done (%.2f s)\n", now_s() - t0);
+            return NULL;
+        }
         fprintf(stderr, "failed\n");
-        return keel_error_new(KEEL_UNAVAILABLE, "PostgreSQL did not start: see %s", log);
+        if (attempt >= 3 || port_free(pg->port))
+            return keel_error_new(KEEL_UNAVAILABLE, "PostgreSQL did not start: see %s", log);
+        err = pick_port(pg);
+        if (err)
+            return err;
+        fprintf(stderr, "note: another program took the port; trying port %u\n", pg->port);
     }
-    fprintf(stderr, "done (%.2f s)\n", now_s() - t0);
-    return NULL;
 }
 
 /* Holds .keel/lock for the life of the keel process (released at exit or

@@ -112,7 +112,7 @@ bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, con
         _exit(127);
     }
     srv->pid = pid;
-    int waited_ms = 0, limit_ms = srv->valgrind ? 60000 : 10000;
+    int waited_ms = 0, limit_ms = srv->valgrind ? 90000 : 45000;
     while (waited_ms < limit_ms) {
         srv->port = listening_port(srv);
         if (srv->port)
