@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -275,4 +276,49 @@ int ht_connect(const ht_server *srv)
         return -1;
     }
     return fd;
+}
+
+bool ht_make_app_root(char *out, size_t len, const char *migrations_src)
+{
+    snprintf(out, len, "/tmp/keel-root-XXXXXX");
+    if (!mkdtemp(out))
+        return false;
+    chmod(out, 0711);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s/migrations'", migrations_src, out);
+    if (system(cmd) != 0) {
+        printf("# could not copy migrations\n");
+        return false;
+    }
+    return true;
+}
+
+bool ht_start_keel_run(ht_server *srv, const char *app_root, const char *const *extra_env)
+{
+    char *argv[] = {getenv("KEEL_CLI"), "run", "--app", getenv("KEEL_EXAMPLE"), NULL};
+    static char env_root[300];
+    snprintf(env_root, sizeof env_root, "KEEL_APP_ROOT=%s", app_root);
+    const char *env[16] = {env_root};
+    size_t n = 1;
+    for (size_t i = 0; extra_env && extra_env[i] && n < 15; i++)
+        env[n++] = extra_env[i];
+    env[n] = NULL;
+    return ht_start_cmd(srv, argv, env, app_root);
+}
+
+char *ht_shell(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 8192, len = 0, got;
+    char *out = malloc(cap);
+    while (p && (got = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    int st = p ? pclose(p) : -1;
+    if (status)
+        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
 }

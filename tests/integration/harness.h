@@ -34,6 +34,19 @@ bool ht_start(ht_server *srv, const char *binary, const char *const *env);
  * puts the app it starts under valgrind (KEEL_RUN_WRAPPER). */
 bool ht_start_cmd(ht_server *srv, char *const *argv, const char *const *env, const char *cwd);
 
+/* Makes a fresh app root under /tmp (0711, so that the postgres user can
+ * reach the cluster keel run puts in it) with a copy of migrations_src as its
+ * migrations/ (a copy: tests may change it).  out receives the path. */
+bool ht_make_app_root(char *out, size_t len, const char *migrations_src);
+
+/* Starts `keel run --app $KEEL_EXAMPLE` in app_root with KEEL_APP_ROOT set,
+ * plus extra_env ("NAME=value", NULL-ended; may be NULL). */
+bool ht_start_keel_run(ht_server *srv, const char *app_root, const char *const *extra_env);
+
+/* Runs a shell command; returns its standard output (malloc'd) and, when
+ * status is given, its exit status. */
+char *ht_shell(const char *cmd, int *status);
+
 /* Sends SIGTERM and waits; returns the exit status (or 128+signal). */
 int ht_stop(ht_server *srv);
 

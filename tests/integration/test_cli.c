@@ -22,48 +22,13 @@
 static ht_server srv;
 static char root[256];
 
-/* Makes a fresh app root whose migrations/ is a copy of the source tree's
- * (a fixture the tests may change: they remove a down file). */
-static void make_root(char *out, size_t len, const char *migrations_src)
-{
-    snprintf(out, len, "/tmp/keel-cli-root-XXXXXX");
-    if (!mkdtemp(out))
-        return;
-    chmod(out, 0711);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s/migrations'", migrations_src, out);
-    if (system(cmd) != 0)
-        printf("# could not copy migrations\n");
-}
-
-static bool start_keel_run(ht_server *s, const char *app_root)
-{
-    char *argv[] = {getenv("KEEL_CLI"), "run", "--app", getenv("KEEL_EXAMPLE"), NULL};
-    static char env_root[300];
-    snprintf(env_root, sizeof env_root, "KEEL_APP_ROOT=%s", app_root);
-    const char *env[] = {env_root, NULL};
-    return ht_start_cmd(s, argv, env, app_root);
-}
-
 /* Runs a shell command in the app root and returns its output (malloc'd,
  * stdout and stderr) and exit status. */
 static char *run(const char *cmd, int *status)
 {
     char full[4096];
     snprintf(full, sizeof full, "cd '%s' && ( %s ) 2>&1", root, cmd);
-    FILE *p = popen(full, "r");
-    size_t cap = 8192, len = 0, got;
-    char *out = malloc(cap);
-    while (p && (got = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    int st = p ? pclose(p) : -1;
-    if (status)
-        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
+    return ht_shell(full, status);
 }
 
 /* Runs cmd and checks its exit status and that its output contains want. */
@@ -366,8 +331,8 @@ int main(void)
     }
     char migrations[512];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
-    make_root(root, sizeof root, migrations);
-    if (!start_keel_run(&srv, root)) {
+    ht_make_app_root(root, sizeof root, migrations);
+    if (!ht_start_keel_run(&srv, root, NULL)) {
         printf("Bail out! keel run did not start the app\n");
         return 1;
     }

@@ -26,46 +26,6 @@ static ht_response req(const char *method, const char *path, const char *body)
     return ht_request(&srv, method, path, body, body ? strlen(body) : 0, h);
 }
 
-/* Makes a fresh app root whose migrations/ is a copy of the source tree's. */
-static void make_root(char *out, size_t len, const char *migrations_src)
-{
-    snprintf(out, len, "/tmp/keel-root-XXXXXX");
-    if (!mkdtemp(out))
-        return;
-    chmod(out, 0711);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s/migrations'", migrations_src, out);
-    if (system(cmd) != 0)
-        printf("# could not copy migrations\n");
-}
-
-static bool start_keel_run(ht_server *s, const char *app_root)
-{
-    char *argv[] = {getenv("KEEL_CLI"), "run", "--app", getenv("KEEL_EXAMPLE"), NULL};
-    static char env_root[300];
-    snprintf(env_root, sizeof env_root, "KEEL_APP_ROOT=%s", app_root);
-    const char *env[] = {env_root, NULL};
-    return ht_start_cmd(s, argv, env, app_root);
-}
-
-/* Runs a shell command and returns its output (malloc'd) and status. */
-static char *run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    size_t cap = 8192, len = 0, got;
-    char *out = malloc(cap);
-    while (p && (got = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    int st = p ? pclose(p) : -1;
-    if (status)
-        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
 static void test_first_run(void)
 {
     char *log = ht_log(&srv);
@@ -131,21 +91,21 @@ static void test_conn_uri(void)
     char cmd[1024];
     int status;
     snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri todo", root);
-    char *uri = run(cmd, &status);
+    char *uri = ht_shell(cmd, &status);
     is_int(status, 0, "keel db conn-uri todo succeeds");
     like(uri, "postgresql://todo_ro:", "it prints a postgresql:// URI for the read-only role");
     uri[strcspn(uri, "\n")] = '\0';
     snprintf(cmd, sizeof cmd, "psql '%s' -Atc 'SELECT version, dirty FROM schema_migrations' 2>&1", uri);
-    char *out = run(cmd, &status);
+    char *out = ht_shell(cmd, &status);
     is_str(out, "2|f\n", "psql reads schema_migrations through that URI");
     free(out);
     snprintf(cmd, sizeof cmd, "psql '%s' -Atc \"INSERT INTO todo_item (title) VALUES ('ro')\" 2>&1", uri);
-    out = run(cmd, &status);
+    out = ht_shell(cmd, &status);
     like(out, "permission denied", "the read-only role cannot write");
     free(out);
     free(uri);
     snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri nosuch 2>&1", root);
-    out = run(cmd, &status);
+    out = ht_shell(cmd, &status);
     is_int(status, 1, "an unknown database is an error");
     like(out, "nosuch", "naming it");
     free(out);
@@ -208,7 +168,7 @@ static void test_postgres_restart(void)
 static void test_second_run(void)
 {
     ht_server s2;
-    if (!ok(start_keel_run(&s2, root), "keel run starts again on the same root"))
+    if (!ok(ht_start_keel_run(&s2, root, NULL), "keel run starts again on the same root"))
         return;
     char *log = ht_log(&s2);
     ok(!tap_contains(log, "Creating PostgreSQL cluster"), "the cluster is reused");
@@ -235,19 +195,19 @@ static void test_failing_migration(void)
     snprintf(cmd, sizeof cmd, "cd '%s' && KEEL_APP_ROOT='%s' PORT=0 \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\" 2>&1",
              root, root);
     int status;
-    char *out = run(cmd, &status);
+    char *out = ht_shell(cmd, &status);
     is_int(status, 1, "the app refuses to start when a migration fails");
     like(out, "0003_broken.up.sql", "the error names the file");
     like(out, "line 3, column 17", "and the line and column");
     like(out, "no_such_table", "and PostgreSQL's message");
     free(out);
     snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri todo --admin", root);
-    char *uri = run(cmd, &status);
+    char *uri = ht_shell(cmd, &status);
     uri[strcspn(uri, "\n")] = '\0';
     snprintf(cmd, sizeof cmd,
              "psql '%s' -Atc \"SELECT version, dirty, to_regclass('half_done') IS NULL FROM schema_migrations\" 2>&1",
              uri);
-    out = run(cmd, &status);
+    out = ht_shell(cmd, &status);
     is_str(out, "2|f|t\n", "the failed migration left no table behind and the version unchanged");
     free(out);
     free(uri);
@@ -255,7 +215,7 @@ static void test_failing_migration(void)
     fputs("CREATE TABLE half_done (id int);\n", f);
     fclose(f);
     ht_server s3;
-    ok(start_keel_run(&s3, root), "after the file is fixed, keel run starts");
+    ok(ht_start_keel_run(&s3, root, NULL), "after the file is fixed, keel run starts");
     char *log = ht_log(&s3);
     like(log, "todo: applied 1 migration", "and applies it");
     free(log);
@@ -280,7 +240,7 @@ static int count_lines(const char *path, const char *needle)
 static void test_racing_runs(const char *migrations)
 {
     char fresh[256], alog[300];
-    make_root(fresh, sizeof fresh, migrations);
+    ht_make_app_root(fresh, sizeof fresh, migrations);
     snprintf(alog, sizeof alog, "/tmp/keel-race-%d.log", (int)getpid());
     pid_t pa = fork();
     if (pa == 0) {
@@ -295,7 +255,7 @@ static void test_racing_runs(const char *migrations)
         _exit(127);
     }
     ht_server b;
-    ok(start_keel_run(&b, fresh), "a second keel run starts while the first sets up");
+    ok(ht_start_keel_run(&b, fresh, NULL), "a second keel run starts while the first sets up");
     int waited = 0;
     while (count_lines(alog, "listening on") == 0 && waited++ < (ht_valgrind() ? 1200 : 300))
         usleep(100 * 1000);
@@ -334,8 +294,8 @@ int main(void)
     }
     char migrations[512];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
-    make_root(root, sizeof root, migrations);
-    if (!start_keel_run(&srv, root)) {
+    ht_make_app_root(root, sizeof root, migrations);
+    if (!ht_start_keel_run(&srv, root, NULL)) {
         printf("Bail out! keel run did not start the app\n");
         return 1;
     }

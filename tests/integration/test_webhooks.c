@@ -15,6 +15,7 @@
 #include "tap.h"
 
 #define SECRET "whk-test-secret \"quoted\" & spaced"
+static const char *const webhook_env[] = {"KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, NULL};
 
 static ht_server srv;
 static char root[256];
@@ -55,45 +56,6 @@ static ht_response deliver(const char *delivery, const char *event, const char *
     h[n++] = h_ev;
     h[n] = NULL;
     return ht_request(&srv, "POST", "/webhooks/github", body, len, h);
-}
-
-static void make_root(char *out, size_t len, const char *migrations_src)
-{
-    snprintf(out, len, "/tmp/keel-root-XXXXXX");
-    if (!mkdtemp(out))
-        return;
-    chmod(out, 0711);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s/migrations'", migrations_src, out);
-    if (system(cmd) != 0)
-        printf("# could not copy migrations\n");
-}
-
-static bool start_keel_run(ht_server *s, const char *app_root)
-{
-    char *argv[] = {getenv("KEEL_CLI"), "run", "--app", getenv("KEEL_EXAMPLE"), NULL};
-    static char env_root[300];
-    snprintf(env_root, sizeof env_root, "KEEL_APP_ROOT=%s", app_root);
-    const char *env[] = {env_root, "KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, NULL};
-    return ht_start_cmd(s, argv, env, app_root);
-}
-
-/* Runs a shell command and returns its output (malloc'd) and status. */
-static char *run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    size_t cap = 8192, len = 0, got;
-    char *out = malloc(cap);
-    while (p && (got = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    int st = p ? pclose(p) : -1;
-    if (status)
-        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
 }
 
 /* The stored events as JSON (caller decrefs). */
@@ -227,13 +189,13 @@ static void test_storage(void)
     char cmd[1024];
     int status;
     snprintf(cmd, sizeof cmd, "cd '%s' && \"$KEEL_CLI\" db conn-uri webhooks", root);
-    char *uri = run(cmd, &status);
+    char *uri = ht_shell(cmd, &status);
     uri[strcspn(uri, "\n")] = '\0';
     snprintf(cmd, sizeof cmd,
              "psql '%s' -Atc \"SELECT delivery_id, event, payload->>'action', convert_from(payload_raw, 'UTF8'), "
              "payload IS NULL FROM webhook_event WHERE delivery_id IN ('d-0001', 'd-form') ORDER BY id\" 2>&1",
              uri);
-    char *out = run(cmd, &status);
+    char *out = ht_shell(cmd, &status);
     is_str(out,
            "d-0001|push|pushed|{\"ref\":\"refs/heads/main\",\"action\":\"pushed\",\"n\":1}|f\n"
            "d-form|ping||payload=%7B%22zen%22%3A%22hi%22%7D|t\n",
@@ -273,8 +235,8 @@ int main(void)
     }
     char migrations[512];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
-    make_root(root, sizeof root, migrations);
-    if (!start_keel_run(&srv, root)) {
+    ht_make_app_root(root, sizeof root, migrations);
+    if (!ht_start_keel_run(&srv, root, webhook_env)) {
         printf("Bail out! keel run did not start the app\n");
         return 1;
     }
