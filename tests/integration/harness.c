@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -321,4 +322,37 @@ char *ht_shell(const char *cmd, int *status)
     if (status)
         *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
+}
+
+bool ht_cluster_ctl(const char *app_root, bool start)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/pg.json", app_root);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *dir = json_string_value(json_object_get(j, "cluster"));
+    json_int_t port = json_integer_value(json_object_get(j, "port"));
+    char cmd[2048];
+    if (start)
+        snprintf(cmd, sizeof cmd,
+                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -l '%s/server.log' -w "
+                 "-o '-c listen_addresses=127.0.0.1 -p %lld -k %s/run' start >/dev/null 2>&1",
+                 dir, dir, (long long)port, dir);
+    else
+        snprintf(cmd, sizeof cmd,
+                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop "
+                 ">/dev/null 2>&1",
+                 dir);
+    bool ok = dir && system(cmd) == 0;
+    json_decref(j);
+    return ok;
+}
+
+void ht_remove_app_root(const char *app_root)
+{
+    if (!ht_cluster_ctl(app_root, false))
+        printf("# could not stop the cluster of %s\n", app_root);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", app_root);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", app_root);
 }

@@ -43,6 +43,13 @@ bool ht_make_app_root(char *out, size_t len, const char *migrations_src);
  * plus extra_env ("NAME=value", NULL-ended; may be NULL). */
 bool ht_start_keel_run(ht_server *srv, const char *app_root, const char *const *extra_env);
 
+/* Stops (start=false, fast shutdown) or starts the cluster keel run made for
+ * app_root, with pg_ctl as an operator would; true on success. */
+bool ht_cluster_ctl(const char *app_root, bool start);
+
+/* Stops app_root's cluster (if any) and removes the folder. */
+void ht_remove_app_root(const char *app_root);
+
 /* Runs a shell command; returns its standard output (malloc'd) and, when
  * status is given, its exit status. */
 char *ht_shell(const char *cmd, int *status);

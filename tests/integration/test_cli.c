@@ -307,22 +307,6 @@ static void test_reset(void)
           "INSERT 0 1", "the roles still apply after the reset (write)");
 }
 
-/* Stops the root's cluster with pg_ctl, as test_todo.c does. */
-static void stop_cluster(void)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
-    json_t *j = json_load_file(path, 0, NULL);
-    const char *dir = json_string_value(json_object_get(j, "cluster"));
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop >/dev/null 2>&1",
-             dir ? dir : "/nonexistent");
-    if (!dir || system(cmd) != 0)
-        diag("could not stop the cluster");
-    json_decref(j);
-}
-
 int main(void)
 {
     if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR") || !getenv("KEEL_EXAMPLE")) {
@@ -349,10 +333,6 @@ int main(void)
     test_migrate();
     test_reset();
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
-    stop_cluster();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
-        diag("could not remove %s", root);
+    ht_remove_app_root(root);
     return tap_done();
 }

@@ -111,45 +111,22 @@ static void test_conn_uri(void)
     free(out);
 }
 
-/* Stops or starts the root's cluster with pg_ctl, as an operator would. */
-static bool pg_ctl(bool start)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
-    json_t *j = json_load_file(path, 0, NULL);
-    const char *dir = json_string_value(json_object_get(j, "cluster"));
-    json_int_t port = json_integer_value(json_object_get(j, "port"));
-    char cmd[2048];
-    if (start)
-        snprintf(cmd, sizeof cmd,
-                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -l '%s/server.log' -w "
-                 "-o '-c listen_addresses=127.0.0.1 -p %lld -k %s/run' start >/dev/null 2>&1",
-                 dir, dir, (long long)port, dir);
-    else
-        snprintf(cmd, sizeof cmd,
-                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop "
-                 ">/dev/null 2>&1",
-                 dir);
-    json_decref(j);
-    return dir && system(cmd) == 0;
-}
-
 static void test_postgres_restart(void)
 {
     ht_response r = req("GET", "/todo/1", NULL);
     is_int(r.status, 200, "the pool has a live connection before the restart");
     ht_free(&r);
-    ok(pg_ctl(false), "PostgreSQL is stopped");
+    ok(ht_cluster_ctl(root, false), "PostgreSQL is stopped");
     r = req("GET", "/todo/1", NULL);
     is_int(r.status, 503, "with the database down, a request is 503");
     like(r.body, "\"code\":\"unavailable\"", "with code unavailable");
     ok(!tap_contains(r.body, "password"), "and no password in the message");
     ht_free(&r);
-    ok(pg_ctl(true), "PostgreSQL is started again");
+    ok(ht_cluster_ctl(root, true), "PostgreSQL is started again");
     r = req("GET", "/todo/1", NULL);
     is_int(r.status, 200, "the next request succeeds without restarting the app");
     ht_free(&r);
-    ok(pg_ctl(false) && pg_ctl(true), "PostgreSQL restarts while the pool holds connections");
+    ok(ht_cluster_ctl(root, false) && ht_cluster_ctl(root, true), "PostgreSQL restarts while the pool holds connections");
     int good = 0;
     for (int i = 0; i < 5; i++) {
         r = req("GET", "/todo/1", NULL);
@@ -275,15 +252,8 @@ static void test_racing_runs(const char *migrations)
     waitpid(pa, &st, 0);
     ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the first app stops cleanly");
     is_int(ht_stop(&b), 0, "the second app stops cleanly");
-    char saved_root[256];
-    snprintf(saved_root, sizeof saved_root, "%s", root);
-    snprintf(root, sizeof root, "%s", fresh);
-    pg_ctl(false);
-    snprintf(root, sizeof root, "%s", saved_root);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", fresh, alog);
-    if (system(cmd) != 0)
-        diag("could not remove %s", fresh);
+    ht_remove_app_root(fresh);
+    unlink(alog);
 }
 
 int main(void)
@@ -307,10 +277,6 @@ int main(void)
     test_failing_migration();
     test_racing_runs(migrations);
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
-    pg_ctl(false);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
-        diag("could not remove %s", root);
+    ht_remove_app_root(root);
     return tap_done();
 }

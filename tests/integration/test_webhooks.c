@@ -204,25 +204,6 @@ static void test_storage(void)
     free(uri);
 }
 
-/* Stops the root's cluster with pg_ctl. */
-static void stop_cluster(void)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
-    json_t *j = json_load_file(path, 0, NULL);
-    const char *dir = json_string_value(json_object_get(j, "cluster"));
-    if (dir) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd,
-                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop "
-                 ">/dev/null 2>&1",
-                 dir);
-        if (system(cmd) != 0)
-            diag("could not stop the cluster in %s", dir);
-    }
-    json_decref(j);
-}
-
 int main(void)
 {
     if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR") || !getenv("KEEL_EXAMPLE")) {
@@ -248,10 +229,6 @@ int main(void)
     ok(!tap_contains(log, "whk-test-secret"), "the log never holds the secret");
     free(log);
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
-    stop_cluster();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
-        diag("could not remove %s", root);
+    ht_remove_app_root(root);
     return tap_done();
 }
