@@ -14,6 +14,7 @@
 #include "json_text.h"
 
 typedef struct keel_workers keel_workers;
+typedef struct keel_loop keel_loop;
 
 /* One endpoint as registered: its service and its label for messages. */
 typedef struct keel_route {
@@ -31,12 +32,12 @@ struct keel_app {
     keel_sqldb **dbs;         /* every declared database (not references) */
     const keel_service **db_owner; /* the service that declares dbs[i] */
     size_t ndbs;
-    struct MHD_Daemon *daemon;
+    keel_loop **loops;        /* one per I/O thread, while started */
+    unsigned nloops;
     keel_workers *workers;
     unsigned port;
     atomic_uint_fast64_t next_request;
-    atomic_int inflight;
-    atomic_bool stopping;
+    atomic_bool stopping;     /* set once by keel_app_stop */
     char id_prefix[9];        /* random per process: request ids are prefix-counter */
 };
 
@@ -79,6 +80,7 @@ typedef enum {
 
 struct keel_req {
     keel_app *app;
+    keel_loop *loop;          /* the I/O thread that owns the connection */
     struct MHD_Connection *conn;
     const keel_route *route;  /* NULL when routing failed */
     keel_error *error;        /* the reply when set: routing, limits, handler */

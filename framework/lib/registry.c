@@ -199,8 +199,8 @@ keel_error *keel_app_new(const keel_service *const *services, const keel_config 
 
 void keel_app_free(keel_app *app)
 {
-    if (!app || app->daemon)
-        return; /* a daemon still running means the stop gave up: leave it */
+    if (!app || app->loops)
+        return; /* loops still there mean the stop gave up: leave them */
     keel__databases_close(app);
     keel_router_free(app->router);
     free(app->routes);

@@ -310,6 +310,8 @@ enum MHD_Result keel__req_send(keel_req *req)
     if (resp->content_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     MHD_add_response_header(r, "X-Request-Id", req->id);
+    if (atomic_load_explicit(&req->app->stopping, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining */
     for (const keel_header *h = resp->headers; h; h = h->next)
         MHD_add_response_header(r, h->name, h->value);
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);

@@ -1,17 +1,24 @@
-/* server.c - the HTTP server: libmicrohttpd's epoll thread pool, the access
- * handler that routes, enforces limits and buffers or streams bodies, hands
- * blocking handlers to the workers, and the graceful stop.
+/* server.c - the HTTP server: one libmicrohttpd daemon per I/O thread (each
+ * run by its loop, loop.c, on a listening socket of its own bound with
+ * SO_REUSEPORT so the kernel spreads connections evenly), the access handler
+ * that routes, enforces limits and buffers or streams bodies, hands blocking
+ * handlers to the workers, and the graceful stop.
  *
  * libmicrohttpd calls the access handler once for the headers, once per body
  * chunk, and once more at the end (and again after a resume).  We never queue a
  * response on the first call unless the connection is to be closed anyway:
  * in 0.9.75 that would turn off keep-alive. */
 #include "core.h"
+#include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -195,14 +202,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls)
 {
-    keel_app *app = cls;
+    keel_loop *loop = cls;
     keel_req *req = *req_cls;
     if (!req) {
-        req = keel__req_new(app, conn, url, method, version);
+        req = keel__req_new(keel__loop_app(loop), conn, url, method, version);
         if (!req)
             return MHD_NO;
+        req->loop = loop;
         *req_cls = req;
-        atomic_fetch_add(&app->inflight, 1);
+        keel__loop_request_started(loop);
         route_request(req);
         if (!req->error && req->route->ep->kind == KEEL_EP_MHD) {
             req->state = REQ_MOUNTED;
@@ -242,7 +250,8 @@ static unsigned final_status(const keel_req *req)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    keel_app *app = cls;
+    keel_loop *loop = cls;
+    keel_app *app = keel__loop_app(loop);
     keel_req *req = *req_cls;
     if (!req)
         return;
@@ -261,7 +270,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         keel__log_request(req, final_status(req), us);
     }
     keel__req_free(req);
-    atomic_fetch_sub(&app->inflight, 1);
+    keel__loop_request_finished(loop);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -275,52 +284,164 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     keel_log(KEEL_LOG_WARN, "libmicrohttpd: %s", line);
 }
 
+/* Binds one listening socket to the configured address.  reuse_port lets
+ * every I/O thread bind a socket of its own to the same port. */
+static int listen_socket(const struct addrinfo *ai, unsigned port, bool reuse_port)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ai->ai_family == AF_INET6) /* "::" serves IPv4 too */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) != 0 || (reuse_port && listen(fd, 1024) != 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+        return 0;
+    return addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
+                                      : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+/* Opens the n listening sockets, all on one port.  A first bind without
+ * SO_REUSEPORT proves the port is free: with SO_REUSEPORT alone, a second
+ * Keel on the same port would silently share it. */
+static keel_error *open_listeners(keel_app *app, int *fds, unsigned n)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo(app->cfg.host, NULL, &hints, &ai) != 0 || !ai)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "invalid listen address \"%s\" (want an IPv4 or IPv6 address)",
+                              app->cfg.host);
+    keel_error *err = NULL;
+    int probe = listen_socket(ai, app->cfg.port, false);
+    unsigned port = probe >= 0 ? bound_port(probe) : 0;
+    if (probe < 0 || port == 0)
+        err = keel_error_new(KEEL_UNAVAILABLE, "cannot listen on %s:%u: %s (is the port in use?)",
+                             app->cfg.host, app->cfg.port, strerror(errno));
+    for (unsigned i = 0; !err && i < n; i++) {
+        fds[i] = listen_socket(ai, port, true);
+        if (fds[i] < 0)
+            err = keel_error_new(KEEL_UNAVAILABLE, "cannot listen on %s:%u: %s (is the port in use?)",
+                                 app->cfg.host, port, strerror(errno));
+    }
+    if (probe >= 0)
+        close(probe);
+    freeaddrinfo(ai);
+    app->port = port;
+    return err;
+}
+
+static struct MHD_Daemon *daemon_start(keel_app *app, keel_loop *loop, int listen_fd, unsigned nloops)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned limit = app->cfg.max_connections / nloops;
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, loop,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, loop,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, app->cfg.conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,
+        MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u,
+        MHD_OPTION_END);
+}
+
+/* Joins every loop; true when all drained.  Frees the loops that did. */
+static bool loops_stop(keel_app *app)
+{
+    bool all = true;
+    for (unsigned i = 0; i < app->nloops; i++) {
+        if (!app->loops[i])
+            continue;
+        if (keel__loop_join(app->loops[i])) {
+            keel__loop_free(app->loops[i]);
+            app->loops[i] = NULL;
+        } else {
+            all = false;
+        }
+    }
+    if (all) {
+        free(app->loops);
+        app->loops = NULL;
+        app->nloops = 0;
+    }
+    return all;
+}
+
 keel_error *keel_app_start(keel_app *app)
 {
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)app->cfg.port);
-    if (inet_pton(AF_INET, app->cfg.host, &addr.sin_addr) != 1)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "invalid listen address \"%s\" (want an IPv4 address)",
-                              app->cfg.host);
     keel_error *err = keel__secrets_check(app);
     if (!err)
         err = keel__databases_open(app);
     if (err)
         return err;
-    err = keel__workers_start(app->cfg.workers, &app->workers);
-    if (err)
-        return err;
-    unsigned threads = app->cfg.io_threads;
-    /* A single epoll thread in libmicrohttpd 0.9.75 stalls at 128/256/512
-     * connections; two or more do not. */
-    if (threads < 2)
-        threads = 2;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
-    app->daemon = MHD_start_daemon(
-        flags, (uint16_t)app->cfg.port, NULL, NULL, on_access, app,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, app,
-        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, app,
-        MHD_OPTION_CONNECTION_TIMEOUT, app->cfg.conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,
-        MHD_OPTION_CONNECTION_LIMIT, app->cfg.max_connections,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_END);
-    if (!app->daemon) {
+    unsigned n = app->cfg.io_threads ? app->cfg.io_threads : 1;
+    int *fds = malloc(n * sizeof *fds);
+    app->loops = calloc(n, sizeof *app->loops);
+    if (!fds || !app->loops) {
+        free(fds);
+        free(app->loops);
+        app->loops = NULL;
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (unsigned i = 0; i < n; i++)
+        fds[i] = -1;
+    app->nloops = n;
+    err = open_listeners(app, fds, n);
+    if (!err)
+        err = keel__workers_start(app->cfg.workers, &app->workers);
+    for (unsigned i = 0; !err && i < n; i++) {
+        err = keel__loop_new(app, i, &app->loops[i]);
+        if (err)
+            break;
+        struct MHD_Daemon *d = daemon_start(app, app->loops[i], fds[i], n);
+        if (!d) {
+            err = keel_error_new(KEEL_UNAVAILABLE, "cannot start the HTTP server on %s:%u", app->cfg.host,
+                                 app->port);
+            break;
+        }
+        fds[i] = -1; /* the daemon owns it */
+        err = keel__loop_attach(app->loops[i], d);
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    for (unsigned i = 0; !err && i < n; i++)
+        err = keel__loop_start(app->loops[i]);
+    if (err) {
+        atomic_store(&app->stopping, true);
+        for (unsigned i = 0; i < n; i++)
+            if (app->loops[i])
+                keel__loop_wake(app->loops[i]);
+        loops_stop(app);
         keel__workers_stop(app->workers);
         app->workers = NULL;
-        return keel_error_new(KEEL_UNAVAILABLE, "cannot listen on %s:%u (is the port in use?)",
-                              app->cfg.host, app->cfg.port);
+        atomic_store(&app->stopping, false);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(app->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    app->port = info ? info->port : app->cfg.port;
-    return NULL;
+    return err;
 }
 
 unsigned keel_app_port(const keel_app *app)
@@ -330,30 +451,17 @@ unsigned keel_app_port(const keel_app *app)
 
 void keel_app_stop(keel_app *app)
 {
-    if (!app->daemon)
+    if (!app->loops)
         return;
-    atomic_store(&app->stopping, true);
-    MHD_socket listen_fd = MHD_quiesce_daemon(app->daemon);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
-    struct timespec tick = {0, 5 * 1000 * 1000};
-    unsigned waited_ms = 0;
-    while (atomic_load(&app->inflight) > 0 && waited_ms < app->cfg.shutdown_grace_ms) {
-        nanosleep(&tick, NULL);
-        waited_ms += 5;
-    }
-    int left = atomic_load(&app->inflight);
-    if (left > 0) {
+    atomic_store_explicit(&app->stopping, true, memory_order_release);
+    for (unsigned i = 0; i < app->nloops; i++)
+        keel__loop_wake(app->loops[i]);
+    if (!loops_stop(app)) {
         /* A handler is stuck: joining it could hang forever.  Leave the
-         * daemon and workers to the process exit that follows. */
-        keel_log(KEEL_LOG_WARN, "shutdown: %d request(s) still running after %u ms", left,
-                 app->cfg.shutdown_grace_ms);
+         * workers and the loops that did not drain to the process exit. */
         return;
     }
-    /* Workers finish what they hold and resume their connections before the
-     * daemon goes, so no connection is left suspended. */
+    /* Every request has completed, so no job is queued or running. */
     keel__workers_stop(app->workers);
     app->workers = NULL;
-    MHD_stop_daemon(app->daemon);
-    app->daemon = NULL;
 }

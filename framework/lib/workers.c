@@ -5,6 +5,7 @@
  * connection resumed so that an I/O thread sends the response.  A slow handler
  * therefore never delays the other connections of its I/O thread. */
 #include "core.h"
+#include "loop.h"
 
 #include <stdlib.h>
 
@@ -41,8 +42,11 @@ static void *worker_main(void *arg)
     while ((req = next_job(w)) != NULL) {
         keel__dispatch(req);
         req->state = REQ_READY;
-        /* After this call the I/O thread owns req again. */
+        /* After the resume the I/O thread owns req again.  A daemon without
+         * a thread of its own is not woken by libmicrohttpd: its loop is. */
+        keel_loop *loop = req->loop;
         MHD_resume_connection(req->conn);
+        keel__loop_wake(loop);
     }
     return NULL;
 }

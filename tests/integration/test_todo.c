@@ -160,6 +160,44 @@ static void test_second_run(void)
     is_int(ht_stop(&s2), 0, "the second app stops cleanly");
 }
 
+/* SIGTERM while 64 keep-alive clients load a database endpoint, several times
+ * in a row: every time the app drains and exits 0 (no crash, no hang). */
+static void test_shutdown_under_load(void)
+{
+    int rounds = ht_valgrind() ? 2 : 8;
+    int clean = 0, loaded = 0;
+    for (int i = 0; i < rounds; i++) {
+        ht_server s;
+        if (!ht_start_keel_run(&s, root, NULL))
+            break;
+        char url[128];
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/todo/1", s.port);
+        pid_t wrk = fork();
+        if (wrk == 0) {
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+            execlp("wrk", "wrk", "-t", "2", "-c", "64", "-d", "30s", url, (char *)NULL);
+            _exit(127);
+        }
+        usleep((ht_valgrind() ? 1500 : 300 + 40 * i) * 1000);
+        char *log = ht_log(&s);
+        loaded += tap_contains(log, "\"/todo/:id\"");
+        free(log);
+        int status = ht_stop(&s);
+        kill(wrk, SIGTERM);
+        int wst;
+        waitpid(wrk, &wst, 0);
+        if (status != 0) {
+            diag("round %d: the app exited with status %d", i + 1, status);
+            break;
+        }
+        clean++;
+    }
+    is_int(clean, rounds, "SIGTERM under load from 64 keep-alive clients: exit 0 in every round");
+    is_int(loaded, rounds, "the load reached the database endpoint before each SIGTERM");
+}
+
 /* A broken migration stops start-up with the file, line and column. */
 static void test_failing_migration(void)
 {
@@ -274,6 +312,7 @@ int main(void)
     test_conn_uri();
     test_postgres_restart();
     test_second_run();
+    test_shutdown_under_load();
     test_failing_migration();
     test_racing_runs(migrations);
     is_int(ht_stop(&srv), 0, "the app stops cleanly");

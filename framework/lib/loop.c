@@ -1,0 +1,250 @@
+/* loop.c - one event loop per I/O thread (see loop.h).
+ *
+ * Each turn: wait in epoll (bounded by libmicrohttpd's next timeout), call the
+ * watches that fired, then let libmicrohttpd process its connections when its
+ * epoll fd fired or its timeout came.  Stopping is the loop's own business: once
+ * the app is stopping, the loop stops accepting (its listening socket is closed,
+ * so the kernel sends new connections to no one), keeps serving what it has
+ * (responses then carry Connection: close), and ends when no request is left,
+ * or when the grace period is over. */
+#include "loop.h"
+#include "core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Once nothing is in flight, idle keep-alive connections get this long to
+ * send a last request before the daemon closes them. */
+#define DRAIN_IDLE_MS 100
+#define MAX_EVENTS 128
+
+struct keel_loop {
+    keel_app *app;
+    unsigned index;
+    struct MHD_Daemon *daemon;
+    pthread_t thread;
+    bool started;
+    bool drained;
+    int epfd;
+    int wake_fd;
+    keel_watch wake_watch;
+    keel_watch daemon_watch;
+    bool daemon_ready;      /* the daemon's epoll fd fired this turn */
+    unsigned inflight;      /* requests begun and not yet completed */
+    bool quiesced;
+    struct timespec quiesced_at;
+    struct timespec idle_since; /* when inflight last dropped to 0 while quiesced */
+};
+
+static int64_t ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+static void on_wake(keel_watch *w, uint32_t events)
+{
+    (void)events;
+    keel_loop *loop = (keel_loop *)((char *)w - offsetof(keel_loop, wake_watch));
+    uint64_t n;
+    while (read(loop->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
+        ;
+    loop->daemon_ready = true; /* a connection may have been resumed */
+}
+
+static void on_daemon(keel_watch *w, uint32_t events)
+{
+    (void)events;
+    keel_loop *loop = (keel_loop *)((char *)w - offsetof(keel_loop, daemon_watch));
+    loop->daemon_ready = true;
+}
+
+keel_error *keel__loop_new(keel_app *app, unsigned index, keel_loop **out)
+{
+    *out = NULL;
+    keel_loop *loop = calloc(1, sizeof *loop);
+    if (!loop)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    loop->app = app;
+    loop->index = index;
+    loop->wake_watch.fn = on_wake;
+    loop->daemon_watch.fn = on_daemon;
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    keel_error *err = NULL;
+    if (loop->epfd < 0 || loop->wake_fd < 0)
+        err = keel_error_new(KEEL_INTERNAL, "cannot create the event loop: %s", strerror(errno));
+    if (!err)
+        err = keel__loop_watch(loop, loop->wake_fd, EPOLLIN, &loop->wake_watch);
+    if (err) {
+        keel__loop_free(loop);
+        return err;
+    }
+    *out = loop;
+    return NULL;
+}
+
+keel_error *keel__loop_attach(keel_loop *loop, struct MHD_Daemon *daemon)
+{
+    loop->daemon = daemon;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return keel_error_new(KEEL_INTERNAL, "libmicrohttpd gave no epoll fd");
+    return keel__loop_watch(loop, info->epoll_fd, EPOLLIN, &loop->daemon_watch);
+}
+
+keel_app *keel__loop_app(const keel_loop *loop)
+{
+    return loop->app;
+}
+
+void keel__loop_request_started(keel_loop *loop)
+{
+    loop->inflight++;
+}
+
+void keel__loop_request_finished(keel_loop *loop)
+{
+    if (--loop->inflight == 0 && loop->quiesced)
+        clock_gettime(CLOCK_MONOTONIC, &loop->idle_since);
+}
+
+keel_error *keel__loop_watch(keel_loop *loop, int fd, uint32_t events, keel_watch *w)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = w};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return keel_error_new(KEEL_INTERNAL, "epoll_ctl: %s", strerror(errno));
+    return NULL;
+}
+
+keel_error *keel__loop_rewatch(keel_loop *loop, int fd, uint32_t events, keel_watch *w)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = w};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+        return keel_error_new(KEEL_INTERNAL, "epoll_ctl: %s", strerror(errno));
+    return NULL;
+}
+
+void keel__loop_unwatch(keel_loop *loop, int fd)
+{
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void keel__loop_wake(keel_loop *loop)
+{
+    uint64_t one = 1;
+    while (write(loop->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+/* Stops accepting: the listening socket leaves the daemon and is closed. */
+static void quiesce(keel_loop *loop)
+{
+    MHD_socket fd = MHD_quiesce_daemon(loop->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    loop->quiesced = true;
+    clock_gettime(CLOCK_MONOTONIC, &loop->quiesced_at);
+    loop->idle_since = loop->quiesced_at;
+}
+
+static unsigned open_connections(const keel_loop *loop)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(loop->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+/* While stopping: true when the loop is done (drained says how). */
+static bool drain_done(keel_loop *loop)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (loop->inflight == 0 &&
+        (open_connections(loop) == 0 || ms_between(&loop->idle_since, &now) >= DRAIN_IDLE_MS)) {
+        loop->drained = true;
+        return true;
+    }
+    if (ms_between(&loop->quiesced_at, &now) >= (int64_t)loop->app->cfg.shutdown_grace_ms) {
+        keel_log(KEEL_LOG_WARN, "shutdown: %u request(s) still running on I/O thread %u after %u ms",
+                 loop->inflight, loop->index, loop->app->cfg.shutdown_grace_ms);
+        loop->drained = false;
+        return true;
+    }
+    return false;
+}
+
+/* How long epoll may sleep: libmicrohttpd's next timeout, and a short tick
+ * while draining. */
+static int wait_ms(keel_loop *loop)
+{
+    MHD_UNSIGNED_LONG_LONG t;
+    int ms = -1;
+    if (MHD_get_timeout(loop->daemon, &t) == MHD_YES)
+        ms = t > 60000 ? 60000 : (int)t;
+    if (loop->quiesced && (ms < 0 || ms > 10))
+        ms = 10;
+    return ms;
+}
+
+static void *loop_main(void *arg)
+{
+    keel_loop *loop = arg;
+    struct epoll_event events[MAX_EVENTS];
+    for (;;) {
+        if (!loop->quiesced && atomic_load_explicit(&loop->app->stopping, memory_order_acquire))
+            quiesce(loop);
+        if (loop->quiesced && drain_done(loop))
+            break;
+        int timeout = wait_ms(loop);
+        int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) {
+            keel_log(KEEL_LOG_ERROR, "I/O thread %u: epoll_wait: %s", loop->index, strerror(errno));
+            break;
+        }
+        loop->daemon_ready = n == 0; /* a timeout is libmicrohttpd's too */
+        for (int i = 0; i < n; i++) {
+            keel_watch *w = events[i].data.ptr;
+            w->fn(w, events[i].events);
+        }
+        if (loop->daemon_ready)
+            MHD_run(loop->daemon);
+    }
+    if (loop->drained) {
+        MHD_stop_daemon(loop->daemon);
+        loop->daemon = NULL;
+    }
+    return NULL;
+}
+
+keel_error *keel__loop_start(keel_loop *loop)
+{
+    if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
+        return keel_error_new(KEEL_INTERNAL, "cannot start I/O thread %u", loop->index);
+    loop->started = true;
+    return NULL;
+}
+
+bool keel__loop_join(keel_loop *loop)
+{
+    if (loop->started) {
+        pthread_join(loop->thread, NULL);
+        loop->started = false;
+    }
+    return loop->drained;
+}
+
+void keel__loop_free(keel_loop *loop)
+{
+    if (!loop)
+        return;
+    if (loop->daemon)
+        MHD_stop_daemon(loop->daemon);
+    if (loop->epfd >= 0)
+        close(loop->epfd);
+    if (loop->wake_fd >= 0)
+        close(loop->wake_fd);
+    free(loop);
+}
