@@ -15,12 +15,20 @@
 
 typedef struct keel_workers keel_workers;
 typedef struct keel_loop keel_loop;
+typedef struct keel_coro keel_coro;
+
+/* Work for the worker pool: run is called on a worker thread. */
+typedef struct keel_job {
+    void (*run)(struct keel_job *job);
+    struct keel_job *next;
+} keel_job;
 
 /* One endpoint as registered: its service and its label for messages. */
 typedef struct keel_route {
     const keel_service *service;
     const keel_endpoint *ep;
     char label[128];          /* "service.endpoint" */
+    atomic_bool warned_blocking; /* "held its thread" logged once */
 } keel_route;
 
 struct keel_app {
@@ -73,6 +81,7 @@ typedef enum {
     REQ_HEADERS = 0,  /* first call seen */
     REQ_BODY,         /* receiving the body */
     REQ_QUEUED,       /* handed to a worker, connection suspended */
+    REQ_RUNNING,      /* its coroutine is running or waiting */
     REQ_READY,        /* response built, waiting to be queued */
     REQ_SENT,         /* response queued */
     REQ_MOUNTED       /* handed to a mounted libmicrohttpd handler */
@@ -102,7 +111,10 @@ struct keel_req {
     void *db_state;           /* sqldb.c: pinned connections, open rows */
     void *mounted_cls;        /* a mounted handler's own per-request pointer */
     keel_resp resp;
-    keel_req *next_job;       /* worker queue link */
+    keel_coro *coro;          /* while the handler runs as a coroutine */
+    bool suspended;           /* the connection waits for the handler */
+    bool in_worker;           /* its coroutine waits while a worker runs a call for it */
+    keel_job job;             /* KEEL_BLOCKING: the handler as a worker job */
     char id_buf[40];
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
 };
@@ -120,6 +132,11 @@ void keel__resp_set_error(keel_req *req, keel_error *err);
  * transactions, closes open row streams, returns connections). */
 void keel__sqldb_request_done(keel_req *req);
 
+/* server.c: on a coroutine, runs fn(arg) on a worker thread and returns
+ * when it is done (the coroutine waits, its I/O thread serves others);
+ * elsewhere calls fn(arg) directly. */
+void keel__req_blocking_call(keel_req *req, void (*fn)(void *arg), void *arg);
+
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);
 /* Decides the body limit for req's endpoint. */
@@ -127,8 +144,8 @@ size_t keel__body_limit(const keel_app *app, const keel_endpoint *ep);
 
 /* workers.c: a fixed pool of threads that run blocking handlers. */
 keel_error *keel__workers_start(unsigned count, keel_workers **out);
-/* Queues req; the worker dispatches it and resumes its connection. */
-void keel__workers_submit(keel_workers *w, keel_req *req);
+/* Queues job; a worker calls job->run. */
+void keel__workers_submit(keel_workers *w, keel_job *job);
 /* Finishes queued jobs and joins the threads; frees w. */
 void keel__workers_stop(keel_workers *w);
 

@@ -9,6 +9,7 @@
  * or when the grace period is over. */
 #include "loop.h"
 #include "core.h"
+#include "coro.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +39,19 @@ struct keel_loop {
     bool quiesced;
     struct timespec quiesced_at;
     struct timespec idle_since; /* when inflight last dropped to 0 while quiesced */
+    keel_coro_pool *stacks;
+    pthread_mutex_t inbox_mu;   /* guards inbox: the one thing other threads touch */
+    keel_req **inbox;           /* requests whose coroutine is to run again */
+    size_t ninbox, inbox_cap;
+    keel_req **taken;           /* the loop's copy while it runs them */
+    size_t taken_cap;
+    keel_req **ready;           /* coroutines to run this turn (loop thread only) */
+    size_t nready, ready_cap;
+    keel_req **running;         /* the batch being run */
+    size_t running_cap;
+    struct timespec now;        /* when this turn began */
+    keel_timer *timers;         /* armed deadlines, unsorted (there are few) */
+    struct keel_pipes *pipes;
 };
 
 static int64_t ms_between(const struct timespec *a, const struct timespec *b)
@@ -53,6 +67,153 @@ static void on_wake(keel_watch *w, uint32_t events)
     while (read(loop->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
         ;
     loop->daemon_ready = true; /* a connection may have been resumed */
+    pthread_mutex_lock(&loop->inbox_mu);
+    keel_req **posted = loop->inbox;
+    size_t posted_cap = loop->inbox_cap, count = loop->ninbox;
+    loop->inbox = loop->taken; /* swapped, so no allocation while running */
+    loop->inbox_cap = loop->taken_cap;
+    loop->ninbox = 0;
+    loop->taken = posted;
+    loop->taken_cap = posted_cap;
+    pthread_mutex_unlock(&loop->inbox_mu);
+    for (size_t i = 0; i < count; i++)
+        keel__loop_run(loop, posted[i]);
+}
+
+void keel__loop_post(keel_loop *loop, keel_req *req)
+{
+    pthread_mutex_lock(&loop->inbox_mu);
+    if (loop->ninbox == loop->inbox_cap) {
+        size_t cap = loop->inbox_cap ? loop->inbox_cap * 2 : 64;
+        keel_req **grown = realloc(loop->inbox, cap * sizeof *grown);
+        if (!grown) {
+            /* Cannot queue it: the waiting request would hang.  Better a
+             * clear stop than a silent one. */
+            pthread_mutex_unlock(&loop->inbox_mu);
+            keel_log(KEEL_LOG_ERROR, "out of memory posting request %s back to its I/O thread", req->id);
+            abort();
+        }
+        loop->inbox = grown;
+        loop->inbox_cap = cap;
+    }
+    loop->inbox[loop->ninbox++] = req;
+    pthread_mutex_unlock(&loop->inbox_mu);
+    keel__loop_wake(loop);
+}
+
+void keel__loop_ready(keel_loop *loop, keel_req *req)
+{
+    if (loop->nready == loop->ready_cap) {
+        size_t cap = loop->ready_cap ? loop->ready_cap * 2 : 64;
+        keel_req **grown = realloc(loop->ready, cap * sizeof *grown);
+        if (!grown) {
+            keel_log(KEEL_LOG_ERROR, "out of memory resuming request %s", req->id);
+            abort(); /* the request would hang: a clear stop beats a silent one */
+        }
+        loop->ready = grown;
+        loop->ready_cap = cap;
+    }
+    loop->ready[loop->nready++] = req;
+}
+
+/* Runs the coroutines made ready, including those made ready meanwhile. */
+static void run_ready(keel_loop *loop)
+{
+    while (loop->nready) {
+        keel_req **batch = loop->ready;
+        size_t n = loop->nready, cap = loop->ready_cap;
+        loop->ready = loop->running;
+        loop->ready_cap = loop->running_cap;
+        loop->nready = 0;
+        loop->running = batch;
+        loop->running_cap = cap;
+        for (size_t i = 0; i < n; i++)
+            keel__loop_run(loop, batch[i]);
+    }
+}
+
+const struct timespec *keel__loop_now(const keel_loop *loop)
+{
+    return &loop->now;
+}
+
+struct keel_pipes **keel__loop_pipes(keel_loop *loop)
+{
+    return &loop->pipes;
+}
+
+void keel__loop_timer_arm(keel_loop *loop, keel_timer *t, unsigned ms)
+{
+    if (t->armed)
+        keel__loop_timer_cancel(loop, t);
+    clock_gettime(CLOCK_MONOTONIC, &t->at);
+    t->at.tv_sec += ms / 1000;
+    t->at.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->at.tv_nsec >= 1000000000L) {
+        t->at.tv_sec++;
+        t->at.tv_nsec -= 1000000000L;
+    }
+    t->prev = NULL;
+    t->next = loop->timers;
+    if (loop->timers)
+        loop->timers->prev = t;
+    loop->timers = t;
+    t->armed = true;
+}
+
+void keel__loop_timer_cancel(keel_loop *loop, keel_timer *t)
+{
+    if (!t->armed)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        loop->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+    t->armed = false;
+}
+
+/* Fires the timers whose deadline has passed. */
+static void run_timers(keel_loop *loop)
+{
+    for (keel_timer *t = loop->timers; t;) {
+        keel_timer *next = t->next;
+        if (ms_between(&t->at, &loop->now) >= 0) {
+            keel__loop_timer_cancel(loop, t);
+            t->fn(t);
+            next = loop->timers; /* the list may have changed: start over */
+        }
+        t = next;
+    }
+}
+
+keel_coro *keel__loop_coro_new(keel_loop *loop, void (*fn)(void *), void *arg)
+{
+    return keel__coro_new(loop->stacks, fn, arg);
+}
+
+void keel__loop_kick(keel_loop *loop)
+{
+    loop->daemon_ready = true;
+}
+
+void keel__loop_run(keel_loop *loop, keel_req *req)
+{
+    (void)loop;
+    const keel_route *route = req->route;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    keel__coro_resume(req->coro);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t held = ms_between(&t0, &t1);
+    if (held > KEEL_HOLD_WARN_MS && route &&
+        !atomic_exchange((atomic_bool *)&route->warned_blocking, true))
+        keel_log(KEEL_LOG_WARN,
+                 "endpoint %s held its I/O thread for %lld ms without waiting; every other connection of "
+                 "that thread waited too. If it calls blocking code, mark it KEEL_BLOCKING",
+                 route->label, (long long)held);
 }
 
 static void on_daemon(keel_watch *w, uint32_t events)
@@ -72,10 +233,16 @@ keel_error *keel__loop_new(keel_app *app, unsigned index, keel_loop **out)
     loop->index = index;
     loop->wake_watch.fn = on_wake;
     loop->daemon_watch.fn = on_daemon;
+    pthread_mutex_init(&loop->inbox_mu, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    /* Idle stacks kept for reuse: enough for a busy thread's concurrent
+     * handlers without mapping and unmapping on every request. */
+    loop->stacks = keel__coro_pool_new(0, 256);
     keel_error *err = NULL;
-    if (loop->epfd < 0 || loop->wake_fd < 0)
+    if (!loop->stacks)
+        err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    else if (loop->epfd < 0 || loop->wake_fd < 0)
         err = keel_error_new(KEEL_INTERNAL, "cannot create the event loop: %s", strerror(errno));
     if (!err)
         err = keel__loop_watch(loop, loop->wake_fd, EPOLLIN, &loop->wake_watch);
@@ -180,12 +347,19 @@ static bool drain_done(keel_loop *loop)
  * while draining. */
 static int wait_ms(keel_loop *loop)
 {
-    MHD_UNSIGNED_LONG_LONG t;
+    MHD_UNSIGNED_LONG_LONG mhd_ms;
     int ms = -1;
-    if (MHD_get_timeout(loop->daemon, &t) == MHD_YES)
-        ms = t > 60000 ? 60000 : (int)t;
+    if (MHD_get_timeout(loop->daemon, &mhd_ms) == MHD_YES)
+        ms = mhd_ms > 60000 ? 60000 : (int)mhd_ms;
     if (loop->quiesced && (ms < 0 || ms > 10))
         ms = 10;
+    for (const keel_timer *t = loop->timers; t; t = t->next) {
+        int64_t left = ms_between(&loop->now, &t->at) + 1;
+        if (left < 0)
+            left = 0;
+        if (ms < 0 || left < ms)
+            ms = (int)left;
+    }
     return ms;
 }
 
@@ -198,23 +372,30 @@ static void *loop_main(void *arg)
             quiesce(loop);
         if (loop->quiesced && drain_done(loop))
             break;
+        clock_gettime(CLOCK_MONOTONIC, &loop->now);
         int timeout = wait_ms(loop);
         int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             keel_log(KEEL_LOG_ERROR, "I/O thread %u: epoll_wait: %s", loop->index, strerror(errno));
             break;
         }
+        clock_gettime(CLOCK_MONOTONIC, &loop->now);
         loop->daemon_ready = n == 0; /* a timeout is libmicrohttpd's too */
         for (int i = 0; i < n; i++) {
             keel_watch *w = events[i].data.ptr;
             w->fn(w, events[i].events);
         }
+        if (loop->timers)
+            run_timers(loop);
+        run_ready(loop);
         if (loop->daemon_ready)
             MHD_run(loop->daemon);
     }
     if (loop->drained) {
         MHD_stop_daemon(loop->daemon);
         loop->daemon = NULL;
+        keel__pipes_free(loop->pipes); /* nothing is in flight any more */
+        loop->pipes = NULL;
     }
     return NULL;
 }
@@ -246,5 +427,11 @@ void keel__loop_free(keel_loop *loop)
         close(loop->epfd);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
+    keel__coro_pool_free(loop->stacks);
+    pthread_mutex_destroy(&loop->inbox_mu);
+    free(loop->inbox);
+    free(loop->taken);
+    free(loop->ready);
+    free(loop->running);
     free(loop);
 }

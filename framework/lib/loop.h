@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <microhttpd.h>
 
 #include "keel/error.h"
@@ -55,5 +56,47 @@ keel_error *keel__loop_rewatch(keel_loop *loop, int fd, uint32_t events, keel_wa
 void keel__loop_unwatch(keel_loop *loop, int fd);
 
 keel_app *keel__loop_app(const keel_loop *loop);
+
+typedef struct keel_req keel_req;
+
+/* The loop's thread only: a coroutine for fn(arg) on one of the loop's
+ * stacks; NULL when none can be had. */
+struct keel_coro *keel__loop_coro_new(keel_loop *loop, void (*fn)(void *), void *arg);
+
+/* The loop's thread only: runs req's coroutine until it waits or finishes.
+ * A run that keeps the thread longer than KEEL_HOLD_WARN_MS is logged, once
+ * per endpoint, naming it. */
+#define KEEL_HOLD_WARN_MS 50
+void keel__loop_run(keel_loop *loop, keel_req *req);
+
+/* The loop's thread only: libmicrohttpd has work (a connection resumed). */
+void keel__loop_kick(keel_loop *loop);
+
+/* Any thread: queues req's coroutine to be run on its loop, and wakes it. */
+void keel__loop_post(keel_loop *loop, keel_req *req);
+
+/* The loop's thread only: req's coroutine runs again this turn, after the
+ * watches (what it waited for is there). */
+void keel__loop_ready(keel_loop *loop, keel_req *req);
+
+/* The loop's thread only: the time this turn began (CLOCK_MONOTONIC). */
+const struct timespec *keel__loop_now(const keel_loop *loop);
+
+/* A deadline on the loop: fn runs on the loop's thread once it has passed,
+ * unless cancelled first.  The timer must stay where it is while armed. */
+typedef struct keel_timer {
+    struct keel_timer *prev, *next;
+    struct timespec at;
+    void (*fn)(struct keel_timer *t);
+    bool armed;
+} keel_timer;
+void keel__loop_timer_arm(keel_loop *loop, keel_timer *t, unsigned ms);
+void keel__loop_timer_cancel(keel_loop *loop, keel_timer *t);
+
+/* The loop's database connections (pipeline.c): a slot the loop frees with
+ * keel__pipes_free when it ends. */
+struct keel_pipes;
+struct keel_pipes **keel__loop_pipes(keel_loop *loop);
+void keel__pipes_free(struct keel_pipes *pipes);
 
 #endif

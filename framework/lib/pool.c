@@ -23,6 +23,7 @@
 typedef struct stmt {
     char *sql;
     uint64_t hash;
+    bool prepared;      /* false after a pipelined Prepare failed */
     char name[24];
 } stmt;
 
@@ -455,6 +456,48 @@ PGconn *keel_pconn_pg(keel_pconn *conn)
     return conn->pg;
 }
 
+keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out)
+{
+    *out = NULL;
+    keel_pconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    c->pool = pool;
+    c->pg = PQconnectStartParams(pool->keywords, (const char *const *)pool->values, 0);
+    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+        char *text = clean_message(c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
+        if (text)
+            keel_error_cause(err, "%s", text);
+        free(text);
+        pconn_close(c);
+        return err;
+    }
+    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    *out = c;
+    return NULL;
+}
+
+void keel_pconn_close(keel_pconn *conn)
+{
+    pconn_close(conn);
+}
+
+const char *keel_pool_name(const keel_pool *pool)
+{
+    return pool->name;
+}
+
+unsigned keel_pool_max(const keel_pool *pool)
+{
+    return pool->max_conns;
+}
+
+unsigned keel_pool_checkout_ms(const keel_pool *pool)
+{
+    return pool->checkout_ms;
+}
+
 /* ---- prepared statements ---------------------------------------------------- */
 
 static uint64_t sql_hash(const char *s)
@@ -506,42 +549,62 @@ static bool stmt_reserve(keel_pconn *c)
     return true;
 }
 
-keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name)
+/* The cache entry for sql, made (not yet prepared) when absent; NULL when
+ * the cache is full or memory is short (the unnamed statement is used). */
+static stmt *stmt_entry(keel_pconn *conn, const char *sql)
 {
     uint64_t h = sql_hash(sql);
     stmt *s = stmt_find(conn, sql, h);
-    if (s) {
+    if (s || conn->nstmts >= STMT_CACHE_MAX || !stmt_reserve(conn))
+        return s;
+    s = calloc(1, sizeof *s);
+    if (s && !(s->sql = strdup(sql))) {
+        free(s);
+        return NULL;
+    }
+    if (!s)
+        return NULL;
+    s->hash = h;
+    snprintf(s->name, sizeof s->name, "keel_s%u", ++conn->next_id);
+    slot_insert(conn->slots, conn->nslots, s);
+    conn->nstmts++;
+    return s;
+}
+
+keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name)
+{
+    stmt *s = stmt_entry(conn, sql);
+    if (s && s->prepared) {
         *stmt_name = s->name;
         return NULL;
     }
-    const char *name = "";
-    if (conn->nstmts < STMT_CACHE_MAX && stmt_reserve(conn)) {
-        s = calloc(1, sizeof *s);
-        if (s && !(s->sql = strdup(sql))) {
-            free(s);
-            s = NULL;
-        }
-        if (s) {
-            s->hash = h;
-            snprintf(s->name, sizeof s->name, "keel_s%u", ++conn->next_id);
-            name = s->name;
-        }
-    }
+    const char *name = s ? s->name : "";
     PGresult *r = PQprepare(conn->pg, name, sql, nparams, NULL);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         keel_error *err = keel__pg_error(conn->pg, r, conn->pool->name);
         PQclear(r);
-        if (s) {
-            free(s->sql);
-            free(s);
-        }
         return err;
     }
     PQclear(r);
-    if (s) {
-        slot_insert(conn->slots, conn->nslots, s);
-        conn->nstmts++;
-    }
+    if (s)
+        s->prepared = true;
     *stmt_name = name;
     return NULL;
+}
+
+const char *keel_pconn_stmt(keel_pconn *conn, const char *sql, bool *prepare)
+{
+    stmt *s = stmt_entry(conn, sql);
+    *prepare = !s || !s->prepared;
+    if (!s)
+        return "";
+    s->prepared = true;
+    return s->name;
+}
+
+void keel_pconn_stmt_failed(keel_pconn *conn, const char *sql)
+{
+    stmt *s = stmt_find(conn, sql, sql_hash(sql));
+    if (s)
+        s->prepared = false;
 }

@@ -36,6 +36,23 @@ void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken);
 
 PGconn *keel_pconn_pg(keel_pconn *conn);
 
+/* For connections an I/O thread owns (pipeline.c): starts a non-blocking
+ * connect with the pool's settings (drive it with PQconnectPoll), closes one,
+ * and the pool's name, size and checkout timeout.  These connections are not
+ * counted in the pool: each thread keeps its own within its share. */
+keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out);
+void keel_pconn_close(keel_pconn *conn);
+const char *keel_pool_name(const keel_pool *pool);
+unsigned keel_pool_max(const keel_pool *pool);
+unsigned keel_pool_checkout_ms(const keel_pool *pool);
+
+/* For pipelined use: the name of sql's prepared statement on conn without
+ * preparing it; *prepare is true when the caller must send the Prepare first
+ * (the name is then taken as prepared).  keel_pconn_stmt_failed forgets that
+ * sql is prepared after its Prepare failed. */
+const char *keel_pconn_stmt(keel_pconn *conn, const char *sql, bool *prepare);
+void keel_pconn_stmt_failed(keel_pconn *conn, const char *sql);
+
 /* The name of the prepared statement for sql on conn, preparing it on first
  * use (statements are prepared once per connection and reused). */
 keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name);

@@ -215,7 +215,7 @@ static json_t *endpoint_model(const keel_route *r)
                           "access", (ep->flags & KEEL_PRIVATE) ? "private" : "public");
     if (!e)
         return NULL;
-    json_object_set_new(e, "blocking", json_boolean(!(ep->flags & KEEL_INLINE)));
+    json_object_set_new(e, "blocking", json_boolean((ep->flags & KEEL_BLOCKING) != 0));
     if (ep->kind == KEEL_EP_TYPED) {
         json_object_set_new(e, "request", keel_schema_describe(ep->req_fields));
         json_object_set_new(e, "response", keel_schema_describe(ep->resp_fields));

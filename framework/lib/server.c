@@ -9,6 +9,7 @@
  * response on the first call unless the connection is to be closed anyway:
  * in 0.9.75 that would turn off keep-alive. */
 #include "core.h"
+#include "coro.h"
 #include "loop.h"
 
 #include <errno.h>
@@ -173,18 +174,92 @@ static void take_body_chunk(keel_req *req, const char *data, size_t len)
     }
 }
 
-/* The final call: answer now, or hand the request to a worker. */
+/* KEEL_BLOCKING handlers: the worker runs the handler, then gives the
+ * connection back to its I/O thread. */
+static void blocking_job_run(keel_job *job)
+{
+    keel_req *req = (keel_req *)((char *)job - offsetof(keel_req, job));
+    keel__dispatch(req);
+    req->state = REQ_READY;
+    /* After the resume the I/O thread owns req again.  A daemon without a
+     * thread of its own is not woken by libmicrohttpd: its loop is. */
+    keel_loop *loop = req->loop;
+    MHD_resume_connection(req->conn);
+    keel__loop_wake(loop);
+}
+
+/* The body of a handler's coroutine. */
+static void handler_main(void *arg)
+{
+    keel_req *req = arg;
+    keel__dispatch(req);
+    /* What the handler left open on databases is released here, where a
+     * wait is allowed; a streamed response may still read from it. */
+    if (req->db_state && req->resp.kind != RESP_STREAM)
+        keel__sqldb_request_done(req);
+    req->state = REQ_READY;
+    req->coro = NULL;
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection(req->conn);
+        keel__loop_kick(req->loop);
+    }
+}
+
+/* The final call: answer now, run the handler as a coroutine (answering at
+ * once when it finishes without waiting), or hand it to a worker. */
 static enum MHD_Result finish_request(keel_req *req)
 {
     if (req->state == REQ_READY || req->error)
         return keel__req_send(req);
-    if (req->route->ep->flags & KEEL_INLINE) {
-        keel__dispatch(req);
+    if (req->route->ep->flags & KEEL_BLOCKING) {
+        MHD_suspend_connection(req->conn);
+        req->state = REQ_QUEUED;
+        req->job.run = blocking_job_run;
+        keel__workers_submit(req->app->workers, &req->job);
+        return MHD_YES;
+    }
+    req->coro = keel__loop_coro_new(req->loop, handler_main, req);
+    if (!req->coro) {
+        req->error = keel_error_new(KEEL_UNAVAILABLE, "server busy (no coroutine stack available)");
         return keel__req_send(req);
     }
+    req->state = REQ_RUNNING;
+    keel__loop_run(req->loop, req);
+    if (req->state == REQ_READY)
+        return keel__req_send(req);
     MHD_suspend_connection(req->conn);
-    keel__workers_submit(req->app->workers, req);
+    req->suspended = true;
     return MHD_YES;
+}
+
+/* ---- blocking calls from a coroutine ------------------------------------------ */
+
+typedef struct blocking_call {
+    keel_job job;
+    keel_req *req;
+    void (*fn)(void *);
+    void *arg;
+} blocking_call;
+
+static void blocking_call_run(keel_job *job)
+{
+    blocking_call *c = (blocking_call *)job;
+    c->req->in_worker = true;
+    c->fn(c->arg);
+    c->req->in_worker = false;
+    keel__loop_post(c->req->loop, c->req);
+}
+
+void keel__req_blocking_call(keel_req *req, void (*fn)(void *arg), void *arg)
+{
+    if (!req || !req->coro) {
+        fn(arg);
+        return;
+    }
+    blocking_call c = {.job = {.run = blocking_call_run}, .req = req, .fn = fn, .arg = arg};
+    keel__workers_submit(req->app->workers, &c.job);
+    keel__coro_yield(req->coro); /* resumed by the loop once posted back */
 }
 
 /* Passes a call through to a mounted libmicrohttpd handler, as its own daemon
@@ -232,7 +307,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (req->state == REQ_SENT || req->state == REQ_QUEUED)
+    if (req->state == REQ_SENT || req->state == REQ_QUEUED || req->state == REQ_RUNNING)
         return MHD_YES;
     return finish_request(req);
 }

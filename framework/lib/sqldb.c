@@ -19,6 +19,7 @@
  * the message "no rows"; keel_db_no_rows recognises it by both. */
 #include "core.h"
 #include "pool.h"
+#include "pipeline.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -83,6 +84,24 @@ static keel_error *oom(void)
 }
 
 /* ---- request state ------------------------------------------------------------ */
+
+/* True on the request's coroutine on its I/O thread: single statements go
+ * out pipelined from here (pipeline.c). */
+static bool on_loop(const keel_req *req)
+{
+    return req && req->coro && !req->in_worker;
+}
+
+/* True when req has a transaction open on db. */
+static bool tx_open(const keel_req *req, const keel_sqldb *db)
+{
+    const db_state *st = req ? req->db_state : NULL;
+    const keel_sqldb *target = db && db->resolved ? db->resolved : db;
+    for (const db_entry *e = st ? st->dbs : NULL; e; e = e->next)
+        if (e->db == target)
+            return e->tx != NULL;
+    return false;
+}
 
 static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
 {
@@ -350,6 +369,16 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
         return err;
     keel_pool *pool = e->db->pool;
     for (int attempt = 0;; attempt++) {
+        if (!e->tx && on_loop(req)) {
+            bool lost;
+            keel_pipe_params pp = {p.n, p.values, p.lengths, p.formats};
+            err = keel__pipe_run(req, pool, sql, &pp, out, &lost);
+            if (!err || !lost || attempt > 0)
+                break;
+            keel_error_free(err);
+            err = NULL;
+            continue;
+        }
         keel_pconn *c = e->tx;
         if (!c && (err = keel_pool_get(pool, &c)) != NULL)
             break;
@@ -374,8 +403,8 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
     return err;
 }
 
-keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
-                              const keel_arg *args, size_t nargs)
+static keel_error *exec_now(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
+                            const keel_arg *args, size_t nargs)
 {
     if (affected)
         *affected = 0;
@@ -391,8 +420,8 @@ keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, 
     return NULL;
 }
 
-keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
-                                   const keel_arg *args, size_t nargs)
+static keel_error *query_row_now(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                 const keel_arg *args, size_t nargs)
 {
     *row = NULL;
     PGresult *r;
@@ -462,8 +491,8 @@ static void rows_finish(keel_rows *rows, bool failed)
     rows_unlink(rows);
 }
 
-keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
-                               const keel_arg *args, size_t nargs)
+static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                             const keel_arg *args, size_t nargs)
 {
     *rows = NULL;
     db_entry *e;
@@ -523,6 +552,28 @@ keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, 
     return NULL;
 }
 
+struct get_result_call {
+    PGconn *pg;
+    PGresult *r;
+};
+
+static void get_result_run(void *arg)
+{
+    struct get_result_call *c = arg;
+    c->r = PQgetResult(c->pg);
+}
+
+/* The stream's next result; a wait for the server happens on a worker when
+ * the request runs as a coroutine (what is buffered already is read here). */
+static PGresult *rows_get_result(keel_rows *rows, PGconn *pg)
+{
+    if (!rows->req->coro || !PQisBusy(pg))
+        return PQgetResult(pg);
+    struct get_result_call c = {pg, NULL};
+    keel__req_blocking_call(rows->req, get_result_run, &c);
+    return c.r;
+}
+
 keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
 {
     *row = NULL;
@@ -542,7 +593,7 @@ keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
         PGresult *r = rows->pending;
         rows->pending = NULL;
         if (!r)
-            r = PQgetResult(pg);
+            r = rows_get_result(rows, pg);
         if (!r) {
             rows_finish(rows, false);
             return NULL;
@@ -595,7 +646,7 @@ static void rows_close(keel_rows *rows, bool cancel)
     rows_finish(rows, failed && rows->in_tx);
 }
 
-void keel_rows_close(keel_rows *rows)
+static void rows_close_now(keel_rows *rows)
 {
     if (rows)
         rows_close(rows, !rows->in_tx);
@@ -603,7 +654,7 @@ void keel_rows_close(keel_rows *rows)
 
 /* ---- transactions ---------------------------------------------------------------- */
 
-keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
+static keel_error *begin_now(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
@@ -635,7 +686,7 @@ keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
     }
 }
 
-keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
+static keel_error *commit_now(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
@@ -660,7 +711,7 @@ keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
     return err;
 }
 
-keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
+static keel_error *rollback_now(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
@@ -676,7 +727,7 @@ keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
     return NULL;
 }
 
-void keel__sqldb_request_done(keel_req *req)
+static void request_done_now(keel_req *req)
 {
     db_state *st = req ? req->db_state : NULL;
     if (!st)
@@ -693,6 +744,111 @@ void keel__sqldb_request_done(keel_req *req)
         PQclear(k->res);
     st->kept = NULL;
     req->db_state = NULL;
+}
+
+/* ---- the public calls: on a coroutine, the blocking work runs on a worker ---------- */
+
+typedef enum { CALL_EXEC, CALL_QUERY_ROW, CALL_QUERY, CALL_CLOSE, CALL_BEGIN, CALL_COMMIT, CALL_ROLLBACK,
+               CALL_DONE } call_op;
+
+typedef struct db_call {
+    call_op op;
+    keel_req *req;
+    keel_sqldb *db;
+    const char *sql;
+    const keel_arg *args;
+    size_t nargs;
+    void *out;             /* int64_t *, keel_row **, keel_rows ** */
+    keel_rows *rows;
+    keel_error *err;
+} db_call;
+
+static void db_call_run(void *arg)
+{
+    db_call *c = arg;
+    switch (c->op) {
+    case CALL_EXEC: c->err = exec_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
+    case CALL_QUERY_ROW: c->err = query_row_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
+    case CALL_QUERY: c->err = query_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
+    case CALL_CLOSE: rows_close_now(c->rows); break;
+    case CALL_BEGIN: c->err = begin_now(c->req, c->db); break;
+    case CALL_COMMIT: c->err = commit_now(c->req, c->db); break;
+    case CALL_ROLLBACK: c->err = rollback_now(c->req, c->db); break;
+    case CALL_DONE: request_done_now(c->req); break;
+    }
+}
+
+static keel_error *db_call_do(db_call *c)
+{
+    keel__req_blocking_call(c->req, db_call_run, c);
+    return c->err;
+}
+
+keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
+                              const keel_arg *args, size_t nargs)
+{
+    if (on_loop(req) && !tx_open(req, db))
+        return exec_now(req, db, affected, sql, args, nargs);
+    db_call c = {.op = CALL_EXEC, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = affected};
+    return db_call_do(&c);
+}
+
+keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                   const keel_arg *args, size_t nargs)
+{
+    if (on_loop(req) && !tx_open(req, db))
+        return query_row_now(req, db, row, sql, args, nargs);
+    db_call c = {.op = CALL_QUERY_ROW, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = row};
+    return db_call_do(&c);
+}
+
+keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs)
+{
+    db_call c = {.op = CALL_QUERY, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = rows};
+    return db_call_do(&c);
+}
+
+void keel_rows_close(keel_rows *rows)
+{
+    if (!rows || rows->done)
+        return;
+    db_call c = {.op = CALL_CLOSE, .req = rows->req, .rows = rows};
+    db_call_do(&c);
+}
+
+keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
+{
+    db_call c = {.op = CALL_BEGIN, .req = req, .db = db};
+    return db_call_do(&c);
+}
+
+keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
+{
+    db_call c = {.op = CALL_COMMIT, .req = req, .db = db};
+    return db_call_do(&c);
+}
+
+keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
+{
+    db_call c = {.op = CALL_ROLLBACK, .req = req, .db = db};
+    return db_call_do(&c);
+}
+
+void keel__sqldb_request_done(keel_req *req)
+{
+    db_state *st = req ? req->db_state : NULL;
+    if (!st)
+        return;
+    bool waits = st->open != NULL; /* a stream to cancel, a transaction to roll back */
+    for (db_entry *e = st->dbs; e && !waits; e = e->next)
+        waits = e->tx != NULL;
+    if (!waits) {
+        request_done_now(req); /* only results to free */
+        return;
+    }
+    db_call c = {.op = CALL_DONE, .req = req};
+    db_call_do(&c);
 }
 
 /* ---- getters ------------------------------------------------------------------------ */

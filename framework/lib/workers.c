@@ -1,53 +1,44 @@
-/* workers.c - the pool of threads that run handlers which may block.
- *
- * libmicrohttpd's I/O threads only read and write: a request for a blocking
- * endpoint is suspended there, queued here, dispatched by a worker, and its
- * connection resumed so that an I/O thread sends the response.  A slow handler
- * therefore never delays the other connections of its I/O thread. */
+/* workers.c - the pool of threads that run jobs which may block: handlers of
+ * KEEL_BLOCKING endpoints, and calls a coroutine hands off while it waits.
+ * A job's run function does the work and then tells its I/O thread (resumes
+ * the connection, or posts the coroutine back), so a slow job never delays
+ * the other connections of that thread. */
 #include "core.h"
-#include "loop.h"
 
 #include <stdlib.h>
 
 struct keel_workers {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    keel_req *head;
-    keel_req *tail;
+    keel_job *head;
+    keel_job *tail;
     bool stopping;
     unsigned count;
     pthread_t threads[];
 };
 
 /* Takes the next job, waiting for one; NULL once stopping and drained. */
-static keel_req *next_job(keel_workers *w)
+static keel_job *next_job(keel_workers *w)
 {
     pthread_mutex_lock(&w->lock);
     while (!w->head && !w->stopping)
         pthread_cond_wait(&w->wake, &w->lock);
-    keel_req *req = w->head;
-    if (req) {
-        w->head = req->next_job;
+    keel_job *job = w->head;
+    if (job) {
+        w->head = job->next;
         if (!w->head)
             w->tail = NULL;
     }
     pthread_mutex_unlock(&w->lock);
-    return req;
+    return job;
 }
 
 static void *worker_main(void *arg)
 {
     keel_workers *w = arg;
-    keel_req *req;
-    while ((req = next_job(w)) != NULL) {
-        keel__dispatch(req);
-        req->state = REQ_READY;
-        /* After the resume the I/O thread owns req again.  A daemon without
-         * a thread of its own is not woken by libmicrohttpd: its loop is. */
-        keel_loop *loop = req->loop;
-        MHD_resume_connection(req->conn);
-        keel__loop_wake(loop);
-    }
+    keel_job *job;
+    while ((job = next_job(w)) != NULL)
+        job->run(job); /* after this the job belongs to its I/O thread again */
     return NULL;
 }
 
@@ -72,16 +63,15 @@ keel_error *keel__workers_start(unsigned count, keel_workers **out)
     return NULL;
 }
 
-void keel__workers_submit(keel_workers *w, keel_req *req)
+void keel__workers_submit(keel_workers *w, keel_job *job)
 {
-    req->next_job = NULL;
-    req->state = REQ_QUEUED;
+    job->next = NULL;
     pthread_mutex_lock(&w->lock);
     if (w->tail)
-        w->tail->next_job = req;
+        w->tail->next = job;
     else
-        w->head = req;
-    w->tail = req;
+        w->head = job;
+    w->tail = job;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }

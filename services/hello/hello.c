@@ -53,9 +53,9 @@ static keel_error *post(keel_req *req, const hello_body *in, hello_reply *out)
 const keel_service hello_service = {
     .name = "hello",
     .endpoints = (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/hello/:name", get, hello_path, hello_reply, KEEL_INLINE),
-        KEEL_TYPED("POST", "/hello", post, hello_body, hello_reply, KEEL_INLINE),
-        KEEL_TYPED("POST", "/hello/compose", compose, hello_body, hello_reply, KEEL_PRIVATE | KEEL_INLINE),
+        KEEL_TYPED("GET", "/hello/:name", get, hello_path, hello_reply),
+        KEEL_TYPED("POST", "/hello", post, hello_body, hello_reply),
+        KEEL_TYPED("POST", "/hello/compose", compose, hello_body, hello_reply, KEEL_PRIVATE),
         KEEL_ENDPOINT_END
     },
 };

@@ -49,7 +49,7 @@ const keel_service legacy_service = {
     .name = "legacy",
     .endpoints = (const keel_endpoint[]){
         KEEL_MOUNT_MHD("*", "/api/*path", legacy_handler, &legacy_store, legacy_completed, NULL),
-        KEEL_TYPED("GET", "/api/items/:id", get_item, legacy_item_ref, legacy_item_out, KEEL_INLINE),
+        KEEL_TYPED("GET", "/api/items/:id", get_item, legacy_item_ref, legacy_item_out),
         KEEL_ENDPOINT_END
     },
 };

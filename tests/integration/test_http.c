@@ -416,6 +416,25 @@ static void test_slow_does_not_block(void)
     }
 }
 
+/* A handler that holds its I/O thread without KEEL_BLOCKING is named in the
+ * log, once, with the advice to mark it. */
+static void test_hog_is_named(void)
+{
+    for (int i = 0; i < 2; i++) {
+        ht_response r = get("/test/hog?ms=120");
+        is_int(r.status, 200, "a handler that holds its thread still answers (%d)", i + 1);
+        ht_free(&r);
+    }
+    usleep(200 * 1000); /* the log is flushed every 50 ms */
+    char *log = ht_log(&srv);
+    like(log, "endpoint test.hog held its I/O thread for", "the log names the endpoint that held its thread");
+    like(log, "mark it KEEL_BLOCKING", "and says what to do");
+    const char *first = strstr(log, "test.hog held");
+    ok(first && !strstr(first + 1, "test.hog held"), "the warning is given once per endpoint");
+    ok(!tap_contains(log, "test.slow held"), "a KEEL_BLOCKING endpoint is never named");
+    free(log);
+}
+
 static void test_slow_client_timeout(void)
 {
     ht_server s2;
@@ -589,6 +608,7 @@ int main(void)
     test_limits();
     test_request_ids();
     test_slow_does_not_block();
+    test_hog_is_named();
     test_slow_client_timeout();
     test_graceful_shutdown();
     test_app_model();

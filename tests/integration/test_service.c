@@ -267,6 +267,13 @@ static keel_error *which(keel_req *req, keel_resp *resp)
 }
 
 /* Endpoint names are unique per service, so each route gets its own name. */
+/* GET /test/hog?ms=N holds its I/O thread (the mistake KEEL_BLOCKING is
+ * for): Keel names it in the log. */
+static keel_error *hog(keel_req *req, const slow_req *in, slow_resp *out)
+{
+    return slow(req, in, out);
+}
+
 #define SAME_AS(name, fn) \
     static keel_error *name(keel_req *req, keel_resp *resp) { return fn(req, resp); }
 SAME_AS(echo_body_put, echo_body)
@@ -280,9 +287,10 @@ const keel_service test_service = {
     .name = "test",
     .endpoints = (const keel_endpoint[]){
         KEEL_TYPED("POST", "/test/types", types, kitchen_sink, kitchen_sink),
-        KEEL_TYPED("GET", "/test/search", search, search_req, search_resp, KEEL_INLINE),
+        KEEL_TYPED("GET", "/test/search", search, search_req, search_resp),
         KEEL_TYPED("GET", "/test/error/:code", fail_with, code_req, keel_empty),
-        KEEL_TYPED("GET", "/test/slow", slow, slow_req, slow_resp),
+        KEEL_TYPED("GET", "/test/slow", slow, slow_req, slow_resp, KEEL_BLOCKING),
+        KEEL_TYPED("GET", "/test/hog", hog, slow_req, slow_resp),
         KEEL_TYPED("GET", "/test/secret", secret_double, number, number, KEEL_PRIVATE),
         KEEL_TYPED("GET", "/test/double", public_double, number, number),
         KEEL_TYPED("GET", "/test/headers", headers, hdr_req, hdr_resp),
@@ -290,11 +298,11 @@ const keel_service test_service = {
         KEEL_RAW("GET", "/test/download/:size", download),
         KEEL_RAW("POST", "/test/echo", echo_body),
         KEEL_RAW("PUT", "/test/echo", echo_body_put),
-        KEEL_RAW("GET", "/test/route/static", route_static, KEEL_INLINE),
-        KEEL_RAW("GET", "/test/route/:id", route_param, KEEL_INLINE),
-        KEEL_RAW("GET", "/test/route/:id/more", route_param_more, KEEL_INLINE),
-        KEEL_RAW("GET", "/test/route/files/*rest", route_wildcard, KEEL_INLINE),
-        KEEL_RAW("GET", "/test/!other", route_fallback, KEEL_INLINE),
+        KEEL_RAW("GET", "/test/route/static", route_static),
+        KEEL_RAW("GET", "/test/route/:id", route_param),
+        KEEL_RAW("GET", "/test/route/:id/more", route_param_more),
+        KEEL_RAW("GET", "/test/route/files/*rest", route_wildcard),
+        KEEL_RAW("GET", "/test/!other", route_fallback),
         KEEL_ENDPOINT_END
     },
 };

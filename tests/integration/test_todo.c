@@ -180,10 +180,16 @@ static void test_shutdown_under_load(void)
             execlp("wrk", "wrk", "-t", "2", "-c", "64", "-d", "30s", url, (char *)NULL);
             _exit(127);
         }
-        usleep((ht_valgrind() ? 1500 : 300 + 40 * i) * 1000);
-        char *log = ht_log(&s);
-        loaded += tap_contains(log, "\"/todo/:id\"");
-        free(log);
+        /* SIGTERM only once the load is being served (seen in the log). */
+        bool seen = false;
+        for (int waited = 0; !seen && waited < (ht_valgrind() ? 600 : 100); waited++) {
+            usleep(100 * 1000);
+            char *log = ht_log(&s);
+            seen = tap_contains(log, "\"/todo/:id\"");
+            free(log);
+        }
+        loaded += seen;
+        usleep((50 + 30 * i) * 1000);
         int status = ht_stop(&s);
         kill(wrk, SIGTERM);
         int wst;

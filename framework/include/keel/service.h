@@ -22,12 +22,18 @@
 #include "http.h"
 #include "schema.h"
 
-/* Endpoint flags. */
+/* Endpoint flags.  Handlers run as coroutines on the I/O thread that owns
+ * their connection: Keel's own waits (database statements) yield to other
+ * requests, so a slow query never delays a neighbour.  Code that blocks the
+ * thread in ways Keel cannot see (sleep, a blocking client library, heavy
+ * computation) must say so with KEEL_BLOCKING. */
 enum {
-    KEEL_PUBLIC  = 0,       /* the default: reachable from outside */
-    KEEL_PRIVATE = 1u << 0, /* only reachable with keel_call (service to service) */
-    KEEL_INLINE  = 1u << 1  /* run on the I/O thread: only for handlers that never
-                               block (no database, no network, no disk) */
+    KEEL_PUBLIC   = 0,       /* the default: reachable from outside */
+    KEEL_PRIVATE  = 1u << 0, /* only reachable with keel_call (service to service) */
+    KEEL_INLINE   = 1u << 1, /* accepted for compatibility; no effect (every
+                                handler now runs on its I/O thread) */
+    KEEL_BLOCKING = 1u << 2  /* the handler may block its thread: it runs on the
+                                worker pool instead */
 };
 
 /* in lives in the request's arena; out is zeroed.  Return NULL on success. */

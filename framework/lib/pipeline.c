@@ -1,0 +1,488 @@
+/* pipeline.c - see pipeline.h.
+ *
+ * Each I/O thread keeps, per database, a lane: a few connections it alone
+ * uses (no locks), at most its share of the database's pool size.  Every
+ * connection is non-blocking and in pipeline mode.  A statement is a Prepare
+ * (the first time on that connection), a Bind/Execute and a Sync: the Sync
+ * makes each statement its own implicit transaction, so an error fails only
+ * its own request.  Results come back in the order sent; the thread's epoll
+ * reports the socket readable and each result goes to the coroutine at the
+ * head of the connection's queue, which then runs again.
+ *
+ * Head-of-line blocking: a statement waiting on a lock holds back everything
+ * behind it on its connection.  A connection whose oldest statement has been
+ * out longer than STALL_MS takes no new statements while another connection
+ * can (opening one, up to the share), so unrelated requests go around it.
+ *
+ * Connecting is non-blocking too (PQconnectStart/PQconnectPoll), bounded by
+ * the pool's checkout timeout; statements wait in the connection's queue
+ * until it is up.  A connection that breaks fails every statement on it with
+ * unavailable and *lost set; the caller retries once on a fresh one. */
+#include "pipeline.h"
+#include "core.h"
+#include "coro.h"
+#include "loop.h"
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#define STALL_MS 2          /* a statement out this long may be stuck on a lock */
+#define BUSY_STATEMENTS 64  /* past this many in flight, a new connection helps */
+
+typedef struct pipe_op pipe_op;
+typedef struct pipe_conn pipe_conn;
+typedef struct pipe_lane pipe_lane;
+
+/* A statement, on its coroutine's stack until its result is in. */
+struct pipe_op {
+    pipe_op *next;
+    keel_req *req;
+    const char *sql;
+    const keel_pipe_params *params;
+    int commands_left;      /* results still to end with NULL: Prepare, Execute */
+    bool prepared_here;
+    bool waiting;           /* its coroutine has yielded for it */
+    bool done;
+    bool lost;
+    PGresult *result;
+    keel_error *err;
+    struct timespec sent_at;
+};
+
+struct pipe_conn {
+    keel_watch watch;
+    keel_timer connect_timer;
+    pipe_conn *next;
+    pipe_lane *lane;
+    keel_pconn *pc;
+    PGconn *pg;
+    int fd;
+    uint32_t events;        /* what epoll watches for */
+    bool connecting;
+    pipe_op *head, *tail;   /* sent, in order */
+    pipe_op *wait_head, *wait_tail; /* waiting for the connection to be up */
+    unsigned inflight;      /* sent and waiting together */
+};
+
+struct pipe_lane {
+    pipe_lane *next;
+    keel_pool *pool;
+    keel_loop *loop;
+    pipe_conn *conns;
+    unsigned nconns;
+    unsigned cap;
+};
+
+struct keel_pipes {
+    pipe_lane *lanes;
+};
+
+static int64_t ms_since(const struct timespec *then, const struct timespec *now)
+{
+    return (int64_t)(now->tv_sec - then->tv_sec) * 1000 + (now->tv_nsec - then->tv_nsec) / 1000000;
+}
+
+/* ---- finishing statements ------------------------------------------------------ */
+
+static void op_finish(pipe_lane *lane, pipe_op *op)
+{
+    op->done = true;
+    if (op->waiting) /* else it failed before its coroutine yielded */
+        keel__loop_ready(lane->loop, op->req);
+}
+
+static void queue_push(pipe_op **head, pipe_op **tail, pipe_op *op)
+{
+    op->next = NULL;
+    if (*tail)
+        (*tail)->next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
+static void fail_list(pipe_lane *lane, pipe_op *op, const keel_error *why, bool lost)
+{
+    while (op) {
+        pipe_op *next = op->next;
+        if (!op->err) {
+            op->err = keel_error_new(why->code, "%s", why->message);
+            if (why->cause)
+                keel_error_cause(op->err, "%s", why->cause);
+        }
+        PQclear(op->result);
+        op->result = NULL;
+        op->lost = lost;
+        op_finish(lane, op);
+        op = next;
+    }
+}
+
+/* Closes c, failing what is on it with why (freed here). */
+static void conn_fail(pipe_conn *c, keel_error *why)
+{
+    pipe_lane *lane = c->lane;
+    for (pipe_conn **p = &lane->conns; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    lane->nconns--;
+    keel__loop_timer_cancel(lane->loop, &c->connect_timer);
+    if (c->fd >= 0)
+        keel__loop_unwatch(lane->loop, c->fd);
+    fail_list(lane, c->head, why, true);
+    fail_list(lane, c->wait_head, why, false);
+    keel_error_free(why);
+    keel_pconn_close(c->pc);
+    free(c);
+}
+
+static keel_error *lost_error(pipe_conn *c)
+{
+    return keel__pg_error(c->pg, NULL, keel_pool_name(c->lane->pool));
+}
+
+/* ---- sending ---------------------------------------------------------------------- */
+
+static void set_events(pipe_conn *c, uint32_t events)
+{
+    if (c->events == events)
+        return;
+    keel_error *err = keel__loop_rewatch(c->lane->loop, c->fd, events, &c->watch);
+    keel_error_free(err);
+    c->events = events;
+}
+
+/* Queues op's messages on c; false when libpq refused (c is then broken). */
+static bool op_send(pipe_conn *c, pipe_op *op)
+{
+    bool prepare;
+    const keel_pipe_params *p = op->params;
+    const char *name = keel_pconn_stmt(c->pc, op->sql, &prepare);
+    op->prepared_here = prepare;
+    op->commands_left = prepare ? 2 : 1;
+    if (prepare && !PQsendPrepare(c->pg, name, op->sql, p->n, NULL))
+        return false;
+    if (!PQsendQueryPrepared(c->pg, name, p->n, p->values, p->lengths, p->formats, 0))
+        return false;
+    /* libpq 15's PQpipelineSync also flushes: one write per statement. */
+    if (!PQpipelineSync(c->pg))
+        return false;
+    op->sent_at = *keel__loop_now(c->lane->loop);
+    queue_push(&c->head, &c->tail, op);
+    return true;
+}
+
+/* Sends what waited for the connection; false when c broke. */
+static bool send_waiting(pipe_conn *c)
+{
+    while (c->wait_head) {
+        pipe_op *op = c->wait_head;
+        c->wait_head = op->next;
+        if (!c->wait_head)
+            c->wait_tail = NULL;
+        if (!op_send(c, op)) {
+            queue_push(&c->head, &c->tail, op); /* fails with the rest */
+            return false;
+        }
+    }
+    int r = PQflush(c->pg);
+    if (r < 0)
+        return false;
+    set_events(c, r ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    return true;
+}
+
+/* ---- receiving -------------------------------------------------------------------- */
+
+static void op_take_result(pipe_conn *c, pipe_op *op, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (op->commands_left >= 2) { /* the Prepare */
+        if (st != PGRES_COMMAND_OK && !op->err) {
+            op->err = keel__pg_error(c->pg, r, keel_pool_name(c->lane->pool));
+            keel_pconn_stmt_failed(c->pc, op->sql);
+        }
+        PQclear(r);
+        return;
+    }
+    if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !op->err && !op->result) {
+        op->result = r;
+        return;
+    }
+    if (!op->err) {
+        if (st == PGRES_PIPELINE_ABORTED)
+            op->err = keel_error_new(KEEL_INTERNAL, "database \"%s\" error", keel_pool_name(c->lane->pool));
+        else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+            op->err = keel_error_new(KEEL_INTERNAL, "database \"%s\" error", keel_pool_name(c->lane->pool));
+        else
+            op->err = keel__pg_error(c->pg, r, keel_pool_name(c->lane->pool));
+    }
+    PQclear(r);
+}
+
+/* Hands every complete result to its statement; false when c broke. */
+static bool read_results(pipe_conn *c)
+{
+    while (c->head && !PQisBusy(c->pg)) {
+        pipe_op *op = c->head;
+        PGresult *r = PQgetResult(c->pg);
+        if (!r) {
+            if (op->commands_left == 0)
+                break; /* nothing more is ready */
+            op->commands_left--;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            c->head = op->next;
+            if (!c->head)
+                c->tail = NULL;
+            c->inflight--;
+            if (!op->err && !op->result)
+                op->err = keel_error_new(KEEL_INTERNAL, "database \"%s\" error", keel_pool_name(c->lane->pool));
+            op_finish(c->lane, op);
+            continue;
+        }
+        op_take_result(c, op, r);
+    }
+    return PQstatus(c->pg) == CONNECTION_OK;
+}
+
+/* ---- connecting ------------------------------------------------------------------- */
+
+/* Advances the connect; true while c is usable. */
+static bool connect_step(pipe_conn *c)
+{
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+    int fd = PQsocket(c->pg);
+    if (fd != c->fd) { /* libpq moved to another address */
+        if (c->fd >= 0)
+            keel__loop_unwatch(c->lane->loop, c->fd);
+        c->fd = fd;
+        c->events = 0;
+        if (fd >= 0 && keel__loop_watch(c->lane->loop, fd, EPOLLOUT, &c->watch) == NULL)
+            c->events = EPOLLOUT;
+    }
+    switch (st) {
+    case PGRES_POLLING_READING:
+        set_events(c, EPOLLIN);
+        return true;
+    case PGRES_POLLING_WRITING:
+        set_events(c, EPOLLOUT);
+        return true;
+    case PGRES_POLLING_OK:
+        keel__loop_timer_cancel(c->lane->loop, &c->connect_timer);
+        c->connecting = false;
+        if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg))
+            return false;
+        return send_waiting(c);
+    default:
+        return false;
+    }
+}
+
+static keel_error *connect_error(pipe_conn *c)
+{
+    const char *name = keel_pool_name(c->lane->pool);
+    keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", name);
+    keel_error *detail = keel__pg_error(c->pg, NULL, name);
+    if (detail->cause)
+        keel_error_cause(err, "%s", detail->cause);
+    keel_error_free(detail);
+    return err;
+}
+
+static void on_connect_timeout(keel_timer *t)
+{
+    pipe_conn *c = (pipe_conn *)((char *)t - offsetof(pipe_conn, connect_timer));
+    keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable",
+                                     keel_pool_name(c->lane->pool));
+    keel_error_cause(err, "no connection within %u ms", keel_pool_checkout_ms(c->lane->pool));
+    conn_fail(c, err);
+}
+
+static void on_conn_event(keel_watch *w, uint32_t events)
+{
+    pipe_conn *c = (pipe_conn *)w;
+    if (c->connecting) {
+        if (!connect_step(c))
+            conn_fail(c, c->connecting ? connect_error(c) : lost_error(c));
+        return;
+    }
+    if (events & EPOLLOUT) {
+        int r = PQflush(c->pg);
+        if (r < 0) {
+            conn_fail(c, lost_error(c));
+            return;
+        }
+        if (r == 0)
+            set_events(c, EPOLLIN);
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if (!PQconsumeInput(c->pg) || !read_results(c)) {
+            conn_fail(c, lost_error(c));
+            return;
+        }
+        /* A server that says goodbye (a restart) while nothing is out. */
+        if (!c->head && (events & (EPOLLERR | EPOLLHUP)))
+            conn_fail(c, lost_error(c));
+    }
+}
+
+static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
+{
+    *out = NULL;
+    pipe_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    keel_error *err = keel_pconn_start(lane->pool, &c->pc);
+    if (err) {
+        free(c);
+        return err;
+    }
+    c->watch.fn = on_conn_event;
+    c->connect_timer.fn = on_connect_timeout;
+    c->lane = lane;
+    c->pg = keel_pconn_pg(c->pc);
+    c->fd = -1;
+    c->connecting = true;
+    c->next = lane->conns;
+    lane->conns = c;
+    lane->nconns++;
+    keel__loop_timer_arm(lane->loop, &c->connect_timer, keel_pool_checkout_ms(lane->pool));
+    /* libpq: before the first PQconnectPoll, wait as if it said "writing". */
+    c->fd = PQsocket(c->pg);
+    err = c->fd >= 0 ? keel__loop_watch(lane->loop, c->fd, EPOLLOUT, &c->watch)
+                     : keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(lane->pool));
+    if (err) {
+        c->fd = -1;
+        conn_fail(c, keel_error_new(err->code, "%s", err->message));
+        return err;
+    }
+    c->events = EPOLLOUT;
+    *out = c;
+    return NULL;
+}
+
+/* ---- choosing a connection ------------------------------------------------------- */
+
+static pipe_lane *lane_for(keel_loop *loop, keel_pool *pool, keel_error **err)
+{
+    struct keel_pipes **slot = keel__loop_pipes(loop);
+    if (!*slot && !(*slot = calloc(1, sizeof **slot))) {
+        *err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    for (pipe_lane *l = (*slot)->lanes; l; l = l->next)
+        if (l->pool == pool)
+            return l;
+    pipe_lane *l = calloc(1, sizeof *l);
+    if (!l) {
+        *err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    unsigned threads = keel__loop_app(loop)->nloops;
+    l->pool = pool;
+    l->loop = loop;
+    l->cap = keel_pool_max(pool) / (threads ? threads : 1);
+    if (l->cap < 1)
+        l->cap = 1;
+    l->next = (*slot)->lanes;
+    (*slot)->lanes = l;
+    return l;
+}
+
+static bool stalled(const pipe_conn *c, const struct timespec *now)
+{
+    return c->head && ms_since(&c->head->sent_at, now) >= STALL_MS;
+}
+
+/* The connection for the next statement: the least busy one that is not
+ * stalled; a new one when every one is stalled or busy and the share allows. */
+static keel_error *pick(pipe_lane *lane, pipe_conn **out)
+{
+    const struct timespec *now = keel__loop_now(lane->loop);
+    pipe_conn *best = NULL, *any = NULL;
+    for (pipe_conn *c = lane->conns; c; c = c->next) {
+        if (!any || c->inflight < any->inflight)
+            any = c;
+        if (stalled(c, now))
+            continue;
+        if (!best || c->inflight < best->inflight)
+            best = c;
+    }
+    if (best && (best->inflight < BUSY_STATEMENTS || lane->nconns >= lane->cap)) {
+        *out = best;
+        return NULL;
+    }
+    if (lane->nconns < lane->cap) {
+        keel_error *err = conn_new(lane, out);
+        if (!err || !(best || any))
+            return err;
+        keel_error_free(err); /* a connection we have still serves */
+    }
+    *out = best ? best : any;
+    return NULL;
+}
+
+/* ---- the statement ---------------------------------------------------------------- */
+
+keel_error *keel__pipe_run(keel_req *req, keel_pool *pool, const char *sql, const keel_pipe_params *p,
+                           PGresult **out, bool *lost)
+{
+    *out = NULL;
+    *lost = false;
+    keel_error *err = NULL;
+    pipe_lane *lane = lane_for(req->loop, pool, &err);
+    pipe_conn *c = NULL;
+    if (lane)
+        err = pick(lane, &c);
+    if (err)
+        return err;
+    pipe_op op = {.req = req, .sql = sql, .params = p};
+    c->inflight++;
+    if (c->connecting) {
+        queue_push(&c->wait_head, &c->wait_tail, &op);
+    } else if (!op_send(c, &op)) {
+        queue_push(&c->head, &c->tail, &op);
+        conn_fail(c, lost_error(c));
+    } else if (c->events != (EPOLLIN | EPOLLOUT)) {
+        int r = PQflush(c->pg); /* nothing left to send: no system call */
+        if (r < 0)
+            conn_fail(c, lost_error(c));
+        else if (r > 0)
+            set_events(c, EPOLLIN | EPOLLOUT);
+    }
+    op.waiting = true;
+    while (!op.done)
+        keel__coro_yield(req->coro);
+    *lost = op.lost;
+    if (op.err) {
+        PQclear(op.result);
+        return op.err;
+    }
+    *out = op.result;
+    return NULL;
+}
+
+void keel__pipes_free(struct keel_pipes *pipes)
+{
+    if (!pipes)
+        return;
+    while (pipes->lanes) {
+        pipe_lane *l = pipes->lanes;
+        pipes->lanes = l->next;
+        while (l->conns) {
+            pipe_conn *c = l->conns;
+            l->conns = c->next;
+            keel_pconn_close(c->pc);
+            free(c);
+        }
+        free(l);
+    }
+    free(pipes);
+}

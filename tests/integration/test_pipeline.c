@@ -1,0 +1,189 @@
+/* tests/integration/test_pipeline.c - the execution model against a real
+ * cluster, with one I/O thread so that everything shares one event loop:
+ * many concurrent statements pipelined on shared connections each get their
+ * own result, an error fails only its own request, a slow statement does not
+ * delay other requests, and a row lock held by another session does not hold
+ * back requests that do not need that row (head-of-line blocking). */
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tap.h"
+
+static ht_server srv;
+static char root[256];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+typedef struct call {
+    pthread_t th;
+    const char *method;
+    char path[64];
+    ht_response r;
+} call;
+
+static void *call_run(void *arg)
+{
+    call *c = arg;
+    c->r = ht_request(&srv, c->method, c->path, NULL, 0, NULL);
+    return NULL;
+}
+
+static void call_start(call *c, const char *method, const char *path)
+{
+    c->method = method;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    pthread_create(&c->th, NULL, call_run, c);
+}
+
+static int64_t json_int(const char *body, const char *key)
+{
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    int64_t v = j ? json_integer_value(json_object_get(j, key)) : -1;
+    json_decref(j);
+    return v;
+}
+
+/* 60 requests at once, each with its own divisor, on one I/O thread. */
+static void test_own_results(void)
+{
+    enum { N = 60 };
+    static call calls[N];
+    for (int i = 0; i < N; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/dbtest/div/%d", i);
+        call_start(&calls[i], "GET", path);
+    }
+    int right = 0, shared = 0;
+    int64_t first_backend = -1;
+    for (int i = 0; i < N; i++) {
+        pthread_join(calls[i].th, NULL);
+        if (i == 0) {
+            is_int(calls[i].r.status, 400, "the one statement that fails (100 / 0) is a 400");
+            like(calls[i].r.body, "division by zero", "with PostgreSQL's reason");
+        } else if (calls[i].r.status == 200 && json_int(calls[i].r.body, "value") == 100 / i) {
+            right++;
+            int64_t b = json_int(calls[i].r.body, "backend");
+            if (first_backend < 0)
+                first_backend = b;
+            shared += b == first_backend;
+        } else {
+            diag("request %d: status %ld body %s", i, calls[i].r.status, calls[i].r.body ? calls[i].r.body : "");
+        }
+        ht_free(&calls[i].r);
+    }
+    is_int(right, N - 1, "every other concurrent statement got its own result");
+    ok(shared > 1, "statements of several requests shared one connection (%d on backend %lld)", shared,
+       (long long)first_backend);
+}
+
+/* A 2 s statement on the only I/O thread: /hello and other reads go on. */
+static void test_slow_statement(void)
+{
+    call slow;
+    call_start(&slow, "GET", "/dbtest/sleep/2000");
+    usleep(300 * 1000);
+    double limit = ht_valgrind() ? 2.0 : 0.1, worst = 0;
+    int good = 0;
+    for (int i = 0; i < 10; i++) {
+        double t0 = now_s();
+        ht_response r = ht_request(&srv, "GET", i % 2 ? "/hello/x" : "/todo/1", NULL, 0, NULL);
+        double t = now_s() - t0;
+        worst = t > worst ? t : worst;
+        good += r.status == 200 && t < limit;
+        ht_free(&r);
+    }
+    is_int(good, 10, "while a 2 s query runs, /hello and a read answer within %.0f ms (worst %.1f ms)",
+           limit * 1000, worst * 1000);
+    pthread_join(slow.th, NULL);
+    is_int(slow.r.status, 200, "the slow statement finishes");
+    is_int(json_int(slow.r.body, "value"), 2000, "with its own result");
+    ht_free(&slow.r);
+}
+
+/* Another session holds row 1's lock for 4 s while 8 requests update it. */
+static void test_row_lock(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && KEEL_APP_ROOT='%s' psql -X -q \"$(\"$KEEL_CLI\" db conn-uri todo --write)\" "
+             "-c 'BEGIN' -c 'SELECT id FROM todo_item WHERE id = 1 FOR UPDATE' -c 'SELECT pg_sleep(4)' "
+             "-c 'COMMIT' >/dev/null 2>&1",
+             root, root);
+    pid_t holder = fork();
+    if (holder == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    usleep(700 * 1000); /* the lock is taken */
+    call upd[8];
+    double t_start = now_s();
+    for (int i = 0; i < 8; i++)
+        call_start(&upd[i], "PUT", "/todo/1/done");
+    usleep(200 * 1000);
+    double limit = ht_valgrind() ? 2.0 : 0.1, worst = 0;
+    int good = 0;
+    for (int i = 0; i < 10; i++) {
+        double t0 = now_s();
+        ht_response r = ht_request(&srv, "GET", i % 2 ? "/hello/y" : "/todo/2", NULL, 0, NULL);
+        double t = now_s() - t0;
+        worst = t > worst ? t : worst;
+        good += r.status == 200 && t < limit;
+        ht_free(&r);
+    }
+    is_int(good, 10, "while 8 updates wait on a row lock, other reads and /hello answer within %.0f ms (worst %.1f ms)",
+           limit * 1000, worst * 1000);
+    int done = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(upd[i].th, NULL);
+        done += upd[i].r.status == 200;
+        ht_free(&upd[i].r);
+    }
+    double waited = now_s() - t_start;
+    is_int(done, 8, "the 8 updates succeed once the lock is released");
+    ok(waited > 2.5, "and they did wait for it (%.1f s)", waited);
+    int st;
+    waitpid(holder, &st, 0);
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the session holding the lock ran");
+}
+
+int main(void)
+{
+    if (!getenv("KEEL_CLI") || !getenv("KEEL_DBTESTAPP") || !getenv("KEEL_SRCDIR")) {
+        printf("Bail out! KEEL_CLI, KEEL_DBTESTAPP and KEEL_SRCDIR must be set (run through make check)\n");
+        return 1;
+    }
+    setenv("KEEL_EXAMPLE", getenv("KEEL_DBTESTAPP"), 1); /* what ht_start_keel_run starts */
+    char migrations[512];
+    snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
+    ht_make_app_root(root, sizeof root, migrations);
+    const char *env[] = {"KEEL_IO_THREADS=1", NULL};
+    if (!ht_start_keel_run(&srv, root, env)) {
+        printf("Bail out! keel run did not start the app\n");
+        return 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        ht_response r = ht_request(&srv, "POST", "/todo", "{\"title\":\"row\"}", 15,
+                                   (const char *[]){"Content-Type: application/json", NULL});
+        is_int(r.status, 200, "item %d is created", i + 1);
+        ht_free(&r);
+    }
+    test_own_results();
+    test_slow_statement();
+    test_row_lock();
+    is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    ht_remove_app_root(root);
+    return tap_done();
+}
