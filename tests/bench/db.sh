@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # tests/bench/db.sh - the database half of ./dev bench:
 #   1. GET /todo/:id on Keel against plain_todo.c (libmicrohttpd + libpq, same
-#      query and JSON), wrk on loopback, interleaved rounds;
+#      query and JSON, one blocking connection per I/O thread) and against
+#      pgbench running the same SELECT prepared without a pipeline (-c 8 -j 2),
+#      wrk on loopback, interleaved rounds; Keel with one I/O thread too
+#      (scaling); system calls per request (strace -c -f); peak RSS;
 #   2. applying 1,000 small migrations with Keel against psql applying the same
 #      files (each in its own transaction, in one session);
 #   3. cold (initdb) and warm start of `keel run` until the app listens.
@@ -96,6 +99,46 @@ for c in 32 256; do
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# pgbench: the same SELECT, prepared, 8 clients on 2 threads, one statement at
+# a time per client (no pipeline); rounds interleaved with nothing else running.
+PGBENCH=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n1)
+PGB_SCRIPT=$OUT/pgbench_select.sql
+echo 'SELECT id, title, done FROM todo_item WHERE id = 1;' >"$PGB_SCRIPT"
+PGB=""
+for r in $(seq "$ROUNDS"); do
+    tps=$("$PGBENCH" -n -M prepared -c 8 -j 2 -T "$SECS" -f "$PGB_SCRIPT" "$URI" 2>/dev/null |
+          awk '/^tps = / {print $3; exit}')
+    say "pgbench round $r: $tps tps"
+    PGB="$PGB ${tps:-0}"
+done
+
+# Peak RSS of Keel so far (KiB), then system calls per request under strace.
+KEEL_RSS=$(awk '/^VmHWM:/ {print $2}' "/proc/$KEEL_PID/status" 2>/dev/null || echo 0)
+STRACE_OUT=$OUT/strace.txt
+if command -v strace >/dev/null; then
+    strace -c -f -p "$KEEL_PID" -o "$STRACE_OUT" 2>/dev/null &
+    SPID=$!
+    sleep 1
+    sreqs=$(wrk -t2 -c32 -d3s "http://127.0.0.1:$KPORT/todo/1" 2>&1 | awk '/requests in/ {print $1}')
+    kill -INT "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true
+fi
+
+# Scaling: Keel with one I/O thread.
+stop_keel
+(cd "$ROOT" && KEEL_APP_ROOT="$ROOT" KEEL_HOST=127.0.0.1 KEEL_IO_THREADS=1 exec "$KEEL" run --app "$APP" --port $KPORT) \
+    >"$OUT/keel_1t.log" 2>&1 &
+KEEL_PID=$!; PIDS+=($KEEL_PID)
+for _ in $(seq 300); do curl -sf "localhost:$KPORT/todo/1" >/dev/null 2>&1 && break; sleep 0.05; done
+declare -A T
+for c in 32 256; do
+    for r in $(seq "$ROUNDS"); do
+        res=$(run_wrk $KPORT $c); set -- $res
+        say "c=$c round $r keel (1 I/O thread): $res"
+        [ "$3" != 0 ] || [ "$4" != 0 ] && BAD=1
+        T[$c]="${T[$c]:-} $1"
+    done
+done
+
 # Migrations: 1,000 files, Keel's migrator against psql in one session.
 MIG=$OUT/mig1000; rm -rf "$MIG"; mkdir -p "$MIG"
 for i in $(seq 1000); do echo "CREATE TABLE t_$i (id int PRIMARY KEY, v text);" >"$MIG/${i}_t$i.up.sql"; done
@@ -109,13 +152,25 @@ psql -q -v ON_ERROR_STOP=1 "$ADMIN&options=-csearch_path%3Dbench_psql" -f "$SCRI
 PSQL_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
 
 echo
-printf '%-22s %12s %12s %8s %10s %10s\n' "GET /todo/:id" "keel req/s" "plain req/s" "ratio" "keel p99" "plain p99"
+PG_TPS=$(median <<<"$PGB")
+printf '%-22s %12s %12s %8s %10s %10s %12s %8s %12s\n' "GET /todo/:id" "keel req/s" "plain req/s" "ratio" "keel p99" \
+    "plain p99" "pgbench tps" "ratio" "1-thread r/s"
 for c in 32 256; do
     k=$(median <<<"${K[$c]}"); p=$(median <<<"${P[$c]}")
     kp=$(median <<<"${K[p$c]}"); pp=$(median <<<"${P[p$c]}")
-    printf '%-22s %12.0f %12.0f %8.2f %8.2fms %8.2fms\n' "-c$c" "$k" "$p" "$(echo "$k / $p" | bc -l)" "$kp" "$pp"
+    t=$(median <<<"${T[$c]}")
+    printf '%-22s %12.0f %12.0f %8.2f %8.2fms %8.2fms %12.0f %8.2f %12.0f\n' "-c$c" "$k" "$p" "$(echo "$k / $p" | bc -l)" \
+        "$kp" "$pp" "$PG_TPS" "$(echo "$k / $PG_TPS" | bc -l)" "$t"
 done
-echo "target: keel/plain >= 0.90"
+echo "targets: keel/plain >= 2 (at the very least 1.3); keel/pgbench (-M prepared -c 8 -j 2, no pipeline) >= 1.0"
+printf 'keel peak RSS %.1f MB\n' "$(echo "$KEEL_RSS / 1024" | bc -l)"
+if [ -s "$STRACE_OUT" ] && [ -n "${sreqs:-}" ]; then
+    printf 'system calls per request (strace -c -f, %s requests at c32):' "$sreqs"
+    awk -v n="$sreqs" '$NF ~ /^(futex|epoll_wait|epoll_ctl|sendto|recvfrom|read|write|writev|poll)$/ {
+        printf " %s %.2f", $NF, $4 / n }
+        $NF == "total" { printf " | total %.2f", $4 / n }' "$STRACE_OUT"
+    echo
+fi
 printf '1,000 migrations: keel %.0f ms, psql (same files, one transaction each) %d ms, ratio %.2f (target <= 1.5)\n' \
     "$KEEL_MS" "$PSQL_MS" "$(echo "$KEEL_MS / $PSQL_MS" | bc -l)"
 printf 'keel run start until listening: cold (initdb) %.2f s, warm %.2f s\n' "$COLD" "$WARM"

@@ -9,6 +9,7 @@
 #   BENCH_CONNECTIONS="32 256"
 #   BENCH_THREADS=2       wrk -t
 #   BENCH_NOLOG=1         also run Keel with KEEL_LOG_REQUESTS=0 (extra column)
+#   BENCH_SCALING=1       also run Keel with one I/O thread (extra column; 0 to skip)
 #   BENCH_PORT=18480      first of three loopback ports used
 #   BENCH_KEEL_LOG=/dev/null  where Keel's stderr (one JSON line per request,
 #                         logging stays on as by default) goes; a file grows by
@@ -28,6 +29,7 @@ SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-"32 256"}
 WRK_THREADS=${BENCH_THREADS:-2}
 NOLOG=${BENCH_NOLOG:-0}
+SCALING=${BENCH_SCALING:-1}
 PORT0=${BENCH_PORT:-18480}
 KEEL_BIN=${KEEL_BIN:-build/tests/integration/testapp}
 KEEL_CLI=${KEEL_CLI:-build/framework/keel}
@@ -77,6 +79,7 @@ gcc -O2 -Wall -Wextra -o "$OUT/plain_hello" tests/bench/plain_hello.c \
 declare -A PID PORT
 SERVERS=(keel plain)
 [ "$NOLOG" = 1 ] && SERVERS+=(keel_nolog)
+[ "$SCALING" = 1 ] && SERVERS+=(keel_1t)
 
 cleanup() {
     local s
@@ -99,6 +102,7 @@ start() {
     case $name in
     keel)       KEEL_HOST=127.0.0.1 PORT=$port "${KEEL_RUN[@]}" 2>"$KEEL_LOG" & ;;
     keel_nolog) KEEL_HOST=127.0.0.1 PORT=$port KEEL_LOG_REQUESTS=0 "${KEEL_RUN[@]}" 2>"$OUT/keel_nolog.log" & ;;
+    keel_1t)    KEEL_HOST=127.0.0.1 PORT=$port KEEL_IO_THREADS=1 "${KEEL_RUN[@]}" 2>/dev/null & ;;
     plain)      "$OUT/plain_hello" "$port" 2>"$OUT/plain.log" & ;;
     esac
     PID[$name]=$!
@@ -211,5 +215,5 @@ done
 
 echo
 awk -v rss_keel="${RSS[keel]}" -v rss_plain="${RSS[plain]}" -v rss_nolog="${RSS[keel_nolog]:-}" \
-    -v nolog="$NOLOG" -v cases="${CASES[*]}" -v conns="$CONNS" \
+    -v nolog="$NOLOG" -v scaling="$SCALING" -v cases="${CASES[*]}" -v conns="$CONNS" \
     -f tests/bench/summary.awk "$RESULTS"

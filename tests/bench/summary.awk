@@ -1,6 +1,7 @@
 # summary.awk - turns build/bench/results.txt (one line per wrk run) into the
 # table of medians and the per-case verdict; exits 1 on non-2xx or socket errors.
-# Variables: rss_keel rss_plain rss_nolog (KiB), nolog (0/1), cases, conns.
+# Variables: rss_keel rss_plain rss_nolog (KiB), nolog (0/1), scaling (0/1: the
+# keel_1t server, one I/O thread), cases, conns.
 function median(key,   n, i, j, t, a) {
     n = cnt[key]
     for (i = 1; i <= n; i++) a[i] = vals[key, i]
@@ -25,6 +26,7 @@ END {
                   "ratio", "keel p99", "pln p99", "keel bad", "plain bad", "keel RSS", "pln RSS",
                   "keel cpu/req", "pln cpu/req")
     if (nolog) hdr = hdr sprintf(" %10s %6s", "nolog r/s", "ratio")
+    if (scaling) hdr = hdr sprintf(" %11s %9s", "1-thread r/s", "2t/1t")
     print hdr
     fail = 0
     for (i = 1; i <= nc; i++) for (j = 1; j <= nn; j++) {
@@ -42,6 +44,11 @@ END {
             if (bad["keel_nolog", c, n] || wrkbad["keel_nolog", c, n]) fail = 1
             line = line sprintf(" %10.0f %6.3f", nr, pr > 0 ? nr / pr : 0)
         }
+        if (scaling) {
+            tr = median("keel_1t" SUBSEP c SUBSEP n SUBSEP "rps")
+            if (bad["keel_1t", c, n] || wrkbad["keel_1t", c, n]) fail = 1
+            line = line sprintf(" %11.0f %9.2f", tr, tr > 0 ? kr / tr : 0)
+        }
         print line
     }
     print "(req/s, p99 and cpu/req are medians over rounds; cpu/req = server user+sys CPU per request;"
@@ -49,7 +56,7 @@ END {
     print ""
     for (i = 1; i <= nc; i++) {
         c = C[i]
-        if (c ~ /^\/hello/) { kind = "typed"; target = 0.90 } else { kind = "raw"; target = 0.95 }
+        kind = c ~ /^\/hello/ ? "typed" : "raw"; target = 1.10
         worst = 99; detail = ""
         for (j = 1; j <= nn; j++) {
             # The spread of the per-round ratios shows how much noise there is.
