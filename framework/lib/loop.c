@@ -28,7 +28,8 @@ struct keel_loop {
     unsigned index;
     struct MHD_Daemon *daemon;
     pthread_t thread;
-    bool started;
+    bool ran;               /* its thread was started once */
+    bool started;           /* its thread is not joined yet */
     bool drained;
     int epfd;
     int wake_fd;
@@ -404,12 +405,14 @@ keel_error *keel__loop_start(keel_loop *loop)
 {
     if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
         return keel_error_new(KEEL_INTERNAL, "cannot start I/O thread %u", loop->index);
-    loop->started = true;
+    loop->started = loop->ran = true;
     return NULL;
 }
 
 bool keel__loop_join(keel_loop *loop)
 {
+    if (!loop->ran)
+        return true; /* never served: nothing can be in flight */
     if (loop->started) {
         pthread_join(loop->thread, NULL);
         loop->started = false;

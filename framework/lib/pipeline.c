@@ -10,9 +10,11 @@
  * head of the connection's queue, which then runs again.
  *
  * Head-of-line blocking: a statement waiting on a lock holds back everything
- * behind it on its connection.  A connection whose oldest statement has been
- * out longer than STALL_MS takes no new statements while another connection
- * can (opening one, up to the share), so unrelated requests go around it.
+ * behind it on its connection.  A connection with statements out that has
+ * returned no result for STALL_MS takes no new statements while another
+ * connection can (opening one, up to the share), so unrelated requests go
+ * around it.  A busy connection that keeps returning results is not stalled:
+ * load alone opens no connections beyond one per BUSY_STATEMENTS.
  *
  * Connecting is non-blocking too (PQconnectStart/PQconnectPoll), bounded by
  * the pool's checkout timeout; statements wait in the connection's queue
@@ -28,7 +30,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#define STALL_MS 2          /* a statement out this long may be stuck on a lock */
+#define STALL_MS 5          /* no result for this long: stuck on a lock, or slow */
 #define BUSY_STATEMENTS 64  /* past this many in flight, a new connection helps */
 
 typedef struct pipe_op pipe_op;
@@ -64,6 +66,7 @@ struct pipe_conn {
     pipe_op *head, *tail;   /* sent, in order */
     pipe_op *wait_head, *wait_tail; /* waiting for the connection to be up */
     unsigned inflight;      /* sent and waiting together */
+    struct timespec progress; /* the last result read, or the first send to an idle connection */
 };
 
 struct pipe_lane {
@@ -172,6 +175,8 @@ static bool op_send(pipe_conn *c, pipe_op *op)
     if (!PQpipelineSync(c->pg))
         return false;
     op->sent_at = *keel__loop_now(c->lane->loop);
+    if (!c->head)
+        c->progress = op->sent_at;
     queue_push(&c->head, &c->tail, op);
     return true;
 }
@@ -236,6 +241,7 @@ static bool read_results(pipe_conn *c)
             op->commands_left--;
             continue;
         }
+        c->progress = *keel__loop_now(c->lane->loop);
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
             PQclear(r);
             c->head = op->next;
@@ -396,9 +402,11 @@ static pipe_lane *lane_for(keel_loop *loop, keel_pool *pool, keel_error **err)
     return l;
 }
 
+/* A connection with statements out that has returned nothing for STALL_MS:
+ * whatever is at its head holds back everything behind it. */
 static bool stalled(const pipe_conn *c, const struct timespec *now)
 {
-    return c->head && ms_since(&c->head->sent_at, now) >= STALL_MS;
+    return c->head && ms_since(&c->progress, now) >= STALL_MS;
 }
 
 /* The connection for the next statement: the least busy one that is not

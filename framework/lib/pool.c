@@ -325,14 +325,19 @@ static void notice_quiet(void *arg, const char *message)
     (void)message;
 }
 
-static keel_error *pconn_connect(keel_pool *pool, keel_pconn **out)
+/* Opens a connection with the pool's settings: connected when wait, else
+ * started for PQconnectPoll.  The error names the database, never the
+ * password. */
+static keel_error *pconn_open(keel_pool *pool, bool wait, keel_pconn **out)
 {
     keel_pconn *c = calloc(1, sizeof *c);
     if (!c)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     c->pool = pool;
-    c->pg = PQconnectdbParams(pool->keywords, (const char *const *)pool->values, 0);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+    const char *const *values = (const char *const *)pool->values;
+    c->pg = wait ? PQconnectdbParams(pool->keywords, values, 0) : PQconnectStartParams(pool->keywords, values, 0);
+    ConnStatusType st = c->pg ? PQstatus(c->pg) : CONNECTION_BAD;
+    if (wait ? st != CONNECTION_OK : st == CONNECTION_BAD) {
         char *text = clean_message(c->pg ? PQerrorMessage(c->pg) : "out of memory");
         keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
         if (text)
@@ -344,6 +349,11 @@ static keel_error *pconn_connect(keel_pool *pool, keel_pconn **out)
     PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
     *out = c;
     return NULL;
+}
+
+static keel_error *pconn_connect(keel_pool *pool, keel_pconn **out)
+{
+    return pconn_open(pool, true, out);
 }
 
 /* A cheap check of an idle connection: anything readable on its socket while
@@ -459,23 +469,7 @@ PGconn *keel_pconn_pg(keel_pconn *conn)
 keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out)
 {
     *out = NULL;
-    keel_pconn *c = calloc(1, sizeof *c);
-    if (!c)
-        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
-    c->pool = pool;
-    c->pg = PQconnectStartParams(pool->keywords, (const char *const *)pool->values, 0);
-    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
-        char *text = clean_message(c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
-        if (text)
-            keel_error_cause(err, "%s", text);
-        free(text);
-        pconn_close(c);
-        return err;
-    }
-    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
-    *out = c;
-    return NULL;
+    return pconn_open(pool, false, out);
 }
 
 void keel_pconn_close(keel_pconn *conn)
