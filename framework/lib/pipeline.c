@@ -66,7 +66,8 @@ struct pipe_conn {
     pipe_op *head, *tail;   /* sent, in order */
     pipe_op *wait_head, *wait_tail; /* waiting for the connection to be up */
     unsigned inflight;      /* sent and waiting together */
-    struct timespec progress; /* the last result read, or the first send to an idle connection */
+    struct timespec progress; /* the last result read, the first send to an idle
+                                 connection, or the start of the connect */
 };
 
 struct pipe_lane {
@@ -356,6 +357,7 @@ static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
     c->pg = keel_pconn_pg(c->pc);
     c->fd = -1;
     c->connecting = true;
+    c->progress = *keel__loop_now(lane->loop);
     c->next = lane->conns;
     lane->conns = c;
     lane->nconns++;
@@ -402,11 +404,12 @@ static pipe_lane *lane_for(keel_loop *loop, keel_pool *pool, keel_error **err)
     return l;
 }
 
-/* A connection with statements out that has returned nothing for STALL_MS:
+/* A connection with statements out (or waiting for it to connect) that has
+ * returned nothing for STALL_MS (or is still connecting after that long):
  * whatever is at its head holds back everything behind it. */
 static bool stalled(const pipe_conn *c, const struct timespec *now)
 {
-    return c->head && ms_since(&c->progress, now) >= STALL_MS;
+    return (c->head || c->wait_head) && ms_since(&c->progress, now) >= STALL_MS;
 }
 
 /* The connection for the next statement: the least busy one that is not

@@ -127,7 +127,18 @@ static void test_slow_statement(void)
  * alone can take seconds), so the lock is held longer there. */
 static void test_row_lock(void)
 {
-    int hold_s = ht_valgrind() ? 15 : 4;
+    /* Open connections first: under valgrind a new connection's SCRAM
+     * authentication keeps the thread busy for a second or more, which is
+     * not what this test measures.  Concurrent slow statements make the
+     * lane open a connection each (a stalled one takes no new statements). */
+    call warm[10];
+    for (int i = 0; i < 10; i++)
+        call_start(&warm[i], "GET", "/dbtest/sleep/300");
+    for (int i = 0; i < 10; i++) {
+        pthread_join(warm[i].th, NULL);
+        ht_free(&warm[i].r);
+    }
+    int hold_s = ht_valgrind() ? 10 : 4;
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "cd '%s' && KEEL_APP_ROOT='%s' psql -X -q \"$(\"$KEEL_CLI\" db conn-uri todo --write)\" "
@@ -145,7 +156,7 @@ static void test_row_lock(void)
     for (int i = 0; i < 8; i++)
         call_start(&upd[i], "PUT", "/todo/1/done");
     usleep(200 * 1000);
-    double limit = ht_valgrind() ? 6.0 : 0.1, worst;
+    double limit = ht_valgrind() ? 4.0 : 0.1, worst;
     int good = timed_gets("/hello/y", "/todo/2", limit, &worst);
     is_int(good, 10, "while 8 updates wait on a row lock, other reads and /hello answer within %.0f ms (worst %.1f ms)",
            limit * 1000, worst * 1000);
