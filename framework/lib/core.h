@@ -113,7 +113,6 @@ struct keel_req {
     keel_resp resp;
     keel_coro *coro;          /* while the handler runs as a coroutine */
     bool suspended;           /* the connection waits for the handler */
-    bool in_worker;           /* its coroutine waits while a worker runs a call for it */
     keel_job job;             /* KEEL_BLOCKING: the handler as a worker job */
     char id_buf[40];
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
@@ -131,11 +130,6 @@ void keel__resp_set_error(keel_req *req, keel_error *err);
 /* sqldb.c: releases what req holds from databases (rolls back open
  * transactions, closes open row streams, returns connections). */
 void keel__sqldb_request_done(keel_req *req);
-
-/* server.c: on a coroutine, runs fn(arg) on a worker thread and returns
- * when it is done (the coroutine waits, its I/O thread serves others);
- * elsewhere calls fn(arg) directly. */
-void keel__req_blocking_call(keel_req *req, void (*fn)(void *arg), void *arg);
 
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);

@@ -41,11 +41,6 @@ struct keel_loop {
     struct timespec quiesced_at;
     struct timespec idle_since; /* when inflight last dropped to 0 while quiesced */
     keel_coro_pool *stacks;
-    pthread_mutex_t inbox_mu;   /* guards inbox: the one thing other threads touch */
-    keel_req **inbox;           /* requests whose coroutine is to run again */
-    size_t ninbox, inbox_cap;
-    keel_req **taken;           /* the loop's copy while it runs them */
-    size_t taken_cap;
     keel_req **ready;           /* coroutines to run this turn (loop thread only) */
     size_t nready, ready_cap;
     keel_req **running;         /* the batch being run */
@@ -67,39 +62,7 @@ static void on_wake(keel_watch *w, uint32_t events)
     uint64_t n;
     while (read(loop->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
         ;
-    loop->daemon_ready = true; /* a connection may have been resumed */
-    pthread_mutex_lock(&loop->inbox_mu);
-    keel_req **posted = loop->inbox;
-    size_t posted_cap = loop->inbox_cap, count = loop->ninbox;
-    loop->inbox = loop->taken; /* swapped, so no allocation while running */
-    loop->inbox_cap = loop->taken_cap;
-    loop->ninbox = 0;
-    loop->taken = posted;
-    loop->taken_cap = posted_cap;
-    pthread_mutex_unlock(&loop->inbox_mu);
-    for (size_t i = 0; i < count; i++)
-        keel__loop_run(loop, posted[i]);
-}
-
-void keel__loop_post(keel_loop *loop, keel_req *req)
-{
-    pthread_mutex_lock(&loop->inbox_mu);
-    if (loop->ninbox == loop->inbox_cap) {
-        size_t cap = loop->inbox_cap ? loop->inbox_cap * 2 : 64;
-        keel_req **grown = realloc(loop->inbox, cap * sizeof *grown);
-        if (!grown) {
-            /* Cannot queue it: the waiting request would hang.  Better a
-             * clear stop than a silent one. */
-            pthread_mutex_unlock(&loop->inbox_mu);
-            keel_log(KEEL_LOG_ERROR, "out of memory posting request %s back to its I/O thread", req->id);
-            abort();
-        }
-        loop->inbox = grown;
-        loop->inbox_cap = cap;
-    }
-    loop->inbox[loop->ninbox++] = req;
-    pthread_mutex_unlock(&loop->inbox_mu);
-    keel__loop_wake(loop);
+    loop->daemon_ready = true; /* a worker may have resumed a connection */
 }
 
 void keel__loop_ready(keel_loop *loop, keel_req *req)
@@ -234,7 +197,6 @@ keel_error *keel__loop_new(keel_app *app, unsigned index, keel_loop **out)
     loop->index = index;
     loop->wake_watch.fn = on_wake;
     loop->daemon_watch.fn = on_daemon;
-    pthread_mutex_init(&loop->inbox_mu, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     /* Idle stacks kept for reuse: enough for a busy thread's concurrent
@@ -431,9 +393,6 @@ void keel__loop_free(keel_loop *loop)
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     keel__coro_pool_free(loop->stacks);
-    pthread_mutex_destroy(&loop->inbox_mu);
-    free(loop->inbox);
-    free(loop->taken);
     free(loop->ready);
     free(loop->running);
     free(loop);

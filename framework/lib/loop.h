@@ -72,9 +72,6 @@ void keel__loop_run(keel_loop *loop, keel_req *req);
 /* The loop's thread only: libmicrohttpd has work (a connection resumed). */
 void keel__loop_kick(keel_loop *loop);
 
-/* Any thread: queues req's coroutine to be run on its loop, and wakes it. */
-void keel__loop_post(keel_loop *loop, keel_req *req);
-
 /* The loop's thread only: req's coroutine runs again this turn, after the
  * watches (what it waited for is there). */
 void keel__loop_ready(keel_loop *loop, keel_req *req);

@@ -34,10 +34,11 @@
 #define BUSY_STATEMENTS 64  /* past this many in flight, a new connection helps */
 
 typedef struct pipe_op pipe_op;
-typedef struct pipe_conn pipe_conn;
+typedef struct keel_pipe_conn pipe_conn;
+typedef struct pipe_waiter pipe_waiter;
 typedef struct pipe_lane pipe_lane;
 
-/* A statement, on its coroutine's stack until its result is in. */
+/* A statement, in its request's arena, queued until its result is in. */
 struct pipe_op {
     pipe_op *next;
     keel_req *req;
@@ -53,7 +54,7 @@ struct pipe_op {
     struct timespec sent_at;
 };
 
-struct pipe_conn {
+struct keel_pipe_conn {
     keel_watch watch;
     keel_timer connect_timer;
     pipe_conn *next;
@@ -66,12 +67,30 @@ struct pipe_conn {
     pipe_op *head, *tail;   /* sent, in order */
     pipe_op *wait_head, *wait_tail; /* waiting for the connection to be up */
     unsigned inflight;      /* sent and waiting together */
+    bool reserved;          /* one request holds it alone (keel__pipe_reserve) */
+    bool broken;            /* closed while reserved: freed by its release */
+    pipe_waiter *reserver;  /* waits for this new connection to be up */
+    bool streaming;         /* a row stream is being read (no ops queued) */
+    keel_req *stream_owner;
+    bool stream_waiting;    /* the owner has yielded for more input */
     struct timespec progress; /* the last result read, the first send to an idle
                                  connection, or the start of the connect */
 };
 
+/* A request waiting to reserve a connection. */
+struct pipe_waiter {
+    pipe_waiter *next;
+    keel_req *req;
+    pipe_lane *lane;
+    pipe_conn *got;
+    keel_error *err;
+    bool done;
+    keel_timer timer;
+};
+
 struct pipe_lane {
     pipe_lane *next;
+    pipe_waiter *waiters;   /* FIFO of keel__pipe_reserve calls at the cap */
     keel_pool *pool;
     keel_loop *loop;
     pipe_conn *conns;
@@ -124,23 +143,52 @@ static void fail_list(pipe_lane *lane, pipe_op *op, const keel_error *why, bool 
     }
 }
 
-/* Closes c, failing what is on it with why (freed here). */
+static void waiter_finish(pipe_waiter *w, pipe_conn *got, keel_error *err)
+{
+    keel__loop_timer_cancel(w->lane->loop, &w->timer);
+    w->got = got;
+    w->err = err;
+    w->done = true;
+    keel__loop_ready(w->lane->loop, w->req);
+}
+
+/* Closes c, failing what is on it with why (freed here).  A reserved
+ * connection stays allocated, marked broken, until its holder releases it. */
 static void conn_fail(pipe_conn *c, keel_error *why)
 {
     pipe_lane *lane = c->lane;
     for (pipe_conn **p = &lane->conns; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
+            lane->nconns--;
             break;
         }
-    lane->nconns--;
+    c->next = NULL;
     keel__loop_timer_cancel(lane->loop, &c->connect_timer);
     if (c->fd >= 0)
         keel__loop_unwatch(lane->loop, c->fd);
+    c->fd = -1;
     fail_list(lane, c->head, why, true);
     fail_list(lane, c->wait_head, why, false);
+    c->head = c->tail = c->wait_head = c->wait_tail = NULL;
+    if (c->reserver) {
+        keel_error *err = keel_error_new(why->code, "%s", why->message);
+        if (why->cause)
+            keel_error_cause(err, "%s", why->cause);
+        waiter_finish(c->reserver, NULL, err);
+        c->reserver = NULL;
+        c->reserved = false; /* nobody holds it yet */
+    }
+    if (c->stream_waiting)
+        keel__loop_ready(lane->loop, c->stream_owner);
     keel_error_free(why);
     keel_pconn_close(c->pc);
+    c->pc = NULL;
+    c->pg = NULL;
+    if (c->reserved) {
+        c->broken = true;
+        return;
+    }
     free(c);
 }
 
@@ -230,6 +278,15 @@ static void op_take_result(pipe_conn *c, pipe_op *op, PGresult *r)
     PQclear(r);
 }
 
+/* Gives an idle connection to the first request waiting to reserve one. */
+static void hand_over(pipe_conn *c)
+{
+    pipe_waiter *w = c->lane->waiters;
+    c->lane->waiters = w->next;
+    c->reserved = true;
+    waiter_finish(w, c, NULL);
+}
+
 /* Hands every complete result to its statement; false when c broke. */
 static bool read_results(pipe_conn *c)
 {
@@ -256,6 +313,8 @@ static bool read_results(pipe_conn *c)
         }
         op_take_result(c, op, r);
     }
+    if (!c->inflight && !c->reserved && c->lane->waiters)
+        hand_over(c);
     return PQstatus(c->pg) == CONNECTION_OK;
 }
 
@@ -284,9 +343,13 @@ static bool connect_step(pipe_conn *c)
     case PGRES_POLLING_OK:
         keel__loop_timer_cancel(c->lane->loop, &c->connect_timer);
         c->connecting = false;
-        if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg))
+        if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg) || !send_waiting(c))
             return false;
-        return send_waiting(c);
+        if (c->reserver) {
+            waiter_finish(c->reserver, c, NULL);
+            c->reserver = NULL;
+        }
+        return true;
     default:
         return false;
     }
@@ -328,6 +391,18 @@ static void on_conn_event(keel_watch *w, uint32_t events)
         }
         if (r == 0)
             set_events(c, EPOLLIN);
+    }
+    if (c->streaming && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+        /* Read once for the stream's owner, then stop watching until it asks
+         * again: the server's rows stay in the socket, not in memory. */
+        if (!PQconsumeInput(c->pg)) {
+            conn_fail(c, lost_error(c));
+            return;
+        }
+        set_events(c, c->events & EPOLLOUT);
+        if (c->stream_waiting)
+            keel__loop_ready(c->lane->loop, c->stream_owner);
+        return;
     }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
         if (!PQconsumeInput(c->pg) || !read_results(c)) {
@@ -419,6 +494,8 @@ static keel_error *pick(pipe_lane *lane, pipe_conn **out)
     const struct timespec *now = keel__loop_now(lane->loop);
     pipe_conn *best = NULL, *any = NULL;
     for (pipe_conn *c = lane->conns; c; c = c->next) {
+        if (c->reserved)
+            continue;
         if (!any || c->inflight < any->inflight)
             any = c;
         if (stalled(c, now))
@@ -442,6 +519,49 @@ static keel_error *pick(pipe_lane *lane, pipe_conn **out)
 
 /* ---- the statement ---------------------------------------------------------------- */
 
+/* Sends one statement on c and waits for its result. */
+static keel_error *run_on(keel_req *req, pipe_conn *c, const char *sql, const keel_pipe_params *p, PGresult **out,
+                          bool *lost)
+{
+    *out = NULL;
+    *lost = false;
+    if (c->broken) {
+        *lost = true;
+        return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(c->lane->pool));
+    }
+    /* In the request's arena: it outlives this frame only in the queues,
+     * until its result is in. */
+    pipe_op *op = keel_arena_calloc(&req->arena, 1, sizeof *op);
+    if (!op)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    op->req = req;
+    op->sql = sql;
+    op->params = p;
+    c->inflight++;
+    if (c->connecting) {
+        queue_push(&c->wait_head, &c->wait_tail, op);
+    } else if (!op_send(c, op)) {
+        queue_push(&c->head, &c->tail, op);
+        conn_fail(c, lost_error(c));
+    } else if (c->events != (EPOLLIN | EPOLLOUT)) {
+        int r = PQflush(c->pg); /* nothing left to send: no system call */
+        if (r < 0)
+            conn_fail(c, lost_error(c));
+        else
+            set_events(c, r > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    }
+    op->waiting = true;
+    while (!op->done)
+        keel__coro_yield(req->coro);
+    *lost = op->lost;
+    if (op->err) {
+        PQclear(op->result);
+        return op->err;
+    }
+    *out = op->result;
+    return NULL;
+}
+
 keel_error *keel__pipe_run(keel_req *req, keel_pool *pool, const char *sql, const keel_pipe_params *p,
                            PGresult **out, bool *lost)
 {
@@ -452,32 +572,139 @@ keel_error *keel__pipe_run(keel_req *req, keel_pool *pool, const char *sql, cons
     pipe_conn *c = NULL;
     if (lane)
         err = pick(lane, &c);
-    if (err)
+    return err ? err : run_on(req, c, sql, p, out, lost);
+}
+
+keel_error *keel__pipe_run_on(keel_req *req, keel_pipe_conn *c, const char *sql, const keel_pipe_params *p,
+                              PGresult **out, bool *lost)
+{
+    return run_on(req, c, sql, p, out, lost);
+}
+
+/* ---- connections held alone ------------------------------------------------------- */
+
+static void on_reserve_timeout(keel_timer *t)
+{
+    pipe_waiter *w = (pipe_waiter *)((char *)t - offsetof(pipe_waiter, timer));
+    for (pipe_waiter **p = &w->lane->waiters; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    waiter_finish(w, NULL,
+                  keel_error_new(KEEL_UNAVAILABLE, "database \"%s\": no connection available within %u ms",
+                                 keel_pool_name(w->lane->pool), keel_pool_checkout_ms(w->lane->pool)));
+}
+
+keel_error *keel__pipe_reserve(keel_req *req, keel_pool *pool, keel_pipe_conn **out)
+{
+    *out = NULL;
+    keel_error *err = NULL;
+    pipe_lane *lane = lane_for(req->loop, pool, &err);
+    if (!lane)
         return err;
-    pipe_op op = {.req = req, .sql = sql, .params = p};
-    c->inflight++;
-    if (c->connecting) {
-        queue_push(&c->wait_head, &c->wait_tail, &op);
-    } else if (!op_send(c, &op)) {
-        queue_push(&c->head, &c->tail, &op);
-        conn_fail(c, lost_error(c));
-    } else if (c->events != (EPOLLIN | EPOLLOUT)) {
-        int r = PQflush(c->pg); /* nothing left to send: no system call */
-        if (r < 0)
-            conn_fail(c, lost_error(c));
-        else if (r > 0)
-            set_events(c, EPOLLIN | EPOLLOUT);
+    for (pipe_conn *c = lane->conns; c; c = c->next)
+        if (!c->reserved && !c->connecting && !c->inflight) {
+            c->reserved = true;
+            *out = c;
+            return NULL;
+        }
+    pipe_waiter w = {.req = req, .lane = lane, .timer = {.fn = on_reserve_timeout}};
+    if (lane->nconns < lane->cap) {
+        pipe_conn *c;
+        if ((err = conn_new(lane, &c)) != NULL)
+            return err;
+        c->reserved = true;
+        c->reserver = &w;
+    } else {
+        pipe_waiter **tail = &lane->waiters;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = &w;
+        keel__loop_timer_arm(lane->loop, &w.timer, keel_pool_checkout_ms(pool));
     }
-    op.waiting = true;
-    while (!op.done)
+    while (!w.done)
         keel__coro_yield(req->coro);
-    *lost = op.lost;
-    if (op.err) {
-        PQclear(op.result);
-        return op.err;
+    *out = w.got;
+    return w.err;
+}
+
+keel_error *keel__pipe_stream_start(keel_req *req, keel_pipe_conn *c, const char *sql, const keel_pipe_params *p)
+{
+    if (c->broken)
+        return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(c->lane->pool));
+    /* Not prepared: single-row mode applies only when the query itself is
+     * the first thing in libpq's queue, and a Prepare would be. */
+    if (!PQsendQueryParams(c->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, 0) ||
+        !PQpipelineSync(c->pg)) {
+        keel_error *err = lost_error(c);
+        keel_error *copy = keel_error_new(err->code, "%s", err->message);
+        conn_fail(c, err);
+        return copy;
     }
-    *out = op.result;
+    PQsetSingleRowMode(c->pg); /* if refused, whole results come all the same */
+    c->streaming = true;
+    c->stream_owner = req;
+    int r = PQflush(c->pg);
+    set_events(c, r > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    (void)r;
     return NULL;
+}
+
+/* The stream is over: the connection reads results for statements again. */
+static void stream_end(pipe_conn *c)
+{
+    c->streaming = false;
+    set_events(c, (c->events & EPOLLOUT) | EPOLLIN);
+}
+
+PGresult *keel__pipe_stream_next(keel_req *req, keel_pipe_conn *c, bool *end)
+{
+    *end = false;
+    int nulls = 0;
+    for (;;) {
+        if (c->broken || !c->streaming)
+            return NULL;
+        if (!PQisBusy(c->pg)) {
+            PGresult *r = PQgetResult(c->pg);
+            if (!r) {
+                if (++nulls > 1) { /* nothing more will come: treat as the end */
+                    stream_end(c);
+                    *end = true;
+                    return NULL;
+                }
+                continue;
+            }
+            if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                stream_end(c);
+                *end = true;
+                return NULL;
+            }
+            return r;
+        }
+        set_events(c, (c->events & EPOLLOUT) | EPOLLIN);
+        c->stream_waiting = true;
+        keel__coro_yield(req->coro);
+        c->stream_waiting = false;
+    }
+}
+
+void keel__pipe_release(keel_pipe_conn *c, bool broken)
+{
+    if (c->broken) {
+        free(c);
+        return;
+    }
+    c->reserved = false;
+    if (broken || c->streaming || c->inflight || PQstatus(c->pg) != CONNECTION_OK ||
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        conn_fail(c, keel_error_new(KEEL_UNAVAILABLE, "connection closed"));
+        return;
+    }
+    set_events(c, EPOLLIN);
+    if (c->lane->waiters)
+        hand_over(c);
 }
 
 void keel__pipes_free(struct keel_pipes *pipes)

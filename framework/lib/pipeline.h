@@ -28,4 +28,29 @@ typedef struct keel_pipe_params {
 keel_error *keel__pipe_run(keel_req *req, keel_pool *pool, const char *sql, const keel_pipe_params *p,
                            PGresult **out, bool *lost);
 
+/* A connection one request holds alone: a transaction, or a row stream. */
+typedef struct keel_pipe_conn keel_pipe_conn;
+
+/* On req's coroutine: takes one of the thread's connections to pool's
+ * database for req alone (one with nothing in flight, or a new one within the
+ * thread's share), waiting up to the checkout timeout (then unavailable). */
+keel_error *keel__pipe_reserve(keel_req *req, keel_pool *pool, keel_pipe_conn **out);
+
+/* keel__pipe_run on a reserved connection. */
+keel_error *keel__pipe_run_on(keel_req *req, keel_pipe_conn *c, const char *sql, const keel_pipe_params *p,
+                              PGresult **out, bool *lost);
+
+/* Starts sql on a reserved connection in single-row mode; its results are
+ * then read with keel__pipe_stream_next. */
+keel_error *keel__pipe_stream_start(keel_req *req, keel_pipe_conn *c, const char *sql, const keel_pipe_params *p);
+
+/* On req's coroutine: the stream's next result (the caller owns it), waiting
+ * for it; NULL with *end when the statement is over, NULL without *end when
+ * the connection broke.  Reads at most what the caller consumes. */
+PGresult *keel__pipe_stream_next(keel_req *req, keel_pipe_conn *c, bool *end);
+
+/* Gives a reserved connection back (any thread state: never waits); broken,
+ * a connection inside a transaction or with a stream unfinished is closed. */
+void keel__pipe_release(keel_pipe_conn *c, bool broken);
+
 #endif

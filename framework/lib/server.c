@@ -233,35 +233,6 @@ static enum MHD_Result finish_request(keel_req *req)
     return MHD_YES;
 }
 
-/* ---- blocking calls from a coroutine ------------------------------------------ */
-
-typedef struct blocking_call {
-    keel_job job;
-    keel_req *req;
-    void (*fn)(void *);
-    void *arg;
-} blocking_call;
-
-static void blocking_call_run(keel_job *job)
-{
-    blocking_call *c = (blocking_call *)job;
-    c->req->in_worker = true;
-    c->fn(c->arg);
-    c->req->in_worker = false;
-    keel__loop_post(c->req->loop, c->req);
-}
-
-void keel__req_blocking_call(keel_req *req, void (*fn)(void *arg), void *arg)
-{
-    if (!req || !req->coro) {
-        fn(arg);
-        return;
-    }
-    blocking_call c = {.job = {.run = blocking_call_run}, .req = req, .fn = fn, .arg = arg};
-    keel__workers_submit(req->app->workers, &c.job);
-    keel__coro_yield(req->coro); /* resumed by the loop once posted back */
-}
-
 /* Passes a call through to a mounted libmicrohttpd handler, as its own daemon
  * would make it. */
 static enum MHD_Result call_mounted(keel_req *req, struct MHD_Connection *conn, const char *url,

@@ -6,6 +6,12 @@
  * streams and the results that keel_db_query_row handed out: all of it is
  * released by keel__sqldb_request_done when the request completes.
  *
+ * Two ways to the server, one API: on a request's coroutine (its I/O thread)
+ * statements go through pipeline.c without blocking: single statements
+ * pipelined on the thread's shared connections, transactions and row streams
+ * on a connection reserved until they end.  Elsewhere (KEEL_BLOCKING
+ * handlers on workers, detached requests) they block on the pools of pool.c.
+ *
  * Parameters are sent with PQexecPrepared / PQsendQueryPrepared as text
  * (int64, double, bool, JSON) or binary (bytea); results come back as text.
  * Outside a transaction, a statement that fails because its connection died
@@ -47,7 +53,8 @@ typedef struct kept_result {
 typedef struct db_entry {
     struct db_entry *next;
     keel_sqldb *db;        /* the declaring (resolved) database */
-    keel_pconn *tx;        /* pinned while a transaction is open */
+    keel_pconn *tx;        /* pinned while a transaction is open (off the I/O threads) */
+    keel_pipe_conn *atx;   /* the same on the request's I/O thread (pipeline.c) */
     bool tx_failed;        /* a statement failed: the transaction was rolled back */
     keel_rows *tx_stream;  /* a row stream open on tx */
 } db_entry;
@@ -63,8 +70,9 @@ struct keel_rows {
     keel_rows *next_open;  /* the request's list of open streams */
     keel_req *req;
     db_entry *entry;
-    keel_pconn *conn;
-    bool in_tx;            /* conn is entry->tx: never returned by the stream */
+    keel_pconn *conn;      /* off the I/O threads */
+    keel_pipe_conn *aconn; /* on the request's I/O thread */
+    bool in_tx;            /* conn is the transaction's: never returned by the stream */
     bool done;
     PGresult *pending;     /* the first result, read by keel_db_query */
     PGresult *cur;
@@ -85,23 +93,20 @@ static keel_error *oom(void)
 
 /* ---- request state ------------------------------------------------------------ */
 
-/* True on the request's coroutine on its I/O thread: single statements go
- * out pipelined from here (pipeline.c). */
+/* True on the request's coroutine on its I/O thread: statements go out
+ * without blocking from here (pipeline.c); elsewhere (a KEEL_BLOCKING
+ * handler on a worker, a detached request) they block on the shared pool. */
 static bool on_loop(const keel_req *req)
 {
-    return req && req->coro && !req->in_worker;
+    return req && req->coro;
 }
 
-/* True when req has a transaction open on db. */
-static bool tx_open(const keel_req *req, const keel_sqldb *db)
+static bool in_tx(const db_entry *e)
 {
-    const db_state *st = req ? req->db_state : NULL;
-    const keel_sqldb *target = db && db->resolved ? db->resolved : db;
-    for (const db_entry *e = st ? st->dbs : NULL; e; e = e->next)
-        if (e->db == target)
-            return e->tx != NULL;
-    return false;
+    return e->tx || e->atx;
 }
+
+static const keel_pipe_params no_params = {0, NULL, NULL, NULL};
 
 static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
 {
@@ -139,9 +144,9 @@ static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
  * connection is not busy with a stream. */
 static keel_error *entry_usable(const db_entry *e)
 {
-    if (e->tx && e->tx_failed)
+    if (in_tx(e) && e->tx_failed)
         return keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
-    if (e->tx && e->tx_stream)
+    if (in_tx(e) && e->tx_stream)
         return keel_error_new(KEEL_INTERNAL,
                               "sqldb: a row stream is still open in the transaction on database \"%s\"; "
                               "close it first",
@@ -162,22 +167,51 @@ static void rows_unlink(keel_rows *rows)
     rows->next_open = NULL;
 }
 
-/* Rolls the transaction back at once after a failed statement. */
-static void tx_fail(db_entry *e)
+/* Runs BEGIN, COMMIT or ROLLBACK on the transaction's connection. */
+static keel_error *tx_command(keel_req *req, db_entry *e, const char *sql, PGresult **out)
 {
+    *out = NULL;
+    if (e->atx) {
+        bool lost;
+        return keel__pipe_run_on(req, e->atx, sql, &no_params, out, &lost);
+    }
     PGconn *pg = keel_pconn_pg(e->tx);
-    if (PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(pg, "ROLLBACK");
+    PGresult *r = PQexec(pg, sql);
+    if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+        *out = r;
+        return NULL;
+    }
+    keel_error *err = keel__pg_error(pg, r, e->db->name);
+    PQclear(r);
+    return err;
+}
+
+/* Rolls the transaction back at once after a failed statement.  Off its
+ * coroutine (the request is being freed) an I/O thread's transaction is left
+ * to tx_end, which closes its connection: the server rolls it back. */
+static void tx_fail(keel_req *req, db_entry *e)
+{
+    bool roll = e->atx ? on_loop(req)
+                       : PQstatus(keel_pconn_pg(e->tx)) == CONNECTION_OK &&
+                             PQtransactionStatus(keel_pconn_pg(e->tx)) != PQTRANS_IDLE;
+    if (roll) {
+        PGresult *r;
+        keel_error_free(tx_command(req, e, "ROLLBACK", &r));
         PQclear(r);
     }
     e->tx_failed = true;
 }
 
-/* Returns the transaction's connection and forgets the transaction. */
+/* Returns the transaction's connection (closed if still inside the
+ * transaction) and forgets the transaction. */
 static void tx_end(db_entry *e)
 {
-    keel_pool_put(e->db->pool, e->tx, false);
+    if (e->atx)
+        keel__pipe_release(e->atx, false);
+    else
+        keel_pool_put(e->db->pool, e->tx, false);
     e->tx = NULL;
+    e->atx = NULL;
     e->tx_failed = false;
     e->tx_stream = NULL;
 }
@@ -368,17 +402,25 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
     if ((err = params_build(args, nargs, &p)) != NULL)
         return err;
     keel_pool *pool = e->db->pool;
-    for (int attempt = 0;; attempt++) {
-        if (!e->tx && on_loop(req)) {
-            bool lost;
-            keel_pipe_params pp = {p.n, p.values, p.lengths, p.formats};
-            err = keel__pipe_run(req, pool, sql, &pp, out, &lost);
-            if (!err || !lost || attempt > 0)
-                break;
-            keel_error_free(err);
-            err = NULL;
-            continue;
+    if (on_loop(req)) {
+        keel_pipe_params pp = {p.n, p.values, p.lengths, p.formats};
+        bool lost;
+        if (e->atx) {
+            err = keel__pipe_run_on(req, e->atx, sql, &pp, out, &lost);
+            if (err)
+                tx_fail(req, e);
+        } else {
+            for (int attempt = 0;; attempt++) {
+                err = keel__pipe_run(req, pool, sql, &pp, out, &lost);
+                if (!err || !lost || attempt > 0)
+                    break;
+                keel_error_free(err);
+            }
         }
+        params_free(&p);
+        return err;
+    }
+    for (int attempt = 0;; attempt++) {
         keel_pconn *c = e->tx;
         if (!c && (err = keel_pool_get(pool, &c)) != NULL)
             break;
@@ -389,7 +431,7 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
             break;
         }
         if (e->tx) {
-            tx_fail(e);
+            tx_fail(req, e);
             break;
         }
         bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
@@ -403,8 +445,8 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
     return err;
 }
 
-static keel_error *exec_now(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
-                            const keel_arg *args, size_t nargs)
+keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
+                              const keel_arg *args, size_t nargs)
 {
     if (affected)
         *affected = 0;
@@ -420,8 +462,8 @@ static keel_error *exec_now(keel_req *req, keel_sqldb *db, int64_t *affected, co
     return NULL;
 }
 
-static keel_error *query_row_now(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
-                                 const keel_arg *args, size_t nargs)
+keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                   const keel_arg *args, size_t nargs)
 {
     *row = NULL;
     PGresult *r;
@@ -481,18 +523,73 @@ static void rows_finish(keel_rows *rows, bool failed)
     if (rows->in_tx) {
         e->tx_stream = NULL;
         if (failed)
-            tx_fail(e);
+            tx_fail(rows->req, e);
+    } else if (rows->aconn) {
+        keel__pipe_release(rows->aconn, false); /* closed unless the stream ended cleanly */
     } else {
         PGconn *pg = keel_pconn_pg(rows->conn);
         keel_pool_put(e->db->pool, rows->conn, PQstatus(pg) != CONNECTION_OK);
     }
     rows->conn = NULL;
+    rows->aconn = NULL;
     rows->done = true;
     rows_unlink(rows);
 }
 
-static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
-                             const keel_arg *args, size_t nargs)
+/* Reads and drops the rest of an I/O thread's stream; true if the statement
+ * failed or the connection broke. */
+static bool drain_async(keel_req *req, keel_pipe_conn *c)
+{
+    bool failed = false, end = false;
+    PGresult *r;
+    while ((r = keel__pipe_stream_next(req, c, &end)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        failed |= s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE;
+        PQclear(r);
+    }
+    return failed || !end;
+}
+
+/* keel_db_query on the request's I/O thread: the stream holds a connection
+ * of its own (the transaction's, or one reserved until the stream ends). */
+static keel_error *stream_start_async(keel_req *req, db_entry *e, const char *sql, const params *p,
+                                      keel_pipe_conn **out, PGresult **first)
+{
+    *out = NULL;
+    *first = NULL;
+    keel_pipe_conn *c = e->atx;
+    keel_error *err = NULL;
+    if (!c && (err = keel__pipe_reserve(req, e->db->pool, &c)) != NULL)
+        return err;
+    keel_pipe_params pp = {p->n, p->values, p->lengths, p->formats};
+    err = keel__pipe_stream_start(req, c, sql, &pp);
+    bool end = false;
+    PGresult *r = err ? NULL : keel__pipe_stream_next(req, c, &end);
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_COMMAND_OK;
+    if (!err && !r && !end)
+        err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", e->db->name);
+    else if (r && s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+        err = (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)
+                  ? keel_error_new(KEEL_INTERNAL, "database \"%s\" error", e->db->name)
+                  : keel__pg_error(NULL, r, e->db->name);
+        PQclear(r);
+        r = NULL;
+        end = !drain_async(req, c);
+    }
+    if (err) {
+        if (e->atx)
+            tx_fail(req, e);
+        else
+            keel__pipe_release(c, !end);
+        return err;
+    }
+    *out = c;
+    *first = r; /* NULL with end: no result at all */
+    return NULL;
+}
+
+keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs)
 {
     *rows = NULL;
     db_entry *e;
@@ -511,8 +608,15 @@ static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, co
         return err;
     keel_pool *pool = e->db->pool;
     keel_pconn *c = NULL;
+    keel_pipe_conn *ac = NULL;
     PGresult *first = NULL;
-    for (int attempt = 0;; attempt++) {
+    if (on_loop(req)) {
+        err = stream_start_async(req, e, sql, &p, &ac, &first);
+        params_free(&p);
+        if (err)
+            return err;
+    }
+    for (int attempt = 0; !ac; attempt++) {
         c = e->tx;
         if (!c && (err = keel_pool_get(pool, &c)) != NULL)
             break;
@@ -520,7 +624,7 @@ static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, co
         if (!err)
             break;
         if (e->tx) {
-            tx_fail(e);
+            tx_fail(req, e);
             break;
         }
         bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
@@ -531,14 +635,16 @@ static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, co
         keel_error_free(err);
         err = NULL;
     }
-    params_free(&p);
+    if (!ac)
+        params_free(&p);
     if (err)
         return err;
     db_state *st = req->db_state;
     rs->req = req;
     rs->entry = e;
     rs->conn = c;
-    rs->in_tx = e->tx != NULL;
+    rs->aconn = ac;
+    rs->in_tx = in_tx(e);
     rs->pending = first;
     rs->row.req = req;
     rs->row.stream = rs;
@@ -552,26 +658,17 @@ static keel_error *query_now(keel_req *req, keel_sqldb *db, keel_rows **rows, co
     return NULL;
 }
 
-struct get_result_call {
-    PGconn *pg;
-    PGresult *r;
-};
-
-static void get_result_run(void *arg)
+/* The stream's next result; NULL at its end, or when the connection broke
+ * (*broken). */
+static PGresult *rows_result(keel_rows *rows, bool *broken)
 {
-    struct get_result_call *c = arg;
-    c->r = PQgetResult(c->pg);
-}
-
-/* The stream's next result; a wait for the server happens on a worker when
- * the request runs as a coroutine (what is buffered already is read here). */
-static PGresult *rows_get_result(keel_rows *rows, PGconn *pg)
-{
-    if (!rows->req->coro || !PQisBusy(pg))
-        return PQgetResult(pg);
-    struct get_result_call c = {pg, NULL};
-    keel__req_blocking_call(rows->req, get_result_run, &c);
-    return c.r;
+    *broken = false;
+    if (!rows->aconn)
+        return PQgetResult(keel_pconn_pg(rows->conn));
+    bool end;
+    PGresult *r = keel__pipe_stream_next(rows->req, rows->aconn, &end);
+    *broken = !r && !end;
+    return r;
 }
 
 keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
@@ -588,12 +685,17 @@ keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
     PQclear(rows->cur);
     rows->cur = NULL;
     rows->row.res = NULL;
-    PGconn *pg = keel_pconn_pg(rows->conn);
+    PGconn *pg = rows->conn ? keel_pconn_pg(rows->conn) : NULL;
     for (;;) {
         PGresult *r = rows->pending;
         rows->pending = NULL;
+        bool broken = false;
         if (!r)
-            r = rows_get_result(rows, pg);
+            r = rows_result(rows, &broken);
+        if (!r && broken) {
+            rows_finish(rows, true);
+            return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", rows->entry->db->name);
+        }
         if (!r) {
             rows_finish(rows, false);
             return NULL;
@@ -616,7 +718,10 @@ keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
         }
         keel_error *err = keel__pg_error(pg, r, rows->entry->db->name);
         PQclear(r);
-        drain(pg);
+        if (rows->aconn)
+            drain_async(rows->req, rows->aconn);
+        else
+            drain(pg);
         rows_finish(rows, true);
         return err;
     }
@@ -633,6 +738,20 @@ static void rows_close(keel_rows *rows, bool cancel)
     PQclear(rows->cur);
     PQclear(rows->pending);
     rows->cur = rows->pending = NULL;
+    if (rows->aconn) {
+        /* Closing the connection stops the server's work without a
+         * blocking cancel request; off the coroutine nothing can wait. */
+        if ((cancel && !rows->in_tx) || !on_loop(rows->req)) {
+            if (!rows->in_tx)
+                keel__pipe_release(rows->aconn, true);
+            rows->aconn = NULL;
+            rows_finish(rows, rows->in_tx);
+            return;
+        }
+        bool failed = drain_async(rows->req, rows->aconn);
+        rows_finish(rows, failed && rows->in_tx);
+        return;
+    }
     PGconn *pg = keel_pconn_pg(rows->conn);
     if (cancel && PQstatus(pg) == CONNECTION_OK) {
         PGcancel *cn = PQgetCancel(pg);
@@ -646,7 +765,7 @@ static void rows_close(keel_rows *rows, bool cancel)
     rows_finish(rows, failed && rows->in_tx);
 }
 
-static void rows_close_now(keel_rows *rows)
+void keel_rows_close(keel_rows *rows)
 {
     if (rows)
         rows_close(rows, !rows->in_tx);
@@ -654,15 +773,34 @@ static void rows_close_now(keel_rows *rows)
 
 /* ---- transactions ---------------------------------------------------------------- */
 
-static keel_error *begin_now(keel_req *req, keel_sqldb *db)
+keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
     if (err)
         return err;
-    if (e->tx)
+    if (in_tx(e))
         return keel_error_new(KEEL_INTERNAL, "sqldb: a transaction is already open on database \"%s\"",
                               e->db->name);
+    for (int attempt = 0; on_loop(req); attempt++) {
+        keel_pipe_conn *c;
+        if ((err = keel__pipe_reserve(req, e->db->pool, &c)) != NULL)
+            return err;
+        PGresult *r;
+        bool lost;
+        err = keel__pipe_run_on(req, c, "BEGIN", &no_params, &r, &lost);
+        PQclear(r);
+        if (!err) {
+            e->atx = c;
+            e->tx_failed = false;
+            e->tx_stream = NULL;
+            return NULL;
+        }
+        keel__pipe_release(c, true);
+        if (!lost || attempt > 0)
+            return err;
+        keel_error_free(err);
+    }
     for (int attempt = 0;; attempt++) {
         keel_pconn *c;
         if ((err = keel_pool_get(e->db->pool, &c)) != NULL)
@@ -686,13 +824,13 @@ static keel_error *begin_now(keel_req *req, keel_sqldb *db)
     }
 }
 
-static keel_error *commit_now(keel_req *req, keel_sqldb *db)
+keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
     if (err)
         return err;
-    if (!e->tx)
+    if (!in_tx(e))
         return keel_error_new(KEEL_INTERNAL, "sqldb: no transaction is open on database \"%s\"", e->db->name);
     if (e->tx_stream)
         rows_close(e->tx_stream, false);
@@ -700,139 +838,29 @@ static keel_error *commit_now(keel_req *req, keel_sqldb *db)
         tx_end(e);
         return keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
     }
-    PGconn *pg = keel_pconn_pg(e->tx);
-    PGresult *r = PQexec(pg, "COMMIT");
-    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
-        err = keel__pg_error(pg, r, e->db->name);
-    else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) /* the server had aborted it */
+    PGresult *r;
+    err = tx_command(req, e, "COMMIT", &r);
+    if (!err && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) /* the server had aborted it */
         err = keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
     PQclear(r);
     tx_end(e);
     return err;
 }
 
-static keel_error *rollback_now(keel_req *req, keel_sqldb *db)
+keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
     keel_error *err = entry_for(req, db, &e);
     if (err)
         return err;
-    if (!e->tx) /* nothing open (committed already): harmless, like a deferred rollback */
+    if (!in_tx(e)) /* nothing open (committed already): harmless, like a deferred rollback */
         return NULL;
     if (e->tx_stream)
         rows_close(e->tx_stream, true);
     if (!e->tx_failed)
-        tx_fail(e);
+        tx_fail(req, e);
     tx_end(e);
     return NULL;
-}
-
-static void request_done_now(keel_req *req)
-{
-    db_state *st = req ? req->db_state : NULL;
-    if (!st)
-        return;
-    while (st->open)
-        rows_close(st->open, true);
-    for (db_entry *e = st->dbs; e; e = e->next)
-        if (e->tx) {
-            if (!e->tx_failed)
-                tx_fail(e);
-            tx_end(e);
-        }
-    for (kept_result *k = st->kept; k; k = k->next)
-        PQclear(k->res);
-    st->kept = NULL;
-    req->db_state = NULL;
-}
-
-/* ---- the public calls: on a coroutine, the blocking work runs on a worker ---------- */
-
-typedef enum { CALL_EXEC, CALL_QUERY_ROW, CALL_QUERY, CALL_CLOSE, CALL_BEGIN, CALL_COMMIT, CALL_ROLLBACK,
-               CALL_DONE } call_op;
-
-typedef struct db_call {
-    call_op op;
-    keel_req *req;
-    keel_sqldb *db;
-    const char *sql;
-    const keel_arg *args;
-    size_t nargs;
-    void *out;             /* int64_t *, keel_row **, keel_rows ** */
-    keel_rows *rows;
-    keel_error *err;
-} db_call;
-
-static void db_call_run(void *arg)
-{
-    db_call *c = arg;
-    switch (c->op) {
-    case CALL_EXEC: c->err = exec_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
-    case CALL_QUERY_ROW: c->err = query_row_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
-    case CALL_QUERY: c->err = query_now(c->req, c->db, c->out, c->sql, c->args, c->nargs); break;
-    case CALL_CLOSE: rows_close_now(c->rows); break;
-    case CALL_BEGIN: c->err = begin_now(c->req, c->db); break;
-    case CALL_COMMIT: c->err = commit_now(c->req, c->db); break;
-    case CALL_ROLLBACK: c->err = rollback_now(c->req, c->db); break;
-    case CALL_DONE: request_done_now(c->req); break;
-    }
-}
-
-static keel_error *db_call_do(db_call *c)
-{
-    keel__req_blocking_call(c->req, db_call_run, c);
-    return c->err;
-}
-
-keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
-                              const keel_arg *args, size_t nargs)
-{
-    if (on_loop(req) && !tx_open(req, db))
-        return exec_now(req, db, affected, sql, args, nargs);
-    db_call c = {.op = CALL_EXEC, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = affected};
-    return db_call_do(&c);
-}
-
-keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
-                                   const keel_arg *args, size_t nargs)
-{
-    if (on_loop(req) && !tx_open(req, db))
-        return query_row_now(req, db, row, sql, args, nargs);
-    db_call c = {.op = CALL_QUERY_ROW, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = row};
-    return db_call_do(&c);
-}
-
-keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
-                               const keel_arg *args, size_t nargs)
-{
-    db_call c = {.op = CALL_QUERY, .req = req, .db = db, .sql = sql, .args = args, .nargs = nargs, .out = rows};
-    return db_call_do(&c);
-}
-
-void keel_rows_close(keel_rows *rows)
-{
-    if (!rows || rows->done)
-        return;
-    db_call c = {.op = CALL_CLOSE, .req = rows->req, .rows = rows};
-    db_call_do(&c);
-}
-
-keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
-{
-    db_call c = {.op = CALL_BEGIN, .req = req, .db = db};
-    return db_call_do(&c);
-}
-
-keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
-{
-    db_call c = {.op = CALL_COMMIT, .req = req, .db = db};
-    return db_call_do(&c);
-}
-
-keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
-{
-    db_call c = {.op = CALL_ROLLBACK, .req = req, .db = db};
-    return db_call_do(&c);
 }
 
 void keel__sqldb_request_done(keel_req *req)
@@ -840,15 +868,18 @@ void keel__sqldb_request_done(keel_req *req)
     db_state *st = req ? req->db_state : NULL;
     if (!st)
         return;
-    bool waits = st->open != NULL; /* a stream to cancel, a transaction to roll back */
-    for (db_entry *e = st->dbs; e && !waits; e = e->next)
-        waits = e->tx != NULL;
-    if (!waits) {
-        request_done_now(req); /* only results to free */
-        return;
-    }
-    db_call c = {.op = CALL_DONE, .req = req};
-    db_call_do(&c);
+    while (st->open)
+        rows_close(st->open, true);
+    for (db_entry *e = st->dbs; e; e = e->next)
+        if (in_tx(e)) {
+            if (!e->tx_failed)
+                tx_fail(req, e);
+            tx_end(e);
+        }
+    for (kept_result *k = st->kept; k; k = k->next)
+        PQclear(k->res);
+    st->kept = NULL;
+    req->db_state = NULL;
 }
 
 /* ---- getters ------------------------------------------------------------------------ */

@@ -1,8 +1,7 @@
-/* workers.c - the pool of threads that run jobs which may block: handlers of
- * KEEL_BLOCKING endpoints, and calls a coroutine hands off while it waits.
- * A job's run function does the work and then tells its I/O thread (resumes
- * the connection, or posts the coroutine back), so a slow job never delays
- * the other connections of that thread. */
+/* workers.c - the pool of threads that run jobs which may block: the
+ * handlers of KEEL_BLOCKING endpoints.  A job's run function does the work
+ * and then gives the connection back to its I/O thread, so a slow job never
+ * delays the other connections of that thread. */
 #include "core.h"
 
 #include <stdlib.h>

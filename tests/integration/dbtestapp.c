@@ -1,7 +1,8 @@
 /* tests/integration/dbtestapp.c - the todo service plus a service of
  * database endpoints that the execution-model tests need: a statement that
- * fails for one input only, a slow statement, and the backend that served a
- * statement (to see several requests share one pipelined connection). */
+ * fails for one input only, a slow statement, the backend that served a
+ * statement (to see several requests share one pipelined connection), and a
+ * transaction with a row stream inside that commits or rolls back. */
 #include <keel/keel.h>
 
 #include "services.h"
@@ -36,12 +37,55 @@ static keel_error *sleep_ms(keel_req *req, const dbtest_num *in, dbtest_out *out
     return err ? err : keel_row_scan(row, "i", &out->value);
 }
 
+typedef struct { const char *title; bool fail; } dbtest_tx_in;
+typedef struct { int64_t id; int64_t seen; } dbtest_tx_out;
+static const keel_field dbtest_tx_in_fields[] = {
+    KEEL_STRING(dbtest_tx_in, title),
+    KEEL_BOOL(dbtest_tx_in, fail),
+    KEEL_END
+};
+static const keel_field dbtest_tx_out_fields[] = {
+    KEEL_INT64(dbtest_tx_out, id),
+    KEEL_INT64(dbtest_tx_out, seen),
+    KEEL_END
+};
+
+/* POST /dbtest/tx: in one transaction, inserts an item, streams the items
+ * with that title back (it sees its own insert), then fails (division by
+ * zero: everything is rolled back) or commits. */
+static keel_error *in_tx(keel_req *req, const dbtest_tx_in *in, dbtest_tx_out *out)
+{
+    keel_error *err = keel_db_begin(req, &todo_ref);
+    if (err)
+        return err;
+    keel_row *row;
+    err = keel_db_query_row(req, &todo_ref, &row, "INSERT INTO todo_item (title) VALUES ($1) RETURNING id",
+                            KEEL_ARG_TEXT(in->title));
+    if (!err)
+        err = keel_row_scan(row, "i", &out->id);
+    keel_rows *rows = NULL;
+    if (!err)
+        err = keel_db_query(req, &todo_ref, &rows, "SELECT id FROM todo_item WHERE title = $1",
+                            KEEL_ARG_TEXT(in->title));
+    while (!err && !(err = keel_rows_next(rows, &row)) && row)
+        out->seen++;
+    keel_rows_close(rows);
+    if (!err && in->fail)
+        err = keel_db_exec(req, &todo_ref, NULL, "SELECT 1 / 0");
+    if (err) {
+        keel_db_rollback(req, &todo_ref);
+        return err;
+    }
+    return keel_db_commit(req, &todo_ref);
+}
+
 static const keel_service dbtest_service = {
     .name = "dbtest",
     .databases = (keel_sqldb *const[]){ &todo_ref, NULL },
     .endpoints = (const keel_endpoint[]){
         KEEL_TYPED("GET", "/dbtest/div/:n", divide, dbtest_num, dbtest_out),
         KEEL_TYPED("GET", "/dbtest/sleep/:n", sleep_ms, dbtest_num, dbtest_out),
+        KEEL_TYPED("POST", "/dbtest/tx", in_tx, dbtest_tx_in, dbtest_tx_out),
         KEEL_ENDPOINT_END
     },
 };

@@ -1,7 +1,8 @@
 /* tests/integration/test_pipeline.c - the execution model against a real
  * cluster, with one I/O thread so that everything shares one event loop:
  * many concurrent statements pipelined on shared connections each get their
- * own result, an error fails only its own request, a slow statement does not
+ * own result, an error fails only its own request, concurrent transactions
+ * (with row streams inside) commit or roll back alone, a slow statement does not
  * delay other requests, and a row lock held by another session does not hold
  * back requests that do not need that row (head-of-line blocking). */
 #include <jansson.h>
@@ -106,6 +107,57 @@ static void test_own_results(void)
        (long long)first_backend);
 }
 
+typedef struct tx_call {
+    pthread_t th;
+    char body[96];
+    ht_response r;
+} tx_call;
+
+static void *tx_run(void *arg)
+{
+    tx_call *c = arg;
+    c->r = ht_request(&srv, "POST", "/dbtest/tx", c->body, strlen(c->body),
+                      (const char *[]){"Content-Type: application/json", NULL});
+    return NULL;
+}
+
+/* 20 transactions at once on one I/O thread, each on a connection of its own
+ * with a row stream inside; the odd ones fail and roll back. */
+static void test_transactions(void)
+{
+    enum { N = 20 };
+    static tx_call calls[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(calls[i].body, sizeof calls[i].body, "{\"title\":\"tx-%d\",\"fail\":%s}", i,
+                 i % 2 ? "true" : "false");
+        pthread_create(&calls[i].th, NULL, tx_run, &calls[i]);
+    }
+    int committed = 0, rolled_back = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(calls[i].th, NULL);
+        if (i % 2 == 0)
+            committed += calls[i].r.status == 200 && json_int(calls[i].r.body, "seen") == 1;
+        else
+            rolled_back += calls[i].r.status == 400 && tap_contains(calls[i].r.body, "division by zero");
+        ht_free(&calls[i].r);
+    }
+    is_int(committed, N / 2, "concurrent transactions commit, each seeing its own insert in a row stream");
+    is_int(rolled_back, N / 2, "a failing statement fails only its own transaction");
+    ht_response r = ht_request(&srv, "GET", "/todo", NULL, 0, NULL);
+    int present = 0, absent = 0;
+    for (int i = 0; i < N; i++) {
+        char needle[32];
+        snprintf(needle, sizeof needle, "\"tx-%d\"", i);
+        if (i % 2 == 0)
+            present += tap_contains(r.body, needle);
+        else
+            absent += !tap_contains(r.body, needle);
+    }
+    is_int(present, N / 2, "every committed insert is in the table (streamed list)");
+    is_int(absent, N / 2, "no rolled-back insert is");
+    ht_free(&r);
+}
+
 /* A 2 s statement on the only I/O thread: /hello and other reads go on. */
 static void test_slow_statement(void)
 {
@@ -138,7 +190,9 @@ static void test_row_lock(void)
         pthread_join(warm[i].th, NULL);
         ht_free(&warm[i].r);
     }
-    int hold_s = ht_valgrind() ? 10 : 4;
+    /* Under valgrind, "not held back" is all that can be asked: answered
+     * well before the lock is released. */
+    int hold_s = ht_valgrind() ? 20 : 4;
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "cd '%s' && KEEL_APP_ROOT='%s' psql -X -q \"$(\"$KEEL_CLI\" db conn-uri todo --write)\" "
@@ -156,7 +210,7 @@ static void test_row_lock(void)
     for (int i = 0; i < 8; i++)
         call_start(&upd[i], "PUT", "/todo/1/done");
     usleep(200 * 1000);
-    double limit = ht_valgrind() ? 4.0 : 0.1, worst;
+    double limit = ht_valgrind() ? hold_s - 8.0 : 0.1, worst;
     int good = timed_gets("/hello/y", "/todo/2", limit, &worst);
     is_int(good, 10, "while 8 updates wait on a row lock, other reads and /hello answer within %.0f ms (worst %.1f ms)",
            limit * 1000, worst * 1000);
@@ -196,6 +250,7 @@ int main(void)
         ht_free(&r);
     }
     test_own_results();
+    test_transactions();
     test_slow_statement();
     test_row_lock();
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
