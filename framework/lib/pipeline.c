@@ -45,13 +45,11 @@ struct pipe_op {
     const char *sql;
     const keel_pipe_params *params;
     int commands_left;      /* results still to end with NULL: Prepare, Execute */
-    bool prepared_here;
     bool waiting;           /* its coroutine has yielded for it */
     bool done;
     bool lost;
     PGresult *result;
     keel_error *err;
-    struct timespec sent_at;
 };
 
 struct keel_pipe_conn {
@@ -214,7 +212,6 @@ static bool op_send(pipe_conn *c, pipe_op *op)
     bool prepare;
     const keel_pipe_params *p = op->params;
     const char *name = keel_pconn_stmt(c->pc, op->sql, &prepare);
-    op->prepared_here = prepare;
     op->commands_left = prepare ? 2 : 1;
     if (prepare && !PQsendPrepare(c->pg, name, op->sql, p->n, NULL))
         return false;
@@ -223,9 +220,8 @@ static bool op_send(pipe_conn *c, pipe_op *op)
     /* libpq 15's PQpipelineSync also flushes: one write per statement. */
     if (!PQpipelineSync(c->pg))
         return false;
-    op->sent_at = *keel__loop_now(c->lane->loop);
     if (!c->head)
-        c->progress = op->sent_at;
+        c->progress = *keel__loop_now(c->lane->loop);
     queue_push(&c->head, &c->tail, op);
     return true;
 }
