@@ -33,6 +33,13 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
+/* A check that cannot be made here, reported as a TAP skip with the reason. */
+static inline void skip(const char *reason)
+{
+    printf("ok %d # SKIP %s\n", ++tap_count, reason);
+    fflush(stdout);
+}
+
 #define is_int(got, want, ...) do { \
         long long tap_g_ = (long long)(got), tap_w_ = (long long)(want); \
         if (!ok(tap_g_ == tap_w_, __VA_ARGS__)) \

@@ -79,6 +79,34 @@ static keel_error *in_tx(keel_req *req, const dbtest_tx_in *in, dbtest_tx_out *o
     return keel_db_commit(req, &todo_ref);
 }
 
+/* GET /dbtest/hold/:n: a transaction that holds its connection n ms. */
+static keel_error *hold(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    keel_error *err = keel_db_begin(req, &todo_ref);
+    if (!err)
+        err = keel_db_exec(req, &todo_ref, NULL, "SELECT pg_sleep($1::int / 1000.0)", KEEL_ARG_INT64(in->n));
+    if (err) {
+        keel_db_rollback(req, &todo_ref);
+        return err;
+    }
+    out->value = in->n;
+    return keel_db_commit(req, &todo_ref);
+}
+
+/* GET /dbtest/count/:n: streams n rows of 100 bytes and counts them. */
+static keel_error *count_rows(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    keel_rows *rows;
+    keel_error *err = keel_db_query(req, &todo_ref, &rows,
+                                    "SELECT g, repeat('x', 100) FROM generate_series(1, $1::int) g",
+                                    KEEL_ARG_INT64(in->n));
+    keel_row *row;
+    while (!err && !(err = keel_rows_next(rows, &row)) && row)
+        out->value++;
+    keel_rows_close(rows);
+    return err;
+}
+
 static const keel_service dbtest_service = {
     .name = "dbtest",
     .databases = (keel_sqldb *const[]){ &todo_ref, NULL },
@@ -86,6 +114,8 @@ static const keel_service dbtest_service = {
         KEEL_TYPED("GET", "/dbtest/div/:n", divide, dbtest_num, dbtest_out),
         KEEL_TYPED("GET", "/dbtest/sleep/:n", sleep_ms, dbtest_num, dbtest_out),
         KEEL_TYPED("POST", "/dbtest/tx", in_tx, dbtest_tx_in, dbtest_tx_out),
+        KEEL_TYPED("GET", "/dbtest/hold/:n", hold, dbtest_num, dbtest_out),
+        KEEL_TYPED("GET", "/dbtest/count/:n", count_rows, dbtest_num, dbtest_out),
         KEEL_ENDPOINT_END
     },
 };
