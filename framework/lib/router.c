@@ -598,20 +598,25 @@ static int is_dot_segment(const char *s, size_t len)
 }
 
 /* Decodes one ":name" value into out.  Returns the length or -1 (bad escape,
- * NUL, or a value of "." or ".."). */
+ * NUL, an encoded '/': a parameter is one segment, whatever its escapes, so
+ * "..%2F..%2Fetc" never reaches a handler as a path; or a value of "." or
+ * ".."). */
 static long decode_param(span v, char *out)
 {
-    long n = decode_into(v.start, v.len, out, 1);
+    long n = decode_into(v.start, v.len, out, 0);
     if (n < 0 || is_dot_segment(out, (size_t)n))
         return -1;
     return n;
 }
 
 /* Decodes a wildcard or fallback value segment by segment into out.  Returns
- * the length or -1 (bad escape, NUL, an encoded '/', or a "." or ".."
- * segment, raw or decoded). */
+ * the length or -1 (bad escape, NUL, an encoded '/', a "." or ".." segment,
+ * raw or decoded, or an empty first segment: "/api//etc/passwd" must not give
+ * the handler the absolute path "/etc/passwd"). */
 static long decode_rest(span v, char *out)
 {
+    if (v.len && v.start[0] == '/')
+        return -1;
     size_t o = 0, i = 0;
     for (;;) {
         size_t j = i;

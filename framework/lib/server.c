@@ -129,6 +129,35 @@ static void route_request(keel_req *req)
     }
 }
 
+/* The first query argument or header whose name or decoded value holds a NUL
+ * byte: libmicrohttpd hands them out as C strings, which would cut
+ * "abc%00xyz" to "abc" without a word. */
+typedef struct nul_search {
+    const char *where;
+    const char *name;
+} nul_search;
+
+static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                const char *value, size_t value_size)
+{
+    nul_search *ns = cls;
+    if (strlen(key) == key_size && (!value || strlen(value) == value_size))
+        return MHD_YES;
+    ns->where = kind == MHD_HEADER_KIND ? "header" : "query parameter";
+    ns->name = key;
+    return MHD_NO;
+}
+
+/* A request with a NUL in a query argument or header is refused, naming it. */
+static keel_error *refuse_nul(struct MHD_Connection *conn)
+{
+    nul_search ns = {NULL, NULL};
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND | MHD_HEADER_KIND, find_nul, &ns);
+    if (!ns.where)
+        return NULL;
+    return keel_error_new(KEEL_INVALID_ARGUMENT, "%s \"%s\" contains a NUL byte", ns.where, ns.name);
+}
+
 static keel_error *body_too_large(size_t limit)
 {
     return keel_error_status(
@@ -258,6 +287,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *req_cls = req;
         keel__loop_request_started(loop);
         route_request(req);
+        if (!req->error)
+            req->error = refuse_nul(conn);
         if (!req->error && req->route->ep->kind == KEEL_EP_MHD) {
             req->state = REQ_MOUNTED;
             return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);

@@ -115,6 +115,14 @@ static void test_typed_errors(void)
     expect_error(get("/test/headers"), 400, "invalid_argument", "X-Token", "a missing header is named");
     expect_error(get("/hello/%2e%2e"), 400, "invalid_argument", "name", "a '..' parameter never reaches a handler");
     expect_error(get("/hello/a%00b"), 400, "invalid_argument", "name", "a NUL parameter never reaches a handler");
+    expect_error(get("/hello/..%2F..%2Fetc%2Fpasswd"), 400, "invalid_argument", "name",
+                 "an encoded '/' never reaches a :param");
+    expect_error(get("/api//etc/passwd"), 400, "invalid_argument", "path",
+                 "an empty first segment never makes a wildcard value absolute");
+    expect_error(get("/test/search?q=abc%00xyz"), 400, "invalid_argument", "query parameter \"q\" contains a NUL byte",
+                 "a NUL in a query value is refused, not cut short");
+    expect_error(get("/test/search?q=ok&t%00ag=x"), 400, "invalid_argument", "contains a NUL byte",
+                 "a NUL in a query name is refused");
 }
 
 static void test_typed_success(void)
