@@ -5,6 +5,7 @@
  * The set-up makes one connection before handing the pool out, so settings
  * problems (SSL, password) surface as clear errors instead of a vague 503. */
 #include "keel/extdb.h"
+#include "json_text.h"
 #include "keel/secrets.h"
 
 #include <ctype.h>
@@ -48,7 +49,7 @@ static keel_error *from_file(const char *name, const char *path, settings *s)
     if (!root)
         return access(path, F_OK) == 0
                    ? keel_error_new(KEEL_FAILED_PRECONDITION, "external database config %s: line %d: %s", path,
-                                    e.line, e.text)
+                                    e.line, keel__json_error_unquoted(e.text))
                    : NULL;
     json_t *db = json_object_get(json_object_get(root, "databases"), name);
     json_t *pool = json_object_get(root, "pool"), *v;

@@ -2,6 +2,7 @@
  * database uses in this environment.  Passwords may be given inline or as
  * {"$env": "VAR"}; they never appear in error messages. */
 #include "infra.h"
+#include "json_text.h"
 #include "keel/secrets.h"
 
 #include <stdio.h>
@@ -20,7 +21,7 @@ keel_error *keel__infra_load(const char *path, keel_infra **out)
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
     if (!root)
         return keel_error_new(KEEL_FAILED_PRECONDITION, "infra config %s: line %d, column %d: %s", path, e.line,
-                              e.column, e.text);
+                              e.column, keel__json_error_unquoted(e.text));
     json_t *servers = json_object_get(root, "sql_servers");
     if (!json_is_object(root) || (servers && !json_is_array(servers))) {
         json_decref(root);

@@ -11,4 +11,9 @@
  * b->failed. */
 void keel__json_append_string(keel_buf *b, const char *s, size_t len);
 
+/* Cuts jansson's quote of the input ("... near '<input>'") from an error
+ * text, in place, and returns it: a configuration file's text can hold a
+ * password, and the quote would carry it into a message. */
+char *keel__json_error_unquoted(char *text);
+
 #endif

@@ -814,6 +814,14 @@ static size_t escape_byte(unsigned char c, char out[6])
 /* Appends s as a JSON string literal: runs of bytes that need nothing (ASCII
  * and well-formed UTF-8) go out in one append; ill-formed UTF-8 becomes
  * U+FFFD. */
+char *keel__json_error_unquoted(char *text)
+{
+    char *near = strstr(text, " near '");
+    if (near)
+        *near = '\0';
+    return text;
+}
+
 void keel__json_append_string(keel_buf *b, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str, *end = s + len, *run = s;

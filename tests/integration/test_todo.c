@@ -204,6 +204,29 @@ static void test_shutdown_under_load(void)
     is_int(loaded, rounds, "the load reached the database endpoint before each SIGTERM");
 }
 
+/* A broken infra config is reported with its file, line and column, never
+ * with jansson's quote of the text around the error, which may be a password. */
+static void test_infra_error_hides_password(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/.keel/infra.broken.json", root);
+    FILE *f = fopen(path, "w");
+    if (!ok(f != NULL, "a broken infra config is written"))
+        return;
+    fputs("{\"sql_servers\": [{\"host\": \"127.0.0.1\", \"databases\": {\"todo\": {\"name\": \"todo\",\n"
+          "  \"user\": \"todo_app\", \"password\": \"hunter2-s3cret\n", f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "KEEL_APP_ROOT='%s' KEEL_INFRA_CONFIG='%s' PORT=0 \"$KEEL_EXAMPLE\" 2>&1", root, path);
+    int status;
+    char *out = ht_shell(cmd, &status);
+    ok(status != 0, "the app refuses to start with a broken infra config");
+    like(out, "infra.broken.json: line", "the error names the file and the line");
+    ok(!tap_contains(out, "hunter2"), "and never quotes the text around the error (here a password): %s", out);
+    free(out);
+    unlink(path);
+}
+
 /* A broken migration stops start-up with the file, line and column. */
 static void test_failing_migration(void)
 {
@@ -320,6 +343,7 @@ int main(void)
     test_second_run();
     test_shutdown_under_load();
     test_failing_migration();
+    test_infra_error_hides_password();
     test_racing_runs(migrations);
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
     ht_remove_app_root(root);
