@@ -518,6 +518,17 @@ static keel_error *need_key(const keel_secrets *s)
                                    s->path, s->keypath);
 }
 
+/* The size of the store file once name holds a value of len bytes: a store
+ * larger than MAX_STORE would be written but could never be read back. */
+static size_t store_size_with(const keel_secrets *s, const char *name, size_t len)
+{
+    size_t n = HDR_LEN + TAG_LEN + 1 + strlen(name) + 12 + len;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->entries[i].name, name) != 0)
+            n += 1 + strlen(s->entries[i].name) + 12 + s->entries[i].len;
+    return n;
+}
+
 keel_error *keel_secrets_set(keel_secrets *s, const char *name, const char *value, size_t len)
 {
     if (!keel_secret_name_valid(name))
@@ -526,6 +537,10 @@ keel_error *keel_secrets_set(keel_secrets *s, const char *name, const char *valu
                               "(at most 64)", name ? name : "");
     if (len > MAX_VALUE)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "secret %s: a value is at most %u bytes", name, MAX_VALUE);
+    if (store_size_with(s, name, len) > MAX_STORE)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED,
+                              "secret %s: the store would grow past %u MiB, the most it can be read back at; "
+                              "remove secrets first", name, MAX_STORE >> 20);
     keel_error *err = need_key(s);
     if (!err)
         err = entry_put(s, name, strlen(name), value, len, (int64_t)time(NULL));

@@ -108,6 +108,38 @@ static void test_round_trip(void)
     free(out);
 }
 
+/* The store never grows past what its reader accepts (16 MiB): the set that
+ * would cross it is refused, and everything before it still reads back. */
+static void test_store_limit(void)
+{
+    if (getenv("KEEL_TEST_VALGRIND")) {
+        skip("17 MiB of encryption is too slow under valgrind");
+        return;
+    }
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(secrets, "big", KEEL_SECRETS_CREATE_KEY, &s);
+    static char value[1u << 20];
+    memset(value, 'v', sizeof value);
+    int stored = 0;
+    keel_error *refused = NULL;
+    for (int i = 0; !err && !refused && i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "V%d", i);
+        refused = keel_secrets_set(s, name, value, sizeof value);
+        stored += refused == NULL;
+    }
+    keel_secrets_free(s);
+    ok(!err && refused, "a set that would grow the store past 16 MiB is refused (%d values of 1 MiB stored)", stored);
+    like(refused ? refused->message : "", "16 MiB", "and says why");
+    keel_error_free(refused);
+    keel_error_free(err);
+    s = NULL;
+    err = keel_secrets_open(secrets, "big", 0, &s);
+    ok(!err && s && keel_secrets_count(s) == (size_t)stored, "the store still opens with all %d values", stored);
+    keel_secrets_free(s);
+    keel_error_free(err);
+}
+
 /* Eight writers at once: the lock keeps every one of their entries. */
 static void test_concurrent_sets(void)
 {
@@ -325,6 +357,7 @@ int main(void)
     unsetenv("KEEL_SECRETS_KEY");
     unsetenv("KEEL_ENV");
     test_round_trip();
+    test_store_limit();
     test_concurrent_sets();
     test_rotate();
     test_damage();
