@@ -323,6 +323,13 @@ static bool entries_parse(keel_secrets *s, const unsigned char *p, size_t len)
         if (nlen == 0 || off + nlen + 12 > len)
             return false;
         const char *name = (const char *)p + off;
+        char checked[256];
+        memcpy(checked, name, nlen);
+        checked[nlen] = '\0';
+        /* Only names that set would accept: a name with a NUL byte would load
+         * shortened and could never be written back as it was. */
+        if (strlen(checked) != nlen || !keel_secret_name_valid(checked))
+            return false;
         off += nlen;
         int64_t set_at = (int64_t)get_be(p + off, 8);
         size_t vlen = (size_t)get_be(p + off + 8, 4);

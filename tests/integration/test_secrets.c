@@ -140,6 +140,61 @@ static void test_store_limit(void)
     keel_error_free(err);
 }
 
+/* Appends one plaintext record (name may hold a NUL byte). */
+static size_t put_record(unsigned char *p, const char *name, size_t nlen, const char *value)
+{
+    size_t off = 0, vlen = strlen(value);
+    p[off++] = (unsigned char)nlen;
+    memcpy(p + off, name, nlen);
+    off += nlen;
+    memset(p + off, 0, 8); /* set_at */
+    off += 8;
+    for (int i = 3; i >= 0; i--)
+        p[off++] = (unsigned char)(vlen >> (8 * i));
+    memcpy(p + off, value, vlen);
+    return off + vlen;
+}
+
+/* A store whose records decrypt but hold a name that set would refuse (here
+ * "A\0B", which would load as "A") is refused at open: whatever loads can
+ * always be written back. */
+static void test_record_names(void)
+{
+    unsigned char key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    randombytes_buf(key, sizeof key);
+    unsigned char plain[128];
+    size_t plen = put_record(plain, "GOOD", 4, "one");
+    plen += put_record(plain + plen, "A\0B", 3, "two");
+    unsigned char file[512];
+    size_t hdr = 8 + 1 + 16 + 4 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+    memcpy(file, "KEELSECR", 8);
+    file[8] = 1;
+    static const unsigned char ctx[] = "keel secrets key id v1";
+    crypto_generichash(file + 9, 16, key, sizeof key, ctx, sizeof ctx - 1);
+    size_t clen = plen + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+    for (int i = 0; i < 4; i++)
+        file[25 + i] = (unsigned char)(clen >> (8 * (3 - i)));
+    randombytes_buf(file + 29, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + hdr, NULL, plain, plen, file, hdr, NULL, file + 29, key);
+    char path[400];
+    snprintf(path, sizeof path, "%s/nulname.enc", secrets);
+    FILE *f = fopen(path, "wb");
+    bool written = f && fwrite(file, 1, hdr + clen, f) == hdr + clen;
+    if (f)
+        fclose(f);
+    char b64[64];
+    sodium_bin2base64(b64, sizeof b64, key, sizeof key, sodium_base64_VARIANT_ORIGINAL);
+    setenv("KEEL_SECRETS_KEY", b64, 1);
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(secrets, "nulname", 0, &s);
+    unsetenv("KEEL_SECRETS_KEY");
+    ok(written && err != NULL, "a store with a record named \"A\\0B\" is refused at open");
+    like(err ? err->message : "", "do not parse", "as records that do not parse");
+    keel_secrets_free(s);
+    keel_error_free(err);
+    unlink(path);
+}
+
 /* Eight writers at once: the lock keeps every one of their entries. */
 static void test_concurrent_sets(void)
 {
@@ -358,6 +413,7 @@ int main(void)
     unsetenv("KEEL_ENV");
     test_round_trip();
     test_store_limit();
+    test_record_names();
     test_concurrent_sets();
     test_rotate();
     test_damage();
