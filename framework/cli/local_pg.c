@@ -33,6 +33,28 @@ static double now_s(void)
 
 /* Runs argv (as the postgres user when we are root), output appended to log
  * (or discarded).  Returns the exit status, or -1 when it cannot run. */
+/* The environment PostgreSQL's tools run with: a search path and the locale,
+ * nothing else.  Whatever else keel has (KEEL_SECRETS_KEY, KEEL_SECRET_*)
+ * would otherwise live on in the postmaster's environment, readable through
+ * /proc and COPY ... FROM PROGRAM 'env'. */
+static void pg_tool_env(char **env, size_t cap, char *storage, size_t storage_len)
+{
+    static const char *const keep[] = {"LANG", "LC_ALL", "LC_CTYPE", "LC_COLLATE", "LC_MESSAGES", "TZ"};
+    size_t n = 0, used = 0;
+    env[n++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (size_t i = 0; i < sizeof keep / sizeof *keep && n + 1 < cap; i++) {
+        const char *v = getenv(keep[i]);
+        if (!v)
+            continue;
+        int w = snprintf(storage + used, storage_len - used, "%s=%s", keep[i], v);
+        if (w < 0 || (size_t)w >= storage_len - used)
+            break;
+        env[n++] = storage + used;
+        used += (size_t)w + 1;
+    }
+    env[n] = NULL;
+}
+
 static int run_pg_tool(char *const argv[], const char *log)
 {
     pid_t pid = fork();
@@ -44,15 +66,18 @@ static int run_pg_tool(char *const argv[], const char *log)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        char *env[8];
+        char storage[1024];
+        pg_tool_env(env, sizeof env / sizeof *env, storage, sizeof storage);
         if (geteuid() == 0) {
             char *full[32] = {"runuser", "-u", "postgres", "--"};
             size_t i = 0;
             for (; argv[i] && i < 27; i++)
                 full[4 + i] = argv[i];
             full[4 + i] = NULL;
-            execvp("runuser", full);
+            execvpe("runuser", full, env);
         } else {
-            execv(argv[0], argv);
+            execve(argv[0], argv, env);
         }
         _exit(127);
     }

@@ -204,6 +204,40 @@ static void test_shutdown_under_load(void)
     is_int(loaded, rounds, "the load reached the database endpoint before each SIGTERM");
 }
 
+/* The PostgreSQL server keel run started got none of keel's secrets in its
+ * environment (the tests run with KEEL_SECRET_* set). */
+static void test_postmaster_environment(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
+    json_t *loc = json_load_file(path, 0, NULL);
+    const char *cluster = json_string_value(json_object_get(loc, "cluster"));
+    char pidfile[600];
+    snprintf(pidfile, sizeof pidfile, "%s/data/postmaster.pid", cluster ? cluster : "/nonexistent");
+    json_decref(loc);
+    FILE *f = fopen(pidfile, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    char envpath[64];
+    snprintf(envpath, sizeof envpath, "/proc/%ld/environ", pid);
+    f = fopen(envpath, "r");
+    char buf[65536];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '\n';
+    buf[n] = '\0';
+    ok(pid > 0 && n > 0, "the postmaster's environment can be read (pid %ld)", pid);
+    ok(getenv("KEEL_SECRET_EXTERNAL_DB_PASSWORD") != NULL, "the tests run with a KEEL_SECRET_ variable set");
+    ok(!tap_contains(buf, "KEEL_SECRET") && !tap_contains(buf, "KEEL_SECRETS_KEY"),
+       "none of keel's secrets reached the PostgreSQL server's environment");
+}
+
 /* A broken infra config is reported with its file, line and column, never
  * with jansson's quote of the text around the error, which may be a password. */
 static void test_infra_error_hides_password(void)
@@ -337,6 +371,7 @@ int main(void)
         return 1;
     }
     test_first_run();
+    test_postmaster_environment(); /* before test_postgres_restart restarts it from here */
     test_crud();
     test_conn_uri();
     test_postgres_restart();
