@@ -92,7 +92,7 @@ static void run_ready(keel_loop *loop)
         loop->running = batch;
         loop->running_cap = cap;
         for (size_t i = 0; i < n; i++)
-            keel__loop_run(loop, batch[i]);
+            keel__loop_run(batch[i]);
     }
 }
 
@@ -163,9 +163,8 @@ void keel__loop_kick(keel_loop *loop)
     loop->daemon_ready = true;
 }
 
-void keel__loop_run(keel_loop *loop, keel_req *req)
+void keel__loop_run(keel_req *req)
 {
-    (void)loop;
     const keel_route *route = req->route;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -67,7 +67,7 @@ struct keel_coro *keel__loop_coro_new(keel_loop *loop, void (*fn)(void *), void 
  * A run that keeps the thread longer than KEEL_HOLD_WARN_MS is logged, once
  * per endpoint, naming it. */
 #define KEEL_HOLD_WARN_MS 50
-void keel__loop_run(keel_loop *loop, keel_req *req);
+void keel__loop_run(keel_req *req);
 
 /* The loop's thread only: libmicrohttpd has work (a connection resumed). */
 void keel__loop_kick(keel_loop *loop);

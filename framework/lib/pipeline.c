@@ -105,6 +105,16 @@ static int64_t ms_since(const struct timespec *then, const struct timespec *now)
     return (int64_t)(now->tv_sec - then->tv_sec) * 1000 + (now->tv_nsec - then->tv_nsec) / 1000000;
 }
 
+/* A copy of e (code, message and cause), for each of the statements that
+ * fail for one reason. */
+static keel_error *error_copy(const keel_error *e)
+{
+    keel_error *copy = keel_error_new(e->code, "%s", e->message);
+    if (e->cause)
+        keel_error_cause(copy, "%s", e->cause);
+    return copy;
+}
+
 /* ---- finishing statements ------------------------------------------------------ */
 
 static void op_finish(pipe_lane *lane, pipe_op *op)
@@ -128,11 +138,8 @@ static void fail_list(pipe_lane *lane, pipe_op *op, const keel_error *why, bool 
 {
     while (op) {
         pipe_op *next = op->next;
-        if (!op->err) {
-            op->err = keel_error_new(why->code, "%s", why->message);
-            if (why->cause)
-                keel_error_cause(op->err, "%s", why->cause);
-        }
+        if (!op->err)
+            op->err = error_copy(why);
         PQclear(op->result);
         op->result = NULL;
         op->lost = lost;
@@ -170,10 +177,7 @@ static void conn_fail(pipe_conn *c, keel_error *why)
     fail_list(lane, c->wait_head, why, false);
     c->head = c->tail = c->wait_head = c->wait_tail = NULL;
     if (c->reserver) {
-        keel_error *err = keel_error_new(why->code, "%s", why->message);
-        if (why->cause)
-            keel_error_cause(err, "%s", why->cause);
-        waiter_finish(c->reserver, NULL, err);
+        waiter_finish(c->reserver, NULL, error_copy(why));
         c->reserver = NULL;
         c->reserved = false; /* nobody holds it yet */
     }
@@ -439,7 +443,7 @@ static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
                      : keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(lane->pool));
     if (err) {
         c->fd = -1;
-        conn_fail(c, keel_error_new(err->code, "%s", err->message));
+        conn_fail(c, error_copy(err));
         return err;
     }
     c->events = EPOLLOUT;
@@ -631,19 +635,20 @@ keel_error *keel__pipe_stream_start(keel_req *req, keel_pipe_conn *c, const char
         return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(c->lane->pool));
     /* Not prepared: single-row mode applies only when the query itself is
      * the first thing in libpq's queue, and a Prepare would be. */
-    if (!PQsendQueryParams(c->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, 0) ||
-        !PQpipelineSync(c->pg)) {
+    int flushed = -1;
+    if (PQsendQueryParams(c->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, 0) &&
+        PQpipelineSync(c->pg))
+        flushed = PQflush(c->pg);
+    if (flushed < 0) {
         keel_error *err = lost_error(c);
-        keel_error *copy = keel_error_new(err->code, "%s", err->message);
+        keel_error *copy = error_copy(err);
         conn_fail(c, err);
         return copy;
     }
     PQsetSingleRowMode(c->pg); /* if refused, whole results come all the same */
     c->streaming = true;
     c->stream_owner = req;
-    int r = PQflush(c->pg);
-    set_events(c, r > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN);
-    (void)r;
+    set_events(c, flushed > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN);
     return NULL;
 }
 

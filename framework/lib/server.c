@@ -254,7 +254,7 @@ static enum MHD_Result finish_request(keel_req *req)
         return keel__req_send(req);
     }
     req->state = REQ_RUNNING;
-    keel__loop_run(req->loop, req);
+    keel__loop_run(req);
     if (req->state == REQ_READY)
         return keel__req_send(req);
     MHD_suspend_connection(req->conn);
