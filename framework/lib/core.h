@@ -95,7 +95,7 @@ struct keel_req {
     keel_error *error;        /* the reply when set: routing, limits, handler */
     keel_req_state state;
     bool method_not_allowed;  /* answer 405 with Allow */
-    bool discard_body;        /* an error is decided: drop what still arrives */
+    bool linger;              /* answered before the body was read: see linger.c */
     const char *method;
     const char *url;          /* decoded by libmicrohttpd (what legacy code expects) */
     const char *path;         /* as received: what the router matches */
@@ -106,6 +106,7 @@ struct keel_req {
     keel_arena arena;
     keel_buf body;            /* buffered body */
     size_t body_seen;         /* bytes received so far */
+    size_t discarded;         /* bytes dropped since the answer was decided */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
     void *db_state;           /* sqldb.c: pinned connections, open rows */

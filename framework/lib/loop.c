@@ -48,6 +48,7 @@ struct keel_loop {
     struct timespec now;        /* when this turn began */
     keel_timer *timers;         /* armed deadlines, unsorted (there are few) */
     struct keel_pipes *pipes;
+    struct keel_lingers *lingers;
 };
 
 static int64_t ms_between(const struct timespec *a, const struct timespec *b)
@@ -104,6 +105,11 @@ const struct timespec *keel__loop_now(const keel_loop *loop)
 struct keel_pipes **keel__loop_pipes(keel_loop *loop)
 {
     return &loop->pipes;
+}
+
+struct keel_lingers **keel__loop_lingers(keel_loop *loop)
+{
+    return &loop->lingers;
 }
 
 void keel__loop_timer_arm(keel_loop *loop, keel_timer *t, unsigned ms)
@@ -391,6 +397,7 @@ void keel__loop_free(keel_loop *loop)
         close(loop->epfd);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
+    keel__lingers_free(loop->lingers);
     keel__coro_pool_free(loop->stacks);
     free(loop->ready);
     free(loop->running);

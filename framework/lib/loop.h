@@ -96,4 +96,14 @@ struct keel_pipes;
 struct keel_pipes **keel__loop_pipes(keel_loop *loop);
 void keel__pipes_free(struct keel_pipes *pipes);
 
+/* linger.c: the loop's thread only.  Takes fd, a dup of a connection's socket
+ * whose answer went out before its body was read, shuts its sending side and
+ * drops what still arrives for a short while before closing it, so that the
+ * client reads the answer instead of a reset.  Never fails: a socket that
+ * cannot linger is closed at once. */
+void keel__linger(keel_loop *loop, int fd);
+struct keel_lingers;
+struct keel_lingers **keel__loop_lingers(keel_loop *loop);
+void keel__lingers_free(struct keel_lingers *lingers);
+
 #endif

@@ -23,6 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Once the answer is decided (404, 413, a handler's error), at most this much
+ * of the body still arriving is read and dropped to keep the connection;
+ * beyond it the connection is closed (a client declaring a TiB is answered at
+ * once).  Go's net/http keeps the same amount. */
+#define KEEL_DISCARD_MAX (256u * 1024)
+
 /* Per-connection state: the request path exactly as the client sent it.
  * libmicrohttpd percent-decodes the URL in place before the access handler
  * sees it, which would let "%2F" or "%00" pass for structure; its unescape
@@ -96,8 +102,7 @@ static void route_request(keel_req *req)
         return;
     }
     req->path = raw;
-    size_t url_len = strlen(raw);
-    size_t scratch_len = url_len + 1 + KEEL_MAX_PARAMS;
+    size_t scratch_len = KEEL_ROUTER_SCRATCH(strlen(raw));
     char *scratch = keel_arena_alloc(&req->arena, scratch_len);
     if (!scratch) {
         req->error = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
@@ -176,31 +181,32 @@ static long long declared_length(struct MHD_Connection *conn)
     return (errno || *end || n < 0) ? -1 : n;
 }
 
-/* Takes one chunk of the body: streams it to the endpoint or buffers it. */
+/* Takes one chunk of the body: streams it to the endpoint or buffers it.
+ * Sets req->error when the body cannot be taken. */
 static void take_body_chunk(keel_req *req, const char *data, size_t len)
 {
-    if (req->discard_body)
-        return;
     req->body_seen += len;
     if (req->max_body && req->body_seen > req->max_body) {
         req->error = body_too_large(req->max_body);
-        req->discard_body = true;
         return;
     }
     const keel_endpoint *ep = req->route->ep;
     if (ep->kind == KEEL_EP_RAW && ep->on_body) {
-        keel_error *err = ep->on_body(req, data, len);
-        if (err) {
-            req->error = err;
-            req->discard_body = true;
-        }
+        req->error = ep->on_body(req, data, len);
         return;
     }
     keel_buf_append(&req->body, data, len);
-    if (req->body.failed) {
+    if (req->body.failed)
         req->error = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
-        req->discard_body = true;
-    }
+}
+
+/* How much body is still to come when the answer is decided at the headers:
+ * the declared length, SIZE_MAX for a chunked body (unknown), else 0. */
+static size_t body_to_come(struct MHD_Connection *conn, long long declared)
+{
+    if (declared >= 0)
+        return (size_t)declared;
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) ? SIZE_MAX : 0;
 }
 
 /* KEEL_BLOCKING handlers: the worker runs the handler, then gives the
@@ -294,9 +300,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
         }
         long long declared = declared_length(conn);
-        if (!req->error && req->max_body && declared > (long long)req->max_body) {
-            /* Refuse before reading: the connection closes after this reply. */
+        if (!req->error && req->max_body && declared > (long long)req->max_body)
             req->error = body_too_large(req->max_body);
+        if (req->error && body_to_come(conn, declared) > KEEL_DISCARD_MAX) {
+            /* Answer before reading; the connection closes after it. */
+            req->linger = true;
             return keel__req_send(req);
         }
         return MHD_YES;
@@ -304,10 +312,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (req->state == REQ_MOUNTED)
         return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
     if (*upload_data_size) {
-        if (req->route && !req->error)
-            take_body_chunk(req, upload_data, *upload_data_size);
+        size_t len = *upload_data_size;
         *upload_data_size = 0;
-        return MHD_YES;
+        if (!req->error) {
+            take_body_chunk(req, upload_data, len);
+            return MHD_YES;
+        }
+        /* The answer is decided: what still arrives is dropped, within a
+         * cap, so that the connection can carry the next request.  Past the
+         * cap it is closed (libmicrohttpd cannot answer in the middle of a
+         * body). */
+        req->discarded += len;
+        return req->discarded > KEEL_DISCARD_MAX ? MHD_NO : MHD_YES;
     }
     if (req->state == REQ_SENT || req->state == REQ_QUEUED || req->state == REQ_RUNNING)
         return MHD_YES;
@@ -333,6 +349,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!req)
         return;
     *req_cls = NULL;
+    if (req->linger && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (fd >= 0)
+            keel__linger(loop, fd);
+    }
     if (req->state == REQ_MOUNTED && req->route->ep->mhd_completed)
         req->route->ep->mhd_completed(req->route->ep->mhd_completed_cls, conn, &req->mounted_cls, toe);
     if (req->route && req->route->ep->cleanup)

@@ -336,6 +336,139 @@ static void test_limits(void)
     free(hdr);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Raw-socket helpers for answers given before the body is read. */
+static int raw_connect(unsigned timeout_s)
+{
+    int fd = ht_connect(&srv);
+    struct timeval tv = {(time_t)timeout_s, 0};
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    return fd;
+}
+
+/* Sends up to len bytes of spaces in 64 KiB pieces; returns how many went
+ * before the peer stopped taking them. */
+static size_t send_filler(int fd, size_t len)
+{
+    static char piece[65536];
+    memset(piece, ' ', sizeof piece);
+    size_t sent = 0;
+    while (sent < len) {
+        size_t n = len - sent < sizeof piece ? len - sent : sizeof piece;
+        ssize_t w = send(fd, piece, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    return sent;
+}
+
+/* Reads until end of file, an error or the receive timeout.  *eof says
+ * whether the peer closed cleanly.  Caller frees. */
+static char *recv_all(int fd, bool *eof)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    *eof = false;
+    for (;;) {
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n == 0)
+            *eof = true;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static void test_early_answers(void)
+{
+    unsigned patience = ht_valgrind() ? 30 : 5;
+
+    /* A TiB declared to a route that does not exist: answered at once, and the
+     * connection closed instead of held until a TiB arrives. */
+    int fd = raw_connect(patience);
+    const char *tib = "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 1099511627776\r\n\r\n";
+    send(fd, tib, strlen(tib), MSG_NOSIGNAL);
+    send_filler(fd, 4096);
+    double t0 = now_s();
+    bool eof;
+    char *got = recv_all(fd, &eof);
+    double waited = now_s() - t0;
+    like(got, "HTTP/1.1 404", "a 1 TiB body to an unknown route is answered 404 before it is read");
+    ok(eof, "and the connection is closed after the answer");
+    ok(waited < patience, "without waiting for the body (%.2f s)", waited);
+    free(got);
+    close(fd);
+
+    /* 8 MiB sent in full to a 1 MiB endpoint: the 413 went out when the
+     * headers came, and still reaches a client that only reads after sending
+     * everything (a reset would have destroyed it). */
+    fd = raw_connect(patience);
+    const char *big = "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 8388608\r\n\r\n";
+    send(fd, big, strlen(big), MSG_NOSIGNAL);
+    size_t sent = send_filler(fd, 8u << 20);
+    is_int((long)sent, 8L << 20, "a client sending 8 MiB after an early 413 can send all of it");
+    got = recv_all(fd, &eof);
+    like(got, "HTTP/1.1 413", "and then reads the 413");
+    like(got, "request body too large", "with its message");
+    ok(eof, "followed by a clean end of file, not a reset");
+    free(got);
+    close(fd);
+
+    /* A small body to an unknown route is read and dropped: the connection
+     * carries the next request. */
+    fd = raw_connect(patience);
+    const char *small = "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10240\r\n\r\n";
+    send(fd, small, strlen(small), MSG_NOSIGNAL);
+    send_filler(fd, 10240);
+    const char *next = "GET /hello/again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send(fd, next, strlen(next), MSG_NOSIGNAL);
+    got = recv_all(fd, &eof);
+    like(got, "HTTP/1.1 404", "a 10 KiB body to an unknown route is answered 404");
+    like(got, "Hello, again!", "and the same connection serves the next request");
+    free(got);
+    close(fd);
+
+    /* A chunked body that goes past the limit: the server drops at most
+     * 256 KiB more, then closes, instead of reading on for ever. */
+    fd = raw_connect(patience);
+    const char *chunked = "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n";
+    send(fd, chunked, strlen(chunked), MSG_NOSIGNAL);
+    static char chunk[65536 + 16];
+    int head = snprintf(chunk, sizeof chunk, "10000\r\n");
+    memset(chunk + head, ' ', 65536);
+    memcpy(chunk + head + 65536, "\r\n", 2);
+    size_t chunk_len = (size_t)head + 65536 + 2, total = 0;
+    while (total < (64u << 20)) {
+        ssize_t w = send(fd, chunk, chunk_len, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        total += (size_t)w;
+    }
+    ok(total < (64u << 20), "a chunked body past the limit is cut off (%zu KiB were taken)", total / 1024);
+    close(fd);
+
+    ht_response r = get("/hello/after-early-answers");
+    is_int(r.status, 200, "the server is fine after the early answers");
+    ht_free(&r);
+}
+
 static void test_request_ids(void)
 {
     const char *h[] = {"X-Request-Id: my-trace-123", NULL};
@@ -391,12 +524,6 @@ static void *call_in_thread(void *arg)
     return NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static void test_slow_does_not_block(void)
 {
@@ -614,6 +741,7 @@ int main(void)
     test_raw();
     test_large_upload();
     test_limits();
+    test_early_answers();
     test_request_ids();
     test_slow_does_not_block();
     test_hog_is_named();
