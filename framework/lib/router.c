@@ -12,8 +12,11 @@
  * are distinct patterns and "/a/" only matches the path "/a/".  In a pattern
  * an empty segment is allowed only last (the root "/" or a trailing slash).
  *
- * Pattern segments: static text (compared byte for byte with the raw, still
- * encoded, request segment), ":name" (one non-empty segment), "*name" (last:
+ * Pattern segments: static text (compared byte for byte with the request
+ * segment in canonical form: escapes of bytes a pattern may hold decoded, the
+ * others kept, so every spelling of a path reaches the same route, and a
+ * mounted handler, which sees libmicrohttpd's fully decoded URL, is never
+ * given a path that a more specific route should have taken), ":name" (one non-empty segment), "*name" (last:
  * one or more remaining segments joined by '/'; a wildcard after "/f/"
  * matches "/f/" with the value "" and "/f/a/b" with "a/b", but not "/f") and
  * "!name" (last, the same extent as "*name", tried only when nothing else
@@ -669,8 +672,30 @@ static void match_reset(keel_route_match *match)
     match->bad_param = NULL;
 }
 
+/* Writes the canonical form of path (len bytes) to out, NUL-terminated:
+ * escapes of bytes a pattern may hold are decoded, every other byte is
+ * copied.  Decoding those can make no new escape ('%' stays encoded), so
+ * later decoding of a parameter decodes what the client sent exactly once. */
+static void canonical_path(const char *path, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (path[i] == '%' && len - i >= 3) {
+            int hi = hex_value(path[i + 1]), lo = hex_value(path[i + 2]);
+            unsigned char c = (unsigned char)(hi * 16 + lo);
+            if (hi >= 0 && lo >= 0 && is_pattern_char(c) && c != '/') {
+                out[o++] = (char)c;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = path[i];
+    }
+    out[o] = '\0';
+}
+
 /* Lookup never allocates.  A path that does not start with '/' is not found.
- * A scratch buffer smaller than strlen(path) + 1 + KEEL_MAX_PARAMS (a caller
+ * A scratch buffer smaller than KEEL_ROUTER_SCRATCH(strlen(path)) (a caller
  * bug) gives KEEL_ROUTE_BAD_PATH with bad_param NULL, whatever the path.  For
  * 405 match->pattern is one of the patterns whose path matched; for BAD_PATH
  * target and pattern are those of the route that would have been chosen. */
@@ -683,13 +708,18 @@ keel_route_result keel_router_lookup(const keel_router *r, const char *method,
     match_reset(match);
     if (!r || !method || !path || path[0] != '/')
         return KEEL_ROUTE_NOT_FOUND;
-    if (!scratch || scratch_len < strlen(path) + 1 + KEEL_MAX_PARAMS)
+    size_t len = strlen(path);
+    if (!scratch || scratch_len < KEEL_ROUTER_SCRATCH(len))
         return KEEL_ROUTE_BAD_PATH;
+    char *canon = scratch; /* the first len + 1 bytes; captures point into it */
+    canonical_path(path, len, canon);
+    scratch += len + 1;
+    scratch_len -= len + 1;
 
     search s = {.method = method, .pass = PASS_MAIN};
-    if (!search_node(&s, &r->root, path + 1)) {
+    if (!search_node(&s, &r->root, canon + 1)) {
         s.pass = PASS_FALLBACK;
-        search_node(&s, &r->root, path + 1);
+        search_node(&s, &r->root, canon + 1);
     }
     if (s.found) {
         match->target = s.found->target;

@@ -100,8 +100,8 @@ static void test_static_and_root(void)
     is_int(look(r, "GET", "/nope"), KEEL_ROUTE_NOT_FOUND, "404: unknown path");
     is_int(look(r, "GET", ""), KEEL_ROUTE_NOT_FOUND, "404: empty path");
     is_int(look(r, "GET", "hello"), KEEL_ROUTE_NOT_FOUND, "404: path without leading /");
-    is_int(look(r, "GET", "/hel%6co"), KEEL_ROUTE_NOT_FOUND,
-           "static segments compare the raw path (an escape does not match)");
+    is_int(look(r, "GET", "/hel%6co"), KEEL_ROUTE_FOUND,
+           "static segments compare the canonical path (an escaped letter matches)");
     is_int(look(r, "GET", "/hello/"), KEEL_ROUTE_NOT_FOUND,
            "trailing slash: /hello/ does not match /hello");
     keel_router_free(r);
@@ -158,7 +158,7 @@ static void test_max_params(void)
     const char *p16 = "/:a/:b/:c/:d/:e/:f/:g/:h/:i/:j/:k/:l/:m/:n/:o/*p";
     ok(add(r, "GET", p16, "sixteen"), "max params: 16 parameters accepted");
     const char *path = "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/x/y";
-    size_t need = strlen(path) + 1 + KEEL_MAX_PARAMS;
+    size_t need = KEEL_ROUTER_SCRATCH(strlen(path));
     char *exact = malloc(need);
     is_int(keel_router_lookup(r, "GET", path, exact, need, &M), KEEL_ROUTE_FOUND,
            "max params: found with an exactly sized scratch buffer");
@@ -415,8 +415,36 @@ static void test_decoding(void)
     is_int(look(r, "GET", "/f/a%20b/c%25d"), KEEL_ROUTE_FOUND, "decoding: wildcard found");
     is_str(param("path"), "a b/c%d", "decoding: wildcard decoded per segment");
     is_int(look(r, "GET", "/x/%61"), KEEL_ROUTE_FOUND, "decoding: /x/%%61 found");
-    is_str(target(), "x.p", "decoding: encoded static text goes to the param");
-    is_str(param("p"), "a", "decoding: ... and is decoded there");
+    is_str(target(), "x.a", "decoding: encoded static text is the static route (canonical form)");
+    is_int(look(r, "GET", "/x/%2561"), KEEL_ROUTE_FOUND, "decoding: /x/%%2561 found");
+    is_str(target(), "x.p", "decoding: an encoded '%%' is not decoded twice");
+    is_str(param("p"), "%61", "decoding: ... and the param gets %%61");
+    keel_router_free(r);
+}
+
+/* One canonical form: however a client spells a path, it reaches the route
+ * its decoded form names, so a catch-all (which a mounted handler sees fully
+ * decoded) can never be reached around a more specific route. */
+static void test_canonical(void)
+{
+    keel_router *r = new_router();
+    ok(add(r, "GET", "/api/items/:id", "items") && add(r, "*", "/api/*path", "legacy") &&
+       add(r, "GET", "/api/a,b~c", "punct"),
+       "canonical: register a break-out beside a catch-all");
+    const char *spellings[] = {"/api/items/1", "/api/%69tems/1", "/api/%69%74%65%6D%73/1", "/%61pi/items/1",
+                               "/api/item%73/%31"};
+    for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
+        is_int(look(r, "GET", spellings[i]), KEEL_ROUTE_FOUND, "canonical: %s found", spellings[i]);
+        is_str(target(), "items", "canonical: %s reaches the break-out", spellings[i]);
+        is_str(param("id"), "1", "canonical: %s gives id 1", spellings[i]);
+    }
+    is_int(look(r, "GET", "/api/a%2Cb%7Ec"), KEEL_ROUTE_FOUND, "canonical: escaped punctuation found");
+    is_str(target(), "punct", "canonical: escaped sub-delimiters match a static segment");
+    is_int(look(r, "GET", "/api/items%2F1"), KEEL_ROUTE_BAD_PATH,
+           "canonical: an encoded '/' is never a separator (refused in the catch-all)");
+    is_int(look(r, "GET", "/api/%69tems%3F/1"), KEEL_ROUTE_FOUND, "canonical: an encoded '?' stays encoded");
+    is_str(target(), "legacy", "canonical: ... so it does not match a static segment");
+    is_str(param("path"), "items?/1", "canonical: ... and the catch-all gets it decoded once");
     keel_router_free(r);
 }
 
@@ -477,11 +505,11 @@ static void test_scratch(void)
     keel_router *r = new_router();
     ok(add(r, "GET", "/:a/:b/*c", "abc"), "scratch: register");
     const char *path = "/%41%42/y/%43/d";
-    size_t need = strlen(path) + 1 + KEEL_MAX_PARAMS;
+    size_t need = KEEL_ROUTER_SCRATCH(strlen(path));
     char *exact = malloc(need);
     keel_route_match m;
     is_int(keel_router_lookup(r, "GET", path, exact, need, &m), KEEL_ROUTE_FOUND,
-           "scratch: strlen(path) + 1 + KEEL_MAX_PARAMS is enough");
+           "scratch: KEEL_ROUTER_SCRATCH(strlen(path)) is enough");
     ok(m.nparams == 3 && strcmp(m.params[0].value, "AB") == 0 &&
        strcmp(m.params[1].value, "y") == 0 && strcmp(m.params[2].value, "C/d") == 0,
        "scratch: values decoded into the buffer");
@@ -546,6 +574,7 @@ int main(void)
     test_parse_errors();
     test_decoding();
     test_bad_paths();
+    test_canonical();
     test_scratch();
     test_each();
     return tap_done();

@@ -59,10 +59,17 @@ void keel_router_free(keel_router *r);
 keel_error *keel_router_add(keel_router *r, const char *method, const char *pattern,
                             void *target, const char *label);
 
+/* The scratch buffer keel_router_lookup needs for a path of len bytes. */
+#define KEEL_ROUTER_SCRATCH(len) (2 * ((len) + 1) + KEEL_MAX_PARAMS)
+
 /* Finds the route for method and path (the URL path without the query string).
- * Decoded parameter values are written to scratch, which must be at least
- * strlen(path) + 1 + KEEL_MAX_PARAMS bytes.  A HEAD request matches a GET route
- * when no HEAD route exists. */
+ * The path is first put in its canonical form: an escape of a byte a pattern
+ * may hold (visible ASCII but '/', '?', '#' and '%') is decoded, so
+ * "/api/%69tems/1" is "/api/items/1" and reaches the route that spelling
+ * reaches; "%2F" and the others stay escapes, so they never match a static
+ * segment.  Decoded parameter values are written to scratch, which must hold
+ * at least KEEL_ROUTER_SCRATCH(strlen(path)) bytes.  A HEAD request matches a
+ * GET route when no HEAD route exists. */
 keel_route_result keel_router_lookup(const keel_router *r, const char *method,
                                      const char *path, char *scratch, size_t scratch_len,
                                      keel_route_match *match);
