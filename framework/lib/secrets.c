@@ -459,6 +459,46 @@ static keel_error *store_lock(keel_secrets *s)
     return NULL;
 }
 
+/* A <key>.new left by a rotation that stopped half-way.  When the store was
+ * already rewritten with it (the store's key id is the new key's), it is the
+ * key: used, and with the store's lock held moved into place.  When the store
+ * still has the old key's id, the rotation never got that far: with the lock
+ * held, the unused file is removed. */
+static keel_error *pending_key_adopt(keel_secrets *s, const unsigned char *file, size_t len, unsigned flags)
+{
+    if (s->key_from_env || len < HDR_LEN)
+        return NULL;
+    char pending[700];
+    snprintf(pending, sizeof pending, "%s.new", s->keypath);
+    unsigned char *key = NULL;
+    keel_error *err = key_read(pending, &key);
+    if (err) {
+        bool absent = err->code == KEEL_NOT_FOUND;
+        keel_error_free(err);
+        return absent ? NULL
+                      : keel_error_new(KEEL_FAILED_PRECONDITION,
+                                       "%s is left from an unfinished key rotation and cannot be read", pending);
+    }
+    unsigned char id[KEYID_LEN];
+    key_id(key, id);
+    bool is_the_key = memcmp(id, file + MAGIC_LEN + 1, KEYID_LEN) == 0;
+    if (!is_the_key) {
+        sodium_free(key);
+        if (flags & KEEL_SECRETS_WRITE)
+            unlink(pending);
+        return NULL;
+    }
+    if ((flags & KEEL_SECRETS_WRITE) && rename(pending, s->keypath) != 0) {
+        sodium_free(key);
+        return keel_error_new(KEEL_INTERNAL, "cannot finish the key rotation: moving %s to %s: %s", pending,
+                              s->keypath, strerror(errno));
+    }
+    if (s->key)
+        sodium_free(s->key);
+    s->key = key;
+    return NULL;
+}
+
 keel_error *keel_secrets_open(const char *dir, const char *env, unsigned flags, keel_secrets **out)
 {
     *out = NULL;
@@ -489,7 +529,9 @@ keel_error *keel_secrets_open(const char *dir, const char *env, unsigned flags, 
         keel_error_free(err); /* no store yet: empty */
         err = NULL;
     } else if (!err) {
-        err = store_decode(s, file, len);
+        err = pending_key_adopt(s, file, len, flags);
+        if (!err)
+            err = store_decode(s, file, len);
     }
     free(file);
     if (err) {
@@ -593,17 +635,21 @@ keel_error *keel_secrets_rotate_key(keel_secrets *s)
     unsigned char *old = s->key;
     s->key = key;
     err = store_write(s);
-    if (!err && rename(pending, s->keypath) != 0)
-        err = keel_error_new(KEEL_INTERNAL, "cannot replace %s: %s (the new key is in %s)", s->keypath,
-                             strerror(errno), pending);
-    if (err && s->key != old) {
+    if (err) {
         s->key = old; /* the store still holds the old key's encryption */
         sodium_free(key);
         unlink(pending);
-    } else {
-        sodium_free(old);
+        return err;
     }
-    return err;
+    sodium_free(old);
+    /* From here the store needs the new key: its file is never removed.  A
+     * failed rename leaves it as <key>.new, which the next open picks up. */
+    if (rename(pending, s->keypath) != 0)
+        return keel_error_new(KEEL_INTERNAL,
+                              "cannot replace %s: %s; the store is now encrypted with the new key in %s, "
+                              "which the next keel command moves into place",
+                              s->keypath, strerror(errno), pending);
+    return NULL;
 }
 
 size_t keel_secrets_count(const keel_secrets *s)

@@ -240,6 +240,73 @@ static void test_rotate(void)
     ok(access(path, F_OK) != 0, "no pending key is left behind");
 }
 
+/* A rotation whose last step (moving <key>.new into place) fails must keep
+ * the new key, which the store now needs, and the next open must pick it up;
+ * a <key>.new left by a rotation that never rewrote the store is dropped. */
+static void test_rotate_interrupted(void)
+{
+    char keypath[400], pending[420], cmd[2400];
+    snprintf(keypath, sizeof keypath, "%s/local.key", secrets);
+    snprintf(pending, sizeof pending, "%s.new", keypath);
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(secrets, "local", KEEL_SECRETS_WRITE, &s);
+    ok(!err, "the store opens for writing");
+    keel_error_free(err);
+    if (!s)
+        return;
+    /* The key file becomes a non-empty directory: the final rename fails. */
+    snprintf(cmd, sizeof cmd, "cp -p '%s' '%s.saved' && rm '%s' && mkdir '%s' && touch '%s/x'", keypath, keypath,
+             keypath, keypath, keypath);
+    is_int(system(cmd), 0, "the key file is replaced by a directory");
+    err = keel_secrets_rotate_key(s);
+    ok(err != NULL, "rotate-key reports the failed rename");
+    like(err ? err->message : "", "local.key.new", "and names where the new key is");
+    keel_error_free(err);
+    keel_secrets_free(s);
+    ok(access(pending, F_OK) == 0, "the new key is kept in local.key.new");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", keypath);
+    is_int(system(cmd), 0, "the directory is removed again");
+
+    s = NULL;
+    err = keel_secrets_open(secrets, "local", 0, &s);
+    ok(!err, "a reader opens the store with the pending key (%s)", err ? err->message : "ok");
+    is_str(s ? keel_secrets_get(s, "DB_PASSWORD") : NULL, "second", "and reads its values");
+    keel_error_free(err);
+    keel_secrets_free(s);
+    char *out;
+    is_int(keel("set AFTER_ROTATION", "yes", &out), 0, "the next keel command works (%s)", out);
+    free(out);
+    ok(access(pending, F_OK) != 0 && access(keypath, F_OK) == 0, "and it moved the new key into place");
+    s = NULL;
+    err = open_store("local", &s);
+    is_str(s ? keel_secrets_get(s, "DB_PASSWORD") : NULL, "second", "every value survives");
+    is_str(s ? keel_secrets_get(s, "AFTER_ROTATION") : NULL, "yes", "including the new one");
+    keel_error_free(err);
+    keel_secrets_free(s);
+
+    /* A crash before the store was rewritten: the pending key was never used. */
+    unsigned char key[32];
+    randombytes_buf(key, sizeof key);
+    char b64[64];
+    sodium_bin2base64(b64, sizeof b64, key, sizeof key, sodium_base64_VARIANT_ORIGINAL);
+    FILE *f = fopen(pending, "w");
+    if (f) {
+        fprintf(f, "%s\n", b64);
+        fclose(f);
+    }
+    is_int(keel("set AFTER_CRASH", "ok", &out), 0, "a stale local.key.new does not stop the next set (%s)", out);
+    free(out);
+    ok(access(pending, F_OK) != 0, "and is removed, unused");
+    s = NULL;
+    err = open_store("local", &s);
+    is_str(s ? keel_secrets_get(s, "AFTER_CRASH") : NULL, "ok", "the store still opens with its key");
+    keel_error_free(err);
+    keel_secrets_free(s);
+    snprintf(cmd, sizeof cmd, "rm -f '%s.saved'", keypath);
+    if (system(cmd) != 0)
+        diag("could not remove %s.saved", keypath);
+}
+
 /* Copies local.enc aside, lets damage() change it, opens it, restores it. */
 static char *damaged_open(void (*damage)(const char *path), const char *key_env)
 {
@@ -416,6 +483,7 @@ int main(void)
     test_record_names();
     test_concurrent_sets();
     test_rotate();
+    test_rotate_interrupted();
     test_damage();
     test_names();
     test_startup_check();
