@@ -19,7 +19,8 @@
 #include "pool.h"
 
 typedef struct settings {
-    char host[512], dbname[128], user[128], sslmode[32];
+    char host[512], dbname[128], user[128], sslmode[32], sslrootcert[512];
+    bool sslmode_default; /* not configured: chosen from the host */
     long long port;
     unsigned max_conns, checkout_ms, statement_ms;
 } settings;
@@ -58,6 +59,7 @@ static keel_error *from_file(const char *name, const char *path, settings *s)
         copy_str(s->dbname, sizeof s->dbname, json_string_value(json_object_get(db, "dbname")));
         copy_str(s->user, sizeof s->user, json_string_value(json_object_get(db, "user")));
         copy_str(s->sslmode, sizeof s->sslmode, json_string_value(json_object_get(db, "sslmode")));
+        copy_str(s->sslrootcert, sizeof s->sslrootcert, json_string_value(json_object_get(db, "sslrootcert")));
         if ((v = json_object_get(db, "port")))
             s->port = json_integer_value(v);
     }
@@ -83,6 +85,39 @@ static const char *env_field(const char *name, const char *field)
     return v && *v ? v : NULL;
 }
 
+/* True when every host of a libpq host list is this machine: a socket
+ * directory, localhost or a loopback address.  Traffic to anything else is
+ * encrypted and the server verified unless the settings say otherwise. */
+static bool host_is_local(const char *hosts)
+{
+    const char *h = hosts;
+    for (;;) {
+        size_t n = strcspn(h, ",");
+        bool local = (n > 0 && h[0] == '/') || (n == 9 && !strncmp(h, "localhost", 9)) ||
+                     (n >= 4 && !strncmp(h, "127.", 4)) || (n == 3 && !strncmp(h, "::1", 3));
+        if (!local)
+            return false;
+        if (!h[n])
+            return true;
+        h += n + 1;
+    }
+}
+
+/* The certificate authorities of the system: with verify-full and no
+ * sslrootcert of its own, a server is verified against them (libpq 15 would
+ * otherwise want ~/.postgresql/root.crt). */
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+static bool user_root_cert_exists(void)
+{
+    const char *home = getenv("HOME");
+    char path[600];
+    if (!home || !*home)
+        return false;
+    snprintf(path, sizeof path, "%s/.postgresql/root.crt", home);
+    return access(path, R_OK) == 0;
+}
+
 static keel_error *load_settings(const char *name, settings *s)
 {
     memset(s, 0, sizeof *s);
@@ -102,8 +137,14 @@ static keel_error *load_settings(const char *name, settings *s)
         s->port = atoll(env_field(name, "PORT"));
     if (!s->dbname[0])
         copy_str(s->dbname, sizeof s->dbname, name);
-    if (!s->sslmode[0])
-        copy_str(s->sslmode, sizeof s->sslmode, "prefer");
+    copy_str(s->sslrootcert, sizeof s->sslrootcert, env_field(name, "SSLROOTCERT"));
+    if (!s->sslmode[0]) {
+        s->sslmode_default = true;
+        copy_str(s->sslmode, sizeof s->sslmode, host_is_local(s->host) ? "prefer" : "verify-full");
+    }
+    if (!s->sslrootcert[0] && (!strcmp(s->sslmode, "verify-full") || !strcmp(s->sslmode, "verify-ca")) &&
+        !user_root_cert_exists() && access(SYSTEM_CA_BUNDLE, R_OK) == 0)
+        copy_str(s->sslrootcert, sizeof s->sslrootcert, SYSTEM_CA_BUNDLE);
     if (!s->host[0] || !s->user[0])
         return keel_error_new(KEEL_FAILED_PRECONDITION,
                               "external database \"%s\" has no host or user: add it to %s or set KEEL_EXTDB_<NAME>_HOST "
@@ -140,33 +181,45 @@ static char *build_conninfo(const settings *s, const char *password)
     if (password)
         conninfo_add(f, "password", password);
     conninfo_add(f, "sslmode", s->sslmode);
+    if (s->sslrootcert[0])
+        conninfo_add(f, "sslrootcert", s->sslrootcert);
     fclose(f);
     return text;
 }
 
-/* Turns the first connection's failure into a message that says what to fix
- * when libpq's reason is a settings problem.  Still unavailable (503). */
+/* What a client is told when the pool cannot be made: the name, nothing
+ * more.  detail (consumed) says what went wrong and how to fix it (libpq's
+ * text names the server, port and role; settings errors name files), so it
+ * goes to the error's cause, which is logged and never sent. */
+static keel_error *unavailable(const keel_extdb *x, keel_error *detail)
+{
+    keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "external database \"%s\" is unavailable", x->name);
+    keel_error_cause(err, "%s%s%s", detail->message, detail->cause ? ": " : "", detail->cause ? detail->cause : "");
+    keel_error_free(detail);
+    return err;
+}
+
+/* Turns the first connection's failure into a cause that says what to fix
+ * when libpq's reason is a settings problem. */
 static keel_error *explain(const keel_extdb *x, const settings *s, keel_error *err)
 {
     const char *why = err->cause ? err->cause : "";
-    const char *fix = NULL;
-    char buf[512];
-    if (strstr(why, "does not support SSL")) {
-        snprintf(buf, sizeof buf, "sslmode=%s but the server does not support SSL", s->sslmode);
-        fix = buf;
+    char fix[700];
+    fix[0] = '\0';
+    if (strstr(why, "does not support SSL") || strstr(why, "certificate") || strstr(why, "SSL")) {
+        snprintf(fix, sizeof fix,
+                 "sslmode=%s%s: %s. To relax it, set \"sslmode\" (for example \"require\": encrypted, not "
+                 "verified) for \"%s\" in the external database config or KEEL_EXTDB_<NAME>_SSLMODE; to verify "
+                 "against your own authority, set \"sslrootcert\"",
+                 s->sslmode, s->sslmode_default ? " (the default for a server that is not this machine)" : "",
+                 why, x->name);
     } else if (strstr(why, "password authentication failed") || strstr(why, "no password supplied")) {
-        snprintf(buf, sizeof buf, "password authentication failed for user \"%s\" (check the secret %s)", s->user,
+        snprintf(fix, sizeof fix, "password authentication failed for user \"%s\" (check the secret %s)", s->user,
                  x->password_secret ? x->password_secret : "(none)");
-        fix = buf;
-    } else if (strstr(why, "does not exist")) {
-        fix = why; /* names the role or database: libpq's text is clearer */
     }
-    if (!fix)
-        return keel_error_prefix(err, "external");
-    keel_error *clear = keel_error_new(KEEL_UNAVAILABLE, "external database \"%s\": %s", x->name, fix);
-    keel_error_cause(clear, "%s", why);
-    keel_error_free(err);
-    return clear;
+    if (fix[0])
+        keel_error_cause(err, "%s", fix);
+    return unavailable(x, err);
 }
 
 static void free_secret(char *s)
@@ -187,7 +240,7 @@ static keel_error *open_pool(void *arg, void **out)
     if (!err && x->password_secret)
         err = keel_secret_lookup(x->password_secret, &password);
     if (err)
-        return keel_error_status(err, 503); /* settings missing: unavailable to clients */
+        return unavailable(x, err); /* settings missing: unavailable to clients */
     char *conninfo = build_conninfo(&s, password);
     if (!conninfo)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");

@@ -5,6 +5,7 @@
  * is 503 and the next request after it comes back succeeds (no restart), and
  * 32 threads asking at once share one pool. */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@ static keel_extdb ext_wrong = KEEL_EXTDB("ext_wrong", "EXT_WRONG");
 static keel_extdb ext_ssl = KEEL_EXTDB("ext_ssl", "EXT_PASSWORD");
 static keel_extdb ext_down = KEEL_EXTDB("ext_down", "EXT_PASSWORD");
 static keel_extdb ext_many = KEEL_EXTDB("ext_many", "EXT_PASSWORD");
+static keel_extdb ext_remote = KEEL_EXTDB("ext_remote", "EXT_PASSWORD");
+static char nonlocal_ip[INET_ADDRSTRLEN]; /* "" when the machine has none */
 
 /* ---- a server that refuses SSL, as PostgreSQL without ssl=on does ------------- */
 
@@ -49,9 +52,27 @@ static void *fake_server(void *arg)
     }
 }
 
+/* The first IPv4 address of this machine that is not loopback, if any. */
+static void find_nonlocal_ip(void)
+{
+    struct ifaddrs *list = NULL;
+    if (getifaddrs(&list) != 0)
+        return;
+    for (struct ifaddrs *i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        struct in_addr in = ((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+        if ((ntohl(in.s_addr) >> 24) == 127)
+            continue;
+        inet_ntop(AF_INET, &in, nonlocal_ip, sizeof nonlocal_ip);
+        break;
+    }
+    freeifaddrs(list);
+}
+
 static bool fake_start(pthread_t *t)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
     socklen_t len = sizeof a;
     fake_fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fake_fd < 0 || bind(fake_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fake_fd, 8) != 0 ||
@@ -85,7 +106,9 @@ static bool write_config(void)
         fprintf(f, "\"%s\": {\"host\": \"%s\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
                    "\"sslmode\": \"disable\"}, ", names[i], pg.socket_dir, pg.port);
     fprintf(f, "\"ext_ssl\": {\"host\": \"127.0.0.1\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
-               "\"sslmode\": \"require\"}}, \"pool\": {\"checkout_timeout_ms\": %u}}\n", fake_port,
+               "\"sslmode\": \"require\"}, ", fake_port);
+    fprintf(f, "\"ext_remote\": {\"host\": \"%s\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\"}}, "
+               "\"pool\": {\"checkout_timeout_ms\": %u}}\n", nonlocal_ip[0] ? nonlocal_ip : "192.0.2.1", fake_port,
             /* the connect timeout follows it: under valgrind, SCRAM alone can take seconds */
             getenv("KEEL_TEST_VALGRIND") ? 10000u : 2000u);
     fclose(f);
@@ -144,8 +167,11 @@ static void test_wrong_password(void)
     keel_error *err = keel_extdb_get(&ext_wrong, &db);
     ok(err != NULL, "a wrong password fails");
     ok(err && keel_error_http_status(err) == 503, "as unavailable (503)");
-    like(err ? err->message : NULL, "password authentication failed for user \"extuser\"", "with a clear message");
-    like(err ? err->message : NULL, "EXT_WRONG", "naming the secret to check");
+    is_str(err ? err->message : NULL, "external database \"ext_wrong\" is unavailable",
+           "clients are told the database is unavailable, nothing about its server or role");
+    like(err ? err->cause : NULL, "password authentication failed for user \"extuser\"",
+         "the logged cause says what failed");
+    like(err ? err->cause : NULL, "EXT_WRONG", "naming the secret to check");
     ok(err && !strstr(err->message, WRONG) && !strstr(err->message, SPECIAL) &&
            (!err->cause || (!strstr(err->cause, WRONG) && !strstr(err->cause, SPECIAL))),
        "neither message nor cause contains a password");
@@ -157,7 +183,28 @@ static void test_ssl_mismatch(void)
     keel_sqldb *db;
     keel_error *err = keel_extdb_get(&ext_ssl, &db);
     ok(err != NULL, "sslmode=require against a server without SSL fails");
-    like(err ? err->message : NULL, "sslmode=require but the server does not support SSL", "and says why");
+    ok(err && !strstr(err->message, "127.0.0.1") && !strstr(err->message, "SSL"),
+       "the message sent to clients names no server (%s)", err ? err->message : "");
+    like(err ? err->cause : NULL, "sslmode=require: ", "the logged cause names the setting");
+    like(err ? err->cause : NULL, "does not support SSL", "and says why");
+    keel_error_free(err);
+}
+
+/* A server that is not this machine gets sslmode=verify-full unless the
+ * settings say otherwise: the fake server on a non-loopback address of this
+ * machine refuses SSL, so the connection fails instead of going on in clear. */
+static void test_tls_by_default(void)
+{
+    if (!nonlocal_ip[0]) {
+        skip("this machine has no non-loopback IPv4 address");
+        return;
+    }
+    keel_sqldb *db;
+    keel_error *err = keel_extdb_get(&ext_remote, &db);
+    ok(err != NULL, "a server at %s without sslmode set is not used in clear", nonlocal_ip);
+    like(err ? err->cause : NULL, "sslmode=verify-full (the default for a server that is not this machine)",
+         "the cause names the default");
+    like(err ? err->cause : NULL, "To relax it, set \"sslmode\"", "and how to relax it");
     keel_error_free(err);
 }
 
@@ -227,6 +274,7 @@ int main(void)
     }
     snprintf(dir, sizeof dir, "/tmp/keel-extdb-XXXXXX");
     pthread_t fake;
+    find_nonlocal_ip();
     bool ready = mkdtemp(dir) && fake_start(&fake) && pgh_create_db(&pg, "extdb") &&
                  pgh_exec(&pg, "postgres", "CREATE ROLE extuser LOGIN PASSWORD '" SPECIAL_SQL "'") &&
                  require_passwords() && write_config() && store_passwords();
@@ -237,6 +285,7 @@ int main(void)
     test_special_password();
     test_wrong_password();
     test_ssl_mismatch();
+    test_tls_by_default();
     test_concurrent();
     test_down_then_up();
     keel_extdb_close(&ext);

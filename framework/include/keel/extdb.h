@@ -20,8 +20,11 @@
  *    "pool": {"max_connections": 10, "checkout_timeout_ms": 5000, "statement_timeout_ms": 30000}}
  *
  * and each field may be overridden by $KEEL_EXTDB_<NAME>_HOST, _PORT, _DBNAME,
- * _USER, _SSLMODE (NAME upper-cased).  The password is the secret named in
- * KEEL_EXTDB (keel_secret).  Errors never contain the password. */
+ * _USER, _SSLMODE, _SSLROOTCERT (NAME upper-cased).  sslmode defaults to
+ * verify-full (against the system's certificate authorities when sslrootcert
+ * is not set) for a server that is not this machine, to prefer for localhost,
+ * loopback addresses and socket directories.  The password is the secret named
+ * in KEEL_EXTDB (keel_secret).  Errors never contain the password. */
 #ifndef KEEL_EXTDB_H
 #define KEEL_EXTDB_H
 
@@ -42,9 +45,10 @@ typedef struct keel_extdb {
 
 /* The database to pass to keel_db_query*, opening its pool on first use (and
  * checking that a connection can be made).  unavailable (503) when the server
- * cannot be reached, with a message that says why when it is a settings
- * problem (SSL required but not offered, password rejected); the next call
- * tries again.  Blocks: not for KEEL_INLINE handlers. */
+ * cannot be reached: the message names only the database, the cause (logged,
+ * never sent) says why and what to change when it is a settings problem (SSL
+ * required but not offered, password rejected); the next call tries again.
+ * The first call connects and blocks its thread. */
 keel_error *keel_extdb_get(keel_extdb *db, keel_sqldb **out);
 
 /* Closes the pool (no request may be using it); the next get opens a new one. */
