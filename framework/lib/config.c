@@ -15,6 +15,8 @@ void keel_config_defaults(keel_config *c)
     c->io_threads = cores > 0 ? (unsigned)cores : 2;
     c->workers = 16;
     c->max_body = 1024 * 1024;
+    c->body_budget = 256u * 1024 * 1024;
+    c->max_conns_per_ip = 512;
     c->max_header = 32 * 1024;
     c->conn_timeout_s = 30;
     c->shutdown_grace_ms = 10000;
@@ -55,6 +57,8 @@ keel_error *keel_config_from_env(keel_config *c)
     ENV_FIELD("KEEL_IO_THREADS", io_threads, 1, 256);
     ENV_FIELD("KEEL_WORKERS", workers, 1, 4096);
     ENV_FIELD("KEEL_MAX_BODY", max_body, 1, 1ull << 40);
+    ENV_FIELD("KEEL_BODY_BUDGET", body_budget, 1, 1ull << 44);
+    ENV_FIELD("KEEL_MAX_CONNECTIONS_PER_IP", max_conns_per_ip, 0, 1000000);
     ENV_FIELD("KEEL_MAX_HEADER", max_header, 4096, 1024 * 1024);
     ENV_FIELD("KEEL_CONN_TIMEOUT", conn_timeout_s, 1, 86400);
     ENV_FIELD("KEEL_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600 * 1000);

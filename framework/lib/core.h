@@ -46,6 +46,8 @@ struct keel_app {
     unsigned port;
     atomic_uint_fast64_t next_request;
     atomic_bool stopping;     /* set once by keel_app_stop */
+    atomic_size_t body_bytes; /* request bodies held in memory: cfg.body_budget */
+    struct keel_conn_limit *conn_limit; /* per-client connections; NULL: no limit */
     char id_prefix[9];        /* random per process: request ids are prefix-counter */
 };
 
@@ -107,6 +109,7 @@ struct keel_req {
     keel_buf body;            /* buffered body */
     size_t body_seen;         /* bytes received so far */
     size_t discarded;         /* bytes dropped since the answer was decided */
+    size_t body_held;         /* counted in app->body_bytes, given back at free */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
     void *db_state;           /* sqldb.c: pinned connections, open rows */
@@ -123,6 +126,10 @@ struct keel_req {
 keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *url,
                         const char *method, const char *version);
 void keel__req_free(keel_req *req);
+/* Counts bytes more of req's body, kept in memory, against the budget all
+ * requests share (cfg.body_budget); given back by keel__req_free.
+ * unavailable (503) when it would be exceeded. */
+keel_error *keel__req_hold_body(keel_req *req, size_t bytes);
 /* Turns req->resp (or req->error) into a queued libmicrohttpd response. */
 enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */

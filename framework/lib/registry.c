@@ -2,6 +2,7 @@
  * once at start-up (read-only afterwards), the app model, and lookups by name
  * for service-to-service calls. */
 #include "core.h"
+#include "conn_limit.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -202,6 +203,7 @@ void keel_app_free(keel_app *app)
     if (!app || app->loops)
         return; /* loops still there mean the stop gave up: leave them */
     keel__databases_close(app);
+    keel__conn_limit_free(app->conn_limit);
     keel_router_free(app->router);
     free(app->routes);
     free(app);

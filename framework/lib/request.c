@@ -58,10 +58,29 @@ keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *
     return req;
 }
 
+keel_error *keel__req_hold_body(keel_req *req, size_t bytes)
+{
+    if (!req->app || !bytes)
+        return NULL; /* a detached request serves no client */
+    size_t budget = req->app->cfg.body_budget;
+    size_t used = atomic_load_explicit(&req->app->body_bytes, memory_order_relaxed);
+    do {
+        if (bytes > budget || used > budget - bytes)
+            return keel_error_cause(
+                keel_error_new(KEEL_UNAVAILABLE, "server busy: too many request bodies in memory, try again"),
+                "the body budget of %zu bytes (KEEL_BODY_BUDGET) is used up", budget);
+    } while (!atomic_compare_exchange_weak_explicit(&req->app->body_bytes, &used, used + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    req->body_held += bytes;
+    return NULL;
+}
+
 void keel__req_free(keel_req *req)
 {
     if (!req)
         return;
+    if (req->body_held)
+        atomic_fetch_sub_explicit(&req->app->body_bytes, req->body_held, memory_order_relaxed);
     if (req->db_state)
         keel__sqldb_request_done(req);
     keel_error_free(req->error);

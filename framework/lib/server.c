@@ -11,6 +11,7 @@
 #include "core.h"
 #include "coro.h"
 #include "loop.h"
+#include "conn_limit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,19 +40,39 @@ typedef struct keel_conn {
     char *raw;
     size_t len;
     size_t cap;
+    bool counted;                 /* in the per-client limit, under client */
+    struct sockaddr_storage client;
 } keel_conn;
+
+/* Accept policy: a client at its connection limit is refused (closed at once). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    keel_app *app = cls;
+    return keel__conn_limit_allows(app->conn_limit, addr) ? MHD_YES : MHD_NO;
+}
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)cls;
-    (void)conn;
+    keel_app *app = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(keel_conn));
+        keel_conn *kc = calloc(1, sizeof(keel_conn));
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (kc && ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            memcpy(&kc->client, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in));
+            kc->counted = keel__conn_limit_enter(app->conn_limit, sa);
+        }
+        *socket_context = kc;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         keel_conn *kc = *socket_context;
-        if (kc)
+        if (kc) {
+            if (kc->counted)
+                keel__conn_limit_leave(app->conn_limit, (struct sockaddr *)&kc->client);
             free(kc->raw);
+        }
         free(kc);
         *socket_context = NULL;
     }
@@ -181,6 +202,13 @@ static long long declared_length(struct MHD_Connection *conn)
     return (errno || *end || n < 0) ? -1 : n;
 }
 
+/* True when the endpoint's body is kept in memory, by the framework or (as
+ * KEEL_KEEPS_BODY says) by its handler: it counts against the body budget. */
+static bool keeps_body(const keel_endpoint *ep)
+{
+    return ep->kind == KEEL_EP_TYPED || (ep->kind == KEEL_EP_RAW && (!ep->on_body || (ep->flags & KEEL_KEEPS_BODY)));
+}
+
 /* Takes one chunk of the body: streams it to the endpoint or buffers it.
  * Sets req->error when the body cannot be taken. */
 static void take_body_chunk(keel_req *req, const char *data, size_t len)
@@ -191,6 +219,9 @@ static void take_body_chunk(keel_req *req, const char *data, size_t len)
         return;
     }
     const keel_endpoint *ep = req->route->ep;
+    if (keeps_body(ep) && req->body_seen > req->body_held &&
+        (req->error = keel__req_hold_body(req, req->body_seen - req->body_held)))
+        return;
     if (ep->kind == KEEL_EP_RAW && ep->on_body) {
         req->error = ep->on_body(req, data, len);
         return;
@@ -302,6 +333,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         long long declared = declared_length(conn);
         if (!req->error && req->max_body && declared > (long long)req->max_body)
             req->error = body_too_large(req->max_body);
+        if (!req->error && declared > 0 && keeps_body(req->route->ep))
+            req->error = keel__req_hold_body(req, (size_t)declared); /* refused before it is read */
         if (req->error && body_to_come(conn, declared) > KEEL_DISCARD_MAX) {
             /* Answer before reading; the connection closes after it. */
             req->linger = true;
@@ -455,11 +488,11 @@ static struct MHD_Daemon *daemon_start(keel_app *app, keel_loop *loop, int liste
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     unsigned limit = app->cfg.max_connections / nloops;
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, loop,
+        flags, 0, on_accept, app, on_access, loop,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, loop,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, app,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, app->cfg.conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,
@@ -508,7 +541,10 @@ keel_error *keel_app_start(keel_app *app)
     for (unsigned i = 0; i < n; i++)
         fds[i] = -1;
     app->nloops = n;
-    err = open_listeners(app, fds, n);
+    if (app->cfg.max_conns_per_ip && !app->conn_limit)
+        err = keel__conn_limit_new(app->cfg.max_conns_per_ip, app->cfg.max_connections + n, &app->conn_limit);
+    if (!err)
+        err = open_listeners(app, fds, n);
     if (!err)
         err = keel__workers_start(app->cfg.workers, &app->workers);
     for (unsigned i = 0; !err && i < n; i++) {

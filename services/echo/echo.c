@@ -50,7 +50,7 @@ static keel_error *echo(keel_req *req, keel_resp *resp)
 const keel_service echo_service = {
     .name = "echo",
     .endpoints = (const keel_endpoint[]){
-        KEEL_RAW_STREAM("*", "/api/*path", echo, count_body, NULL),
+        KEEL_RAW_STREAM("*", "/api/*path", echo, count_body, NULL, 0),
         KEEL_ENDPOINT_END
     },
 };

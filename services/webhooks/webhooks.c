@@ -4,11 +4,14 @@
  *
  *   POST /webhooks/github   X-Hub-Signature-256, X-GitHub-Delivery, X-GitHub-Event
  *       200 {"status":"stored"}     a new delivery, verified and stored
- *       200 {"status":"duplicate"}  a delivery id already stored (a replay or
- *                                   a redelivery): acknowledged, not stored again
+ *       200 {"status":"duplicate"}  a delivery id or a body already stored (a
+ *                                   redelivery, or a replay under another id:
+ *                                   the id is not signed, the body is):
+ *                                   acknowledged, not stored again
  *       401 unauthenticated         missing, malformed or wrong signature
  *       400 invalid_argument        no X-GitHub-Delivery / X-GitHub-Event
  *       413 resource_exhausted      a body over 25 MiB
+ *       503 unavailable             the server's body budget is used up
  *   GET /webhooks/events            the stored deliveries, oldest first
  *
  * The signing secret is GITHUB_WEBHOOK_SECRET from the secrets store. */
@@ -55,7 +58,7 @@ static keel_error *upload_start(keel_req *req, github_upload **out)
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (!errno && !*end && n > 0 && n <= WEBHOOK_MAX_BODY)
-            up->cap = (size_t)n; /* larger: refused by github_chunk */
+            up->cap = (size_t)n; /* larger: refused by the framework (max_body) */
     }
     if (up->cap && !(up->body = malloc(up->cap)))
         up->cap = 0;
@@ -71,15 +74,12 @@ static keel_error *github_chunk(keel_req *req, const char *data, size_t len)
     keel_error *err;
     if (!up && (err = upload_start(req, &up)))
         return err;
-    if (len > WEBHOOK_MAX_BODY - up->len)
-        return keel_error_status(
-            keel_error_new(KEEL_RESOURCE_EXHAUSTED, "webhook body too large (limit %u bytes)", WEBHOOK_MAX_BODY), 413);
     if (up->len + len > up->cap) {
         size_t cap = up->cap ? up->cap : 64 * 1024;
         while (cap < up->len + len)
             cap *= 2;
         if (cap > WEBHOOK_MAX_BODY)
-            cap = WEBHOOK_MAX_BODY;
+            cap = WEBHOOK_MAX_BODY; /* the framework stops the body there */
         char *grown = realloc(up->body, cap);
         if (!grown)
             return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
@@ -127,8 +127,8 @@ static keel_error *github_receive(keel_req *req, keel_resp *resp)
         payload = (keel_arg)KEEL_ARG_JSON(json);
     int64_t inserted = 0;
     err = keel_db_exec(req, &webhooks_db, &inserted,
-                       "INSERT INTO webhook_event (provider, delivery_id, event, payload, payload_raw) "
-                       "VALUES ('github', $1, $2, $3::jsonb, $4) ON CONFLICT (delivery_id) DO NOTHING",
+                       "INSERT INTO webhook_event (provider, delivery_id, event, payload, payload_raw, body_sha256) "
+                       "VALUES ('github', $1, $2, $3::jsonb, $4, sha256($4)) ON CONFLICT DO NOTHING",
                        KEEL_ARG_TEXT(delivery), KEEL_ARG_TEXT(event), payload,
                        KEEL_ARG_BYTEA(up->len ? up->body : "", up->len));
     json_decref(json);
@@ -223,7 +223,8 @@ const keel_service webhooks_service = {
     .databases = (keel_sqldb *const[]){ &webhooks_db, NULL },
     .secrets = webhooks_secrets,
     .endpoints = (const keel_endpoint[]){
-        KEEL_RAW_STREAM("POST", "/webhooks/github", github_receive, github_chunk, github_cleanup),
+        KEEL_RAW_STREAM("POST", "/webhooks/github", github_receive, github_chunk, github_cleanup, WEBHOOK_MAX_BODY,
+                        KEEL_KEEPS_BODY),
         KEEL_TYPED("GET", "/webhooks/events", list_events, keel_empty, webhook_event_list),
         KEEL_ENDPOINT_END
     },

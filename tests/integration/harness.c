@@ -279,6 +279,56 @@ int ht_connect(const ht_server *srv)
     return fd;
 }
 
+int ht_raw_connect(const ht_server *srv, unsigned timeout_s)
+{
+    int fd = ht_connect(srv);
+    struct timeval tv = {(time_t)timeout_s, 0};
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    return fd;
+}
+
+size_t ht_send_filler(int fd, size_t len)
+{
+    static char piece[65536];
+    memset(piece, ' ', sizeof piece);
+    size_t sent = 0;
+    while (sent < len) {
+        size_t n = len - sent < sizeof piece ? len - sent : sizeof piece;
+        ssize_t w = send(fd, piece, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    return sent;
+}
+
+char *ht_recv_all(int fd, bool *eof)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    *eof = false;
+    for (;;) {
+        if (len + 1 == cap) {
+            char *grown = realloc(buf, cap * 2);
+            if (!grown)
+                break;
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n == 0)
+            *eof = true;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
 bool ht_make_app_root(char *out, size_t len, const char *migrations_src)
 {
     snprintf(out, len, "/tmp/keel-root-XXXXXX");

@@ -75,6 +75,17 @@ long ht_peak_rss_kib(const ht_server *srv);
 /* A connected TCP socket to the server, or -1. */
 int ht_connect(const ht_server *srv);
 
+/* ht_connect with send and receive timeouts of timeout_s seconds. */
+int ht_raw_connect(const ht_server *srv, unsigned timeout_s);
+
+/* Sends len bytes of spaces in 64 KiB pieces; returns how many went before
+ * the peer stopped taking them. */
+size_t ht_send_filler(int fd, size_t len);
+
+/* Reads until end of file, an error or the receive timeout; *eof says whether
+ * the peer closed cleanly.  Caller frees; never NULL. */
+char *ht_recv_all(int fd, bool *eof);
+
 /* True when running under valgrind (slower: tests loosen their timings). */
 bool ht_valgrind(void);
 

@@ -343,70 +343,20 @@ static double now_s(void)
     return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/* Raw-socket helpers for answers given before the body is read. */
-static int raw_connect(unsigned timeout_s)
-{
-    int fd = ht_connect(&srv);
-    struct timeval tv = {(time_t)timeout_s, 0};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    return fd;
-}
-
-/* Sends up to len bytes of spaces in 64 KiB pieces; returns how many went
- * before the peer stopped taking them. */
-static size_t send_filler(int fd, size_t len)
-{
-    static char piece[65536];
-    memset(piece, ' ', sizeof piece);
-    size_t sent = 0;
-    while (sent < len) {
-        size_t n = len - sent < sizeof piece ? len - sent : sizeof piece;
-        ssize_t w = send(fd, piece, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            break;
-        sent += (size_t)w;
-    }
-    return sent;
-}
-
-/* Reads until end of file, an error or the receive timeout.  *eof says
- * whether the peer closed cleanly.  Caller frees. */
-static char *recv_all(int fd, bool *eof)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    *eof = false;
-    for (;;) {
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n == 0)
-            *eof = true;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 static void test_early_answers(void)
 {
     unsigned patience = ht_valgrind() ? 30 : 5;
 
     /* A TiB declared to a route that does not exist: answered at once, and the
      * connection closed instead of held until a TiB arrives. */
-    int fd = raw_connect(patience);
+    int fd = ht_raw_connect(&srv, patience);
     const char *tib = "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       "Content-Length: 1099511627776\r\n\r\n";
     send(fd, tib, strlen(tib), MSG_NOSIGNAL);
-    send_filler(fd, 4096);
+    ht_send_filler(fd, 4096);
     double t0 = now_s();
     bool eof;
-    char *got = recv_all(fd, &eof);
+    char *got = ht_recv_all(fd, &eof);
     double waited = now_s() - t0;
     like(got, "HTTP/1.1 404", "a 1 TiB body to an unknown route is answered 404 before it is read");
     ok(eof, "and the connection is closed after the answer");
@@ -417,13 +367,13 @@ static void test_early_answers(void)
     /* 8 MiB sent in full to a 1 MiB endpoint: the 413 went out when the
      * headers came, and still reaches a client that only reads after sending
      * everything (a reset would have destroyed it). */
-    fd = raw_connect(patience);
+    fd = ht_raw_connect(&srv, patience);
     const char *big = "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       "Content-Length: 8388608\r\n\r\n";
     send(fd, big, strlen(big), MSG_NOSIGNAL);
-    size_t sent = send_filler(fd, 8u << 20);
+    size_t sent = ht_send_filler(fd, 8u << 20);
     is_int((long)sent, 8L << 20, "a client sending 8 MiB after an early 413 can send all of it");
-    got = recv_all(fd, &eof);
+    got = ht_recv_all(fd, &eof);
     like(got, "HTTP/1.1 413", "and then reads the 413");
     like(got, "request body too large", "with its message");
     ok(eof, "followed by a clean end of file, not a reset");
@@ -432,13 +382,13 @@ static void test_early_answers(void)
 
     /* A small body to an unknown route is read and dropped: the connection
      * carries the next request. */
-    fd = raw_connect(patience);
+    fd = ht_raw_connect(&srv, patience);
     const char *small = "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10240\r\n\r\n";
     send(fd, small, strlen(small), MSG_NOSIGNAL);
-    send_filler(fd, 10240);
+    ht_send_filler(fd, 10240);
     const char *next = "GET /hello/again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     send(fd, next, strlen(next), MSG_NOSIGNAL);
-    got = recv_all(fd, &eof);
+    got = ht_recv_all(fd, &eof);
     like(got, "HTTP/1.1 404", "a 10 KiB body to an unknown route is answered 404");
     like(got, "Hello, again!", "and the same connection serves the next request");
     free(got);
@@ -446,7 +396,7 @@ static void test_early_answers(void)
 
     /* A chunked body that goes past the limit: the server drops at most
      * 256 KiB more, then closes, instead of reading on for ever. */
-    fd = raw_connect(patience);
+    fd = ht_raw_connect(&srv, patience);
     const char *chunked = "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                           "Transfer-Encoding: chunked\r\n\r\n";
     send(fd, chunked, strlen(chunked), MSG_NOSIGNAL);
@@ -467,6 +417,112 @@ static void test_early_answers(void)
     ht_response r = get("/hello/after-early-answers");
     is_int(r.status, 200, "the server is fine after the early answers");
     ht_free(&r);
+}
+
+/* Bodies held in memory share one budget across connections: with 1 MiB,
+ * two uploads of 400 KiB in progress leave no room for a third, which is
+ * refused before its body is read; once they finish, it is served. */
+static void test_body_budget(void)
+{
+    ht_server s2;
+    const char *env[] = {"KEEL_BODY_BUDGET=1048576", NULL};
+    if (!ok(ht_start(&s2, getenv("KEEL_TESTAPP"), env), "an app with a 1 MiB body budget starts"))
+        return;
+    ht_server saved = srv;
+    srv = s2;
+    unsigned patience = ht_valgrind() ? 30 : 5;
+    const char *head = "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 409600\r\n\r\n";
+    int held[2];
+    for (int i = 0; i < 2; i++) {
+        held[i] = ht_raw_connect(&srv, patience);
+        send(held[i], head, strlen(head), MSG_NOSIGNAL);
+        ht_send_filler(held[i], 1000); /* the rest never comes (yet) */
+    }
+    usleep(200 * 1000);
+    int third = ht_raw_connect(&srv, patience);
+    send(third, head, strlen(head), MSG_NOSIGNAL);
+    bool eof;
+    char *got = ht_recv_all(third, &eof);
+    like(got, "HTTP/1.1 503", "a third 400 KiB body while two are held is refused with 503");
+    like(got, "too many request bodies in memory", "saying the server holds too many bodies");
+    free(got);
+    close(third);
+    for (int i = 0; i < 2; i++)
+        close(held[i]);
+    usleep(300 * 1000);
+    ht_response r = post_json("/hello", "{\"name\":\"budget\"}");
+    is_int(r.status, 200, "once they are gone, bodies are accepted again");
+    ht_free(&r);
+    char *log = ht_log(&s2);
+    like(log, "KEEL_BODY_BUDGET", "the log names the setting");
+    free(log);
+    srv = saved;
+    is_int(ht_stop(&s2), 0, "the budget app stops cleanly");
+}
+
+/* A connection from source address src (127.0.0.x) to s, or -1. */
+static int connect_from(const ht_server *s, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &a.sin_addr);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {ht_valgrind() ? 30 : 5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One GET /hello/<name> on fd; true when it is answered 200. */
+static bool hello_on(int fd, const char *name)
+{
+    char req[128];
+    snprintf(req, sizeof req, "GET /hello/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", name);
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) <= 0)
+        return false;
+    bool eof;
+    char *got = ht_recv_all(fd, &eof);
+    bool answered = strncmp(got, "HTTP/1.1 200", 12) == 0;
+    free(got);
+    return answered;
+}
+
+/* One client holding its share of connections cannot take more, and other
+ * clients are still served; the limit counts across I/O threads. */
+static void test_conns_per_client(void)
+{
+    ht_server s2;
+    const char *env[] = {"KEEL_MAX_CONNECTIONS_PER_IP=4", "KEEL_IO_THREADS=2", NULL};
+    if (!ok(ht_start(&s2, getenv("KEEL_TESTAPP"), env), "an app allowing 4 connections per client starts"))
+        return;
+    int idle[4];
+    for (int i = 0; i < 4; i++)
+        idle[i] = connect_from(&s2, "127.0.0.2");
+    ok(idle[0] >= 0 && idle[3] >= 0, "a client opens 4 idle connections");
+    usleep(300 * 1000);
+    int fifth = connect_from(&s2, "127.0.0.2");
+    ok(fifth < 0 || !hello_on(fifth, "fifth"), "its fifth connection is refused");
+    if (fifth >= 0)
+        close(fifth);
+    int other = connect_from(&s2, "127.0.0.3");
+    ok(other >= 0 && hello_on(other, "neighbour"), "another client is served meanwhile");
+    if (other >= 0)
+        close(other);
+    close(idle[0]);
+    usleep(300 * 1000);
+    int again = connect_from(&s2, "127.0.0.2");
+    ok(again >= 0 && hello_on(again, "again"), "once one of its connections closes, the client is served again");
+    if (again >= 0)
+        close(again);
+    for (int i = 1; i < 4; i++)
+        if (idle[i] >= 0)
+            close(idle[i]);
+    is_int(ht_stop(&s2), 0, "the app stops cleanly");
 }
 
 static void test_request_ids(void)
@@ -742,6 +798,8 @@ int main(void)
     test_large_upload();
     test_limits();
     test_early_answers();
+    test_body_budget();
+    test_conns_per_client();
     test_request_ids();
     test_slow_does_not_block();
     test_hog_is_named();

@@ -294,7 +294,7 @@ const keel_service test_service = {
         KEEL_TYPED("GET", "/test/secret", secret_double, number, number, KEEL_PRIVATE),
         KEEL_TYPED("GET", "/test/double", public_double, number, number),
         KEEL_TYPED("GET", "/test/headers", headers, hdr_req, hdr_resp),
-        KEEL_RAW_STREAM("POST", "/test/upload", upload_done, upload_chunk, upload_cleanup),
+        KEEL_RAW_STREAM("POST", "/test/upload", upload_done, upload_chunk, upload_cleanup, 0),
         KEEL_RAW("GET", "/test/download/:size", download),
         KEEL_RAW("POST", "/test/echo", echo_body),
         KEEL_RAW("PUT", "/test/echo", echo_body_put),

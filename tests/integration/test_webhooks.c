@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,7 +16,8 @@
 #include "tap.h"
 
 #define SECRET "whk-test-secret \"quoted\" & spaced"
-static const char *const webhook_env[] = {"KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, NULL};
+static const char *const webhook_env[] = {"KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, "KEEL_BODY_BUDGET=16777216",
+                                          NULL};
 
 static ht_server srv;
 static char root[256];
@@ -75,7 +77,7 @@ static void test_stored_once(void)
 {
     char *log = ht_log(&srv);
     like(log, "Creating database webhooks", "keel run provisions the webhooks database");
-    like(log, "webhooks: applied 1 migration", "the app applies the webhooks migration");
+    like(log, "webhooks: applied 2 migrations", "the app applies the webhooks migrations");
     free(log);
 
     const char *sig = github_sig(SECRET, push_body, strlen(push_body));
@@ -86,6 +88,12 @@ static void test_stored_once(void)
     r = deliver("d-0001", "push", push_body, strlen(push_body), sig);
     is_int(r.status, 200, "the same delivery sent again is acknowledged");
     is_str(r.body, "{\"status\":\"duplicate\"}", "as a duplicate");
+    ht_free(&r);
+    /* The delivery id is not signed: a captured delivery replayed under a
+     * new id carries a valid signature, and is still the same delivery. */
+    r = deliver("d-replayed", "push", push_body, strlen(push_body), sig);
+    is_int(r.status, 200, "the same signed body under another delivery id is acknowledged");
+    is_str(r.body, "{\"status\":\"duplicate\"}", "as a duplicate, not stored again");
     ht_free(&r);
 
     json_t *j = events();
@@ -183,6 +191,43 @@ static void test_large(void)
     json_decref(j);
 }
 
+/* What a client can make the service keep in memory is bounded: a declared
+ * body over 25 MiB is refused before it is read, and bodies held at once
+ * share the process's budget (16 MiB here), whatever their signature header
+ * says, since the signature is only known at the end. */
+static void test_memory_bounds(void)
+{
+    unsigned patience = ht_valgrind() ? 30 : 5;
+    const char *huge = "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
+                       "X-GitHub-Delivery: d-huge-2\r\nX-GitHub-Event: push\r\nContent-Length: 27262976\r\n\r\n";
+    int fd = ht_raw_connect(&srv, patience);
+    send(fd, huge, strlen(huge), MSG_NOSIGNAL);
+    bool eof;
+    char *got = ht_recv_all(fd, &eof);
+    like(got, "HTTP/1.1 413", "a declared 26 MiB delivery is refused with 413 before any of it is sent");
+    free(got);
+    close(fd);
+
+    const char *twelve = "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
+                         "X-GitHub-Delivery: d-held\r\nX-GitHub-Event: push\r\nContent-Length: 12582912\r\n\r\n";
+    int held = ht_raw_connect(&srv, patience);
+    send(held, twelve, strlen(twelve), MSG_NOSIGNAL);
+    ht_send_filler(held, 65536);
+    usleep(200 * 1000);
+    fd = ht_raw_connect(&srv, patience);
+    send(fd, twelve, strlen(twelve), MSG_NOSIGNAL);
+    got = ht_recv_all(fd, &eof);
+    like(got, "HTTP/1.1 503", "a second 12 MiB delivery while one is held is refused with 503 (16 MiB budget)");
+    free(got);
+    close(fd);
+    close(held);
+    usleep(300 * 1000);
+    const char body[] = "{\"after\":\"the held one left\"}";
+    ht_response r = deliver("d-after-held", "push", body, strlen(body), github_sig(SECRET, body, strlen(body)));
+    is_int(r.status, 200, "once it is gone, deliveries are accepted again");
+    ht_free(&r);
+}
+
 /* The rows as psql sees them: payload as jsonb, the exact bytes in payload_raw. */
 static void test_storage(void)
 {
@@ -225,6 +270,7 @@ int main(void)
     test_refused();
     test_large();
     test_storage();
+    test_memory_bounds();
     char *log = ht_log(&srv);
     ok(!tap_contains(log, "whk-test-secret"), "the log never holds the secret");
     free(log);

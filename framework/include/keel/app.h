@@ -15,6 +15,10 @@ typedef struct keel_config {
     unsigned io_threads;         /* epoll threads; default: number of cores */
     unsigned workers;            /* threads for blocking handlers; default 16 */
     size_t max_body;             /* typed and buffered raw bodies; default 1 MiB */
+    size_t body_budget;          /* request bodies held in memory at once, all
+                                    requests together; default 256 MiB */
+    unsigned max_conns_per_ip;   /* open connections from one client address;
+                                    0: no limit; default 512 */
     size_t max_header;           /* request line + headers; default 16 KiB */
     unsigned conn_timeout_s;     /* idle connection timeout; default 30 */
     unsigned shutdown_grace_ms;  /* wait for in-flight requests; default 10000 */
@@ -27,7 +31,8 @@ typedef struct keel_config {
 void keel_config_defaults(keel_config *c);
 
 /* Overrides c from the environment: PORT, KEEL_HOST, KEEL_IO_THREADS,
- * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
+ * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_BODY_BUDGET, KEEL_MAX_CONNECTIONS,
+ * KEEL_MAX_CONNECTIONS_PER_IP, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
  * KEEL_SHUTDOWN_GRACE_MS, KEEL_LOG_REQUESTS (0/1).  A malformed value gives
  * invalid_argument naming the variable. */
 keel_error *keel_config_from_env(keel_config *c);

@@ -32,8 +32,14 @@ enum {
     KEEL_PRIVATE  = 1u << 0, /* only reachable with keel_call (service to service) */
     KEEL_INLINE   = 1u << 1, /* accepted for compatibility; no effect (every
                                 handler now runs on its I/O thread) */
-    KEEL_BLOCKING = 1u << 2  /* the handler may block its thread: it runs on the
+    KEEL_BLOCKING = 1u << 2, /* the handler may block its thread: it runs on the
                                 worker pool instead */
+    KEEL_KEEPS_BODY = 1u << 3 /* KEEL_RAW_STREAM: the handler keeps the body in
+                                memory, so it counts against the budget all
+                                requests share (KEEL_BODY_BUDGET) as buffered
+                                bodies do: a declared length before anything
+                                is read (503 when the budget is used up), a
+                                chunked body as it arrives */
 };
 
 /* in lives in the request's arena; out is zeroed.  Return NULL on success. */
@@ -90,11 +96,14 @@ typedef struct keel_endpoint {
       .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
       .raw = (fn), .on_body = NULL, .cleanup = NULL }
 
-/* A raw endpoint that sees the body chunk by chunk (no size limit unless
- * max_body is set) and releases its state in cleanup. */
-#define KEEL_RAW_STREAM(meth, pattern, fn, body_fn, cleanup_fn, ...) \
+/* A raw endpoint that sees the body chunk by chunk and releases its state in
+ * cleanup.  max_body bounds the body (a larger declared length is refused with
+ * 413 before anything is read, a longer stream is cut off); 0: no limit, for
+ * endpoints that pass the body on without keeping it.  A handler that keeps
+ * the body in memory says so with KEEL_KEEPS_BODY. */
+#define KEEL_RAW_STREAM(meth, pattern, fn, body_fn, cleanup_fn, max_body_bytes, ...) \
     { .kind = KEEL_EP_RAW, .method = (meth), .path = (pattern), .name = #fn, \
-      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
+      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = (max_body_bytes), .typed = NULL, \
       .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
       .raw = (fn), .on_body = (body_fn), .cleanup = (cleanup_fn) }
 
