@@ -525,6 +525,42 @@ static void test_conns_per_client(void)
     is_int(ht_stop(&s2), 0, "the app stops cleanly");
 }
 
+/* 400 clients trickling their headers a byte at a time hold 400
+ * connections, and a normal request is still answered in under a second. */
+static void test_slow_clients(void)
+{
+    enum { SLOW = 400 };
+    static int fds[SLOW];
+    const char *start = "GET /hello/slow HTTP/1.1\r\nHost: x\r\nX-Trickle: ";
+    int open_ = 0;
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = ht_connect(&srv);
+        if (fds[i] >= 0 && send(fds[i], start, strlen(start), MSG_NOSIGNAL) > 0)
+            open_++;
+    }
+    is_int(open_, SLOW, "400 slow clients connect and send part of their headers");
+    double worst = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < SLOW; i++)
+            if (fds[i] >= 0)
+                send(fds[i], "a", 1, MSG_NOSIGNAL); /* one more byte each */
+        double t0 = now_s();
+        ht_response r = get("/hello/punctual");
+        double took = now_s() - t0;
+        if (r.status != 200)
+            took = 1e9;
+        if (took > worst)
+            worst = took;
+        ht_free(&r);
+        usleep(100 * 1000);
+    }
+    double limit = ht_valgrind() ? 5.0 : 1.0;
+    ok(worst < limit, "a normal request among them is answered in under %.0f s (slowest of 5: %.3f s)", limit, worst);
+    for (int i = 0; i < SLOW; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
 static void test_request_ids(void)
 {
     const char *h[] = {"X-Request-Id: my-trace-123", NULL};
@@ -800,6 +836,7 @@ int main(void)
     test_early_answers();
     test_body_budget();
     test_conns_per_client();
+    test_slow_clients();
     test_request_ids();
     test_slow_does_not_block();
     test_hog_is_named();

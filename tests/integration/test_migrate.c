@@ -8,6 +8,7 @@
  * "tests/fixtures" relative to the current folder); a fresh database is made
  * for each case. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,6 +562,81 @@ static void test_race(void)
     PQfinish(conn);
 }
 
+/* The process applying a long migration is killed with SIGKILL half-way:
+ * nothing of that migration is left (its first statement's table is gone,
+ * the version is unchanged, not dirty), and the next run applies it cleanly. */
+/* The number of other sessions on db whose query contains like (SQL LIKE). */
+static long other_sessions(PGconn *conn, const char *db, const char *like)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND query LIKE '%s' "
+             "AND pid <> pg_backend_pid()", db, like);
+    char *v = scalar(conn, sql);
+    long n = v ? atol(v) : -1;
+    free(v);
+    return n;
+}
+
+static void test_killed_mid_migration(void)
+{
+    PGconn *conn = fresh_db("m_killed");
+    if (!conn)
+        return;
+    const char *dir = temp_dir();
+    const char *first = "CREATE TABLE k_first (id int);\n";
+    const char *slow = "CREATE TABLE k_half (id int);\n"
+                       "INSERT INTO k_half SELECT generate_series(1, 1000);\n"
+                       "SELECT pg_sleep(3);\n"
+                       "ALTER TABLE k_first ADD COLUMN late int;\n";
+    write_file(dir, "1_first.up.sql", first, strlen(first));
+    write_file(dir, "2_slow.up.sql", slow, strlen(slow));
+    fflush(stdout);
+    pid_t kid = fork();
+    if (kid == 0) {
+        PGconn *c = PQconnectdb(pgh_conninfo(&cluster, "m_killed"));
+        int n;
+        keel_error *err = up_dir(c, dir, &n);
+        _exit(err ? 1 : 0);
+    }
+    /* Kill it once the slow statement is running (seen from the server). */
+    bool sleeping = false;
+    for (int i = 0; i < 100 && !sleeping; i++) {
+        usleep(50 * 1000);
+        sleeping = other_sessions(conn, "m_killed", "%pg_sleep(3)%") == 1;
+    }
+    ok(sleeping, "killed: the slow migration is running");
+    kill(kid, SIGKILL);
+    int status = 0;
+    waitpid(kid, &status, 0);
+    ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "killed: the migrating process died of SIGKILL");
+    /* Its server session notices only when it next writes to the client. */
+    bool gone = false;
+    for (int i = 0; i < 200 && !gone; i++) {
+        gone = other_sessions(conn, "m_killed", "%") == 0;
+        if (!gone)
+            usleep(50 * 1000);
+    }
+    ok(gone, "killed: its server session has ended");
+    keel_migration_state st = state_of(conn);
+    ok(st.version == 1 && !st.dirty, "killed: version 1 (the finished migration), not dirty");
+    ok(has_relation(conn, "k_first") && !has_relation(conn, "k_half"),
+       "killed: nothing of the half-done migration is left");
+    ok(scalar_is(conn, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'k_first' "
+                       "AND column_name = 'late'", "0"),
+       "killed: not even its change to an earlier table");
+    ok(lock_is_free("m_killed"), "killed: the advisory lock went with the session");
+    int n;
+    keel_error *err = up_dir(conn, dir, &n);
+    ok(!err && n == 1, "killed: the next run applies it cleanly");
+    report(err);
+    keel_error_free(err);
+    ok(scalar_is(conn, "SELECT count(*) FROM k_half", "1000") && state_of(conn).version == 2,
+       "killed: now complete, at version 2");
+    PQfinish(conn);
+    remove_dir(dir);
+}
+
 static void test_file_contents(void)
 {
     PGconn *conn = fresh_db("m_files");
@@ -648,6 +724,7 @@ int main(void)
     test_adoption_and_dirty();
     test_no_transaction();
     test_race();
+    test_killed_mid_migration();
     test_file_contents();
     test_thousand();
     pgh_stop(&cluster);

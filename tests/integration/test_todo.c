@@ -5,6 +5,8 @@
  * role, a PostgreSQL restart, a database that is down, a failing migration,
  * and two keel runs racing on a fresh root. */
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -204,6 +206,88 @@ static void test_shutdown_under_load(void)
     is_int(loaded, rounds, "the load reached the database endpoint before each SIGTERM");
 }
 
+/* A writer for test_restart_during_writes: POSTs until told to stop and
+ * records the id of every creation the server acknowledged. */
+typedef struct writer {
+    int n;
+    atomic_bool *stop;
+    atomic_bool *restarted;   /* PostgreSQL is back */
+    int64_t ids[4096];
+    int acked, failed, other;
+    int acked_after;          /* acknowledged once PostgreSQL was back */
+} writer;
+
+static void *write_loop(void *arg)
+{
+    writer *w = arg;
+    for (int k = 0; !atomic_load(w->stop) && w->acked < 4096; k++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"title\":\"writer %d item %d\"}", w->n, k);
+        ht_response r = req("POST", "/todo", body);
+        json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+        if (j && json_is_integer(json_object_get(j, "id"))) {
+            w->ids[w->acked++] = json_integer_value(json_object_get(j, "id"));
+            w->acked_after += atomic_load(w->restarted);
+        }
+        else if (r.status == 503 || r.status == 0)
+            w->failed++; /* the database was away: not acknowledged */
+        else
+            w->other++;
+        json_decref(j);
+        ht_free(&r);
+    }
+    return NULL;
+}
+
+/* PostgreSQL restarted (fast: sessions are cut) while 8 clients create
+ * items: every creation the app acknowledged is in the table afterwards, and
+ * nothing but "unavailable" is answered meanwhile. */
+static void test_restart_during_writes(void)
+{
+    enum { WRITERS = 8 };
+    static writer w[WRITERS];
+    atomic_bool stop = false, back = false;
+    pthread_t t[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (writer){.n = i, .stop = &stop, .restarted = &back};
+        pthread_create(&t[i], NULL, write_loop, &w[i]);
+    }
+    usleep(ht_valgrind() ? 3000 * 1000 : 500 * 1000);
+    bool restarted = ht_cluster_ctl(root, false) && ht_cluster_ctl(root, true);
+    atomic_store(&back, true);
+    usleep(ht_valgrind() ? 5000 * 1000 : 1000 * 1000);
+    atomic_store(&stop, true);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(t[i], NULL);
+    ok(restarted, "PostgreSQL was restarted (-m fast) under 8 writing clients");
+    int acked = 0, failed = 0, other = 0, missing = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        acked += w[i].acked;
+        failed += w[i].failed;
+        other += w[i].other;
+    }
+    diag("%d creations acknowledged, %d refused as unavailable", acked, failed);
+    ok(acked > 0, "creations were acknowledged (%d)", acked);
+    is_int(other, 0, "every answer was a creation or 503 unavailable");
+    for (int i = 0; i < WRITERS; i++) {
+        for (int k = 0; k < w[i].acked; k++) {
+            char path[64];
+            snprintf(path, sizeof path, "/todo/%lld", (long long)w[i].ids[k]);
+            ht_response r = req("GET", path, NULL);
+            if (r.status != 200) {
+                if (missing++ < 5)
+                    diag("acknowledged item %lld answers %ld", (long long)w[i].ids[k], r.status);
+            }
+            ht_free(&r);
+        }
+    }
+    is_int(missing, 0, "every acknowledged item is in the table after the restart");
+    int served_after = 0;
+    for (int i = 0; i < WRITERS; i++)
+        served_after += w[i].acked_after > 0;
+    is_int(served_after, WRITERS, "and every writer was served again once PostgreSQL was back");
+}
+
 /* The PostgreSQL server keel run started got none of keel's secrets in its
  * environment (the tests run with KEEL_SECRET_* set). */
 static void test_postmaster_environment(void)
@@ -377,6 +461,7 @@ int main(void)
     test_postgres_restart();
     test_second_run();
     test_shutdown_under_load();
+    test_restart_during_writes();
     test_failing_migration();
     test_infra_error_hides_password();
     test_racing_runs(migrations);
