@@ -3,8 +3,11 @@
  * PostgreSQL server.  Locally every database lives in the one cluster; for
  * other environments the infra config must name one server (routing by the
  * startup packet's database is not implemented: the proxy refuses configs
- * with several servers).  One thread per connection pair keeps it simple;
- * SIGINT/SIGTERM stop accepting and exit 0, closing open sessions. */
+ * with several servers).  Only TCP targets: forwarding to a Unix socket
+ * would hand every local user the proxy user's socket access, which peer
+ * and trust authentication turn into its database identity.  One thread per
+ * connection pair keeps it simple; SIGINT/SIGTERM stop accepting and exit 0,
+ * closing open sessions. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -20,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,7 +31,7 @@
 #define CMD "keel db proxy"
 #define DEFAULT_PORT 5439
 
-/* Where connections go: a TCP host and port, or a Unix socket folder. */
+/* Where connections go: a TCP host and port. */
 typedef struct target {
     char host[512];
     char port[24];
@@ -48,8 +50,9 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-/* The single server of a non-local infra config; false after printing. */
-static bool infra_target(const char *path)
+/* The single server of a non-local infra config; CLI_OK, or the exit status
+ * after printing why not. */
+static int infra_target(const char *path)
 {
     json_t *j = json_load_file(path, 0, NULL);
     json_t *servers = json_object_get(j, "sql_servers");
@@ -57,22 +60,33 @@ static bool infra_target(const char *path)
     json_t *s = json_array_get(servers, 0);
     const char *host = json_string_value(json_object_get(s, "host"));
     json_int_t port = json_integer_value(json_object_get(s, "port"));
-    bool ok = n == 1 && host;
+    /* libpq takes a host starting with / as a socket folder, and one
+     * starting with @ as an abstract socket. */
+    bool socket = host && (host[0] == '/' || host[0] == '@');
+    int rc = n == 1 && host && !socket ? CLI_OK : CLI_FAILED;
     if (n != 1)
         fprintf(stderr, CMD ": %s lists %zu servers; the proxy forwards to exactly one (run one proxy per "
                         "environment with a single-server infra config)\n", path, n);
     else if (!host)
         fprintf(stderr, CMD ": %s: the server has no \"host\"\n", path);
-    if (ok) {
+    else if (socket) {
+        fprintf(stderr, CMD ": %s: the server's host \"%s\" is a Unix socket; the proxy forwards to TCP servers "
+                        "only (anyone who reached the proxy's port would connect with this user's socket access: "
+                        "peer or trust authentication). Use psql or keel db shell on the socket directly.\n",
+                path, host);
+        rc = CLI_USAGE;
+    }
+    if (rc == CLI_OK) {
         snprintf(dest.host, sizeof dest.host, "%s", host);
         snprintf(dest.port, sizeof dest.port, "%lld", (long long)(port > 0 ? port : 5432));
     }
     json_decref(j);
-    return ok;
+    return rc;
 }
 
-/* Decides the target from --env like the other db commands do. */
-static bool find_target(const char *env)
+/* Decides the target from --env like the other db commands do; CLI_OK, or
+ * the exit status after printing why not. */
+static int find_target(const char *env)
 {
     const char *given = getenv("KEEL_INFRA_CONFIG");
     bool use_infra = cli_env_is_local(env) ? !env && given && *given : true;
@@ -80,34 +94,22 @@ static bool find_target(const char *env)
         keel_infra *infra = cli_open_infra(CMD, env); /* checks env and file */
         bool loaded = infra != NULL;
         keel__infra_free(infra);
-        return loaded && infra_target(given);
+        return loaded ? infra_target(given) : CLI_FAILED;
     }
+    /* The local cluster listens on 127.0.0.1 too: its TCP port needs a
+     * password, unlike its socket. */
     local_pg pg;
     keel_error *err = local_pg_locate(cli_app_root(), &pg);
     if (err)
-        return cli_fail(CMD, err), false;
+        return cli_fail(CMD, err);
     snprintf(dest.host, sizeof dest.host, "127.0.0.1");
     snprintf(dest.port, sizeof dest.port, "%u", pg.port);
-    return true;
+    return CLI_OK;
 }
 
 /* A connected socket to the target, or -1. */
 static int connect_target(void)
 {
-    if (dest.host[0] == '/') {
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        char path[600];
-        snprintf(path, sizeof path, "%s/.s.PGSQL.%s", dest.host, dest.port);
-        if (strlen(path) >= sizeof a.sun_path)
-            return -1;
-        memcpy(a.sun_path, path, strlen(path) + 1);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
-            return fd;
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(dest.host, dest.port, &hints, &res) != 0)
         return -1;
@@ -266,13 +268,14 @@ int cli_db_proxy(int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    if (!find_target(env))
-        return CLI_FAILED;
+    int rc = find_target(env);
+    if (rc != CLI_OK)
+        return rc;
     int lfd = listen_on((unsigned)port);
     if (lfd < 0 || !install_signals())
         return CLI_FAILED;
-    fprintf(stderr, CMD ": listening on 127.0.0.1:%u, forwarding to %s%s%s (Ctrl-C stops)\n", bound_port(lfd),
-            dest.host, dest.host[0] == '/' ? " port " : ":", dest.port);
+    fprintf(stderr, CMD ": listening on 127.0.0.1:%u, forwarding to %s:%s (Ctrl-C stops)\n", bound_port(lfd),
+            dest.host, dest.port);
     accept_loop(lfd);
     close(lfd);
     return CLI_OK;

@@ -1,28 +1,58 @@
 /* local_pg.c - the embedded local PostgreSQL cluster: creation (initdb),
  * start (pg_ctl), the lock that keeps concurrent keel processes apart, and
- * provisioning of databases and roles.  See local_pg.h. */
+ * provisioning of databases and roles.  See local_pg.h.
+ *
+ * keel often runs as root while the postgres user owns the cluster folder, so
+ * anything in that folder may be a symlink postgres put there: root opens
+ * nothing in it without O_NOFOLLOW, changes owners with fchown on what it
+ * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #define FIRST_PORT 55432u
+
+/* Room kept after the app root and the cluster folder for the names keel
+ * puts under them (".keel/infra.local.json.tmp.<pid>", "data/PG_VERSION"). */
+#define PATH_ROOM 128
+
+/* Formats a path; false when it does not fit (it is never truncated: a
+ * truncated path names another file). */
+static bool path_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool path_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    return n >= 0 && (size_t)n < len;
+}
+
+static keel_error *too_long(const char *what)
+{
+    return keel_error_new(KEEL_FAILED_PRECONDITION, "the path of %s is too long (move the app to a shorter path)",
+                          what);
+}
 
 static double now_s(void)
 {
@@ -55,13 +85,56 @@ static void pg_tool_env(char **env, size_t cap, char *storage, size_t storage_le
     env[n] = NULL;
 }
 
+/* Opens a tool's log as the cluster's owner (root only borrows that
+ * identity here; runuser takes it for good), without following a symlink:
+ * the log lives in the owner's folder, and root must not append where the
+ * owner could not. */
+static int open_tool_log(const char *log, uid_t uid, gid_t gid)
+{
+    if (!log)
+        return open("/dev/null", O_WRONLY | O_CLOEXEC);
+    uid_t euid = geteuid();
+    gid_t egid = getegid();
+    bool borrow = euid == 0 && uid != 0;
+    if (borrow && (setgroups(1, &gid) != 0 || setegid(gid) != 0 || seteuid(uid) != 0))
+        return -1;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int saved = errno;
+    if (borrow && (seteuid(euid) != 0 || setegid(egid) != 0)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+        saved = EINVAL;
+    }
+    errno = saved;
+    return fd;
+}
+
 static int run_pg_tool(char *const argv[], const char *log)
 {
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (log && uid == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw)
+            return -1;
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int fd = open_tool_log(log, uid, gid);
+        if (fd < 0 && log) {
+            fprintf(stderr, "keel: cannot open %s as the cluster's owner: %s\n", log, strerror(errno));
+            _exit(127);
+        }
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
@@ -127,28 +200,67 @@ static bool port_free(unsigned port)
     return ok;
 }
 
+/* Fills pg->root with the canonical app root and pg->state_dir, refusing a
+ * root too long for the paths keel derives from it. */
+static keel_error *set_root(local_pg *pg, const char *given)
+{
+    char *real = realpath(given, NULL);
+    if (!real)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "app root %s: %s", given, strerror(errno));
+    size_t len = strlen(real);
+    keel_error *err = NULL;
+    if (len + PATH_ROOM >= sizeof pg->root)
+        err = keel_error_new(KEEL_FAILED_PRECONDITION,
+                             "the app root is too long: its canonical path (%.60s...) has %zu bytes, and keel keeps "
+                             "its files under it in paths of at most %zu bytes (move the app to a shorter path)",
+                             real, len, sizeof pg->root - 1);
+    else if (!path_fmt(pg->root, sizeof pg->root, "%s", real) ||
+             !path_fmt(pg->state_dir, sizeof pg->state_dir, "%s/.keel", real))
+        err = too_long("the app root");
+    free(real);
+    return err;
+}
+
 /* Reads .keel/pg.json (where the cluster lives and its port), if present. */
 static bool read_location(local_pg *pg)
 {
-    char path[700];
-    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
+    char path[PATH_MAX];
+    if (!path_fmt(path, sizeof path, "%s/pg.json", pg->state_dir))
+        return false;
     json_t *j = json_load_file(path, 0, NULL);
     const char *dir = json_string_value(json_object_get(j, "cluster"));
     json_int_t port = json_integer_value(json_object_get(j, "port"));
-    bool ok = dir && port > 0 && port < 65536 && strlen(dir) < sizeof pg->pg_dir;
-    if (ok) {
-        snprintf(pg->pg_dir, sizeof pg->pg_dir, "%s", dir);
+    bool ok = dir && dir[0] == '/' && port > 0 && port < 65536 && strlen(dir) + PATH_ROOM < sizeof pg->pg_dir &&
+              path_fmt(pg->pg_dir, sizeof pg->pg_dir, "%s", dir);
+    if (ok)
         pg->port = (unsigned)port;
-    }
     json_decref(j);
     return ok;
+}
+
+/* PostgreSQL's socket is <pg_dir>/run/.s.PGSQL.<port>, and a Unix socket's
+ * path must fit in sun_path with its NUL: refuse here, with the reason,
+ * rather than let the server fail to start. */
+static keel_error *set_socket_dir(local_pg *pg)
+{
+    struct sockaddr_un a;
+    if (!path_fmt(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir))
+        return too_long("the cluster folder");
+    size_t need = strlen(pg->socket_dir) + strlen("/.s.PGSQL.65535");
+    if (need >= sizeof a.sun_path)
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "the path of the PostgreSQL socket (%s/.s.PGSQL.<port>) would be too long: %zu bytes, "
+                              "and a Unix socket's path has at most %zu (move the app to a shorter path)",
+                              pg->socket_dir, need, sizeof a.sun_path - 1);
+    return NULL;
 }
 
 /* Writes a file readable by its owner only, atomically (temp, fsync, rename). */
 static keel_error *write_private_file(const char *path, const char *text)
 {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char tmp[PATH_MAX];
+    if (!path_fmt(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()))
+        return too_long(path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return keel_error_new(KEEL_INTERNAL, "cannot write %s: %s", path, strerror(errno));
@@ -168,9 +280,9 @@ static keel_error *save_location(const local_pg *pg)
     json_t *j = json_pack("{s:s, s:i}", "cluster", pg->pg_dir, "port", (json_int_t)pg->port);
     char *text = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
-    char path[700];
-    snprintf(path, sizeof path, "%s/pg.json", pg->state_dir);
-    keel_error *err = write_private_file(path, text);
+    char path[PATH_MAX];
+    keel_error *err = path_fmt(path, sizeof path, "%s/pg.json", pg->state_dir) ? write_private_file(path, text)
+                                                                               : too_long(".keel/pg.json");
     free(text);
     return err;
 }
@@ -195,9 +307,10 @@ static keel_error *pick_port(local_pg *pg)
 static keel_error *choose_location(local_pg *pg)
 {
     if (read_location(pg))
-        return NULL;
+        return set_socket_dir(pg);
     if (owner_can_enter(pg->state_dir)) {
-        snprintf(pg->pg_dir, sizeof pg->pg_dir, "%s/pg", pg->state_dir);
+        if (!path_fmt(pg->pg_dir, sizeof pg->pg_dir, "%s/pg", pg->state_dir))
+            return too_long("the app root");
     } else {
         unsigned char hash[8];
         crypto_generichash(hash, sizeof hash, (const unsigned char *)pg->root, strlen(pg->root), NULL, 0);
@@ -208,7 +321,70 @@ static keel_error *choose_location(local_pg *pg)
         fprintf(stderr, "note: the postgres user cannot enter %s; the cluster lives in %s\n", pg->root,
                 pg->pg_dir);
     }
-    return pick_port(pg);
+    keel_error *err = set_socket_dir(pg);
+    return err ? err : pick_port(pg);
+}
+
+/* Opens directory name (relative to at) without following a symlink,
+ * creating it (0700) when missing, and makes sure the cluster's owner owns
+ * it: one we just created is handed over with fchown; one that was there
+ * must be the owner's already (chown by path would follow a symlink the
+ * owner placed and give away its target).  Returns the descriptor, or -1
+ * with *err set; shown is the path for messages. */
+static int owned_dir(int at, const char *name, const char *shown, uid_t uid, gid_t gid, keel_error **err)
+{
+    bool created = mkdirat(at, name, 0700) == 0;
+    if (!created && errno != EEXIST) {
+        *err = keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", shown, strerror(errno));
+        return -1;
+    }
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (e == ELOOP || e == ENOTDIR)
+            *err = keel_error_new(KEEL_FAILED_PRECONDITION,
+                                  "refusing to use %s: it is a symlink or not a directory (remove it and run keel "
+                                  "again)",
+                                  shown);
+        else
+            *err = keel_error_new(KEEL_FAILED_PRECONDITION, "cannot open %s: %s", shown, strerror(e));
+        return -1;
+    }
+    if (st.st_uid != uid) {
+        bool ours = created && st.st_uid == geteuid();
+        if (!ours || fchown(fd, uid, gid) != 0) {
+            *err = keel_error_new(KEEL_FAILED_PRECONDITION,
+                                  "refusing to use %s: it belongs to uid %u, not to the cluster's owner (uid %u)%s%s",
+                                  shown, (unsigned)st.st_uid, (unsigned)uid, ours ? ": " : "",
+                                  ours ? strerror(errno) : "");
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* The log initdb appends to: absent, or a regular file of the cluster's
+ * owner.  (It is opened as the owner and without following a symlink
+ * anyway; this says why it is refused.) */
+static keel_error *check_log(const char *log, uid_t uid)
+{
+    struct stat st;
+    if (lstat(log, &st) != 0)
+        return errno == ENOENT ? NULL
+                               : keel_error_new(KEEL_FAILED_PRECONDITION, "cannot check %s: %s", log, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "refusing to write %s: it is a symlink (remove it and run keel again)", log);
+    if (!S_ISREG(st.st_mode) || st.st_uid != uid)
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "refusing to write %s: it is not a regular file of the cluster's owner (uid %u) "
+                              "(remove it and run keel again)",
+                              log, (unsigned)uid);
+    return NULL;
 }
 
 static keel_error *create_cluster(local_pg *pg)
@@ -222,14 +398,17 @@ static keel_error *create_cluster(local_pg *pg)
         return keel_error_new(KEEL_FAILED_PRECONDITION,
                               "cannot create the PostgreSQL cluster: " PG_BIN "/initdb is missing "
                               "(install PostgreSQL 15: apt-get install -y postgresql)");
-    if (mkdir(pg->pg_dir, 0700) != 0 && errno != EEXIST)
-        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", pg->pg_dir, strerror(errno));
-    if (chown(pg->pg_dir, uid, gid) != 0)
-        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot hand %s to the postgres user: %s", pg->pg_dir,
-                              strerror(errno));
-    char data[800], log[800];
-    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
-    snprintf(log, sizeof log, "%s/initdb.log", pg->pg_dir);
+    int dir = owned_dir(AT_FDCWD, pg->pg_dir, pg->pg_dir, uid, gid, &err);
+    if (dir < 0)
+        return err;
+    close(dir);
+    char data[PATH_MAX], log[PATH_MAX];
+    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir) ||
+        !path_fmt(log, sizeof log, "%s/initdb.log", pg->pg_dir))
+        return too_long("the cluster folder");
+    err = check_log(log, uid);
+    if (err)
+        return err;
     fprintf(stderr, "Creating PostgreSQL cluster in %s ... ", pg->pg_dir);
     double t0 = now_s();
     /* Local (socket) connections are trusted: the socket's folder is private
@@ -246,18 +425,19 @@ static keel_error *create_cluster(local_pg *pg)
 
 static bool server_running(const local_pg *pg)
 {
-    char data[800];
-    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
+    char data[PATH_MAX];
+    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir))
+        return false;
     char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "status", NULL};
     return run_pg_tool(argv, NULL) == 0;
 }
 
 static keel_error *start_server(local_pg *pg)
 {
-    char data[800], log[800], opts[1200];
-    snprintf(data, sizeof data, "%s/data", pg->pg_dir);
-    snprintf(log, sizeof log, "%s/server.log", pg->pg_dir);
-    snprintf(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir);
+    char data[PATH_MAX], log[PATH_MAX], opts[PATH_MAX + 128];
+    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir) ||
+        !path_fmt(log, sizeof log, "%s/server.log", pg->pg_dir))
+        return too_long("the cluster folder");
     if (server_running(pg))
         return NULL;
     uid_t uid;
@@ -265,9 +445,15 @@ static keel_error *start_server(local_pg *pg)
     keel_error *err = cluster_owner(&uid, &gid);
     if (err)
         return err;
-    mkdir(pg->socket_dir, 0700);
-    if (chown(pg->socket_dir, uid, gid) != 0)
-        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot hand %s to the postgres user", pg->socket_dir);
+    /* The socket folder, in the owner's cluster folder (pg_ctl opens the
+     * server log itself, as the owner). */
+    int dir = owned_dir(AT_FDCWD, pg->pg_dir, pg->pg_dir, uid, gid, &err);
+    int run = dir < 0 ? -1 : owned_dir(dir, "run", pg->socket_dir, uid, gid, &err);
+    if (dir >= 0)
+        close(dir);
+    if (run < 0)
+        return err;
+    close(run);
     if (!port_free(pg->port)) {
         /* Another program took the port while the cluster was stopped: the
          * port is ours to choose (the app learns it from the infra config
@@ -281,7 +467,8 @@ static keel_error *start_server(local_pg *pg)
     /* Another cluster (of another app root) may grab the same free port
      * between our check and its bind: then move to the next free port. */
     for (int attempt = 0;; attempt++) {
-        snprintf(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir);
+        if (!path_fmt(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir))
+            return too_long("the cluster folder");
         fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
         double t0 = now_s();
         char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
@@ -303,8 +490,9 @@ static keel_error *start_server(local_pg *pg)
  * exec: the descriptor is close-on-exec). */
 static keel_error *take_lock(const local_pg *pg)
 {
-    char path[700];
-    snprintf(path, sizeof path, "%s/lock", pg->state_dir);
+    char path[PATH_MAX];
+    if (!path_fmt(path, sizeof path, "%s/lock", pg->state_dir))
+        return too_long(".keel/lock");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot open %s: %s", path, strerror(errno));
@@ -319,21 +507,30 @@ static keel_error *take_lock(const local_pg *pg)
 keel_error *local_pg_ensure(const char *root, local_pg *pg)
 {
     memset(pg, 0, sizeof *pg);
-    if (!realpath(root, pg->root))
-        return keel_error_new(KEEL_FAILED_PRECONDITION, "app root %s: %s", root, strerror(errno));
-    snprintf(pg->state_dir, sizeof pg->state_dir, "%s/.keel", pg->root);
+    keel_error *err = set_root(pg, root);
+    if (err)
+        return err;
     if (mkdir(pg->state_dir, 0711) != 0 && errno != EEXIST)
         return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", pg->state_dir, strerror(errno));
-    chmod(pg->state_dir, 0711);
+    /* .keel holds the passwords: a symlink there would send them elsewhere. */
+    int state = open(pg->state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (state < 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "refusing to use %s: %s (it must be a folder, not a symlink)",
+                              pg->state_dir, strerror(errno));
+    int chmodded = fchmod(state, 0711);
+    close(state);
+    if (chmodded != 0)
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot chmod %s: %s", pg->state_dir, strerror(errno));
     if (sodium_init() < 0)
         return keel_error_new(KEEL_INTERNAL, "libsodium cannot be initialised");
-    keel_error *err = take_lock(pg);
+    err = take_lock(pg);
     if (!err)
         err = choose_location(pg);
     if (err)
         return err;
-    char version[800];
-    snprintf(version, sizeof version, "%s/data/PG_VERSION", pg->pg_dir);
+    char version[PATH_MAX];
+    if (!path_fmt(version, sizeof version, "%s/data/PG_VERSION", pg->pg_dir))
+        return too_long("the cluster folder");
     if (access(version, F_OK) != 0)
         err = create_cluster(pg);
     if (!err)
@@ -392,8 +589,10 @@ static bool exists(PGconn *conn, const char *sql, const char *param)
  * for the databases; writes it back (0600) when it changed. */
 static keel_error *load_passwords(const local_pg *pg, const char *const *databases, json_t **out)
 {
-    char path[700];
-    snprintf(path, sizeof path, "%s/passwords.json", pg->state_dir);
+    char path[PATH_MAX];
+    *out = NULL;
+    if (!path_fmt(path, sizeof path, "%s/passwords.json", pg->state_dir))
+        return too_long(".keel/passwords.json");
     json_t *all = json_load_file(path, 0, NULL);
     if (!json_is_object(all)) {
         json_decref(all);
@@ -451,6 +650,54 @@ static void ensure_role(PGconn *conn, const char *role, const char *password, ke
     PQfreemem(literal);
 }
 
+/* NAME_app (reads and writes) and NAME_ro (reads) get their privileges
+ * inside their own database only: on what its schemas hold now (public, and
+ * any schema an earlier migration made, owned by NAME_admin), and through
+ * default privileges on what NAME_admin, which runs the migrations, creates
+ * later.  Default privileges belong to one database, so this runs connected
+ * to it. */
+static void grant_in_database(const local_pg *pg, const char *name, const char *admin, const char *ia, const char *ip,
+                              const char *ir, keel_error **err)
+{
+    PGconn *conn = superuser_connect(pg, name, err);
+    if (!conn)
+        return;
+    char sql[4096];
+    PGresult *r = PQexecParams(conn,
+                               "SELECT nspname FROM pg_namespace WHERE nspname = 'public' OR nspowner = "
+                               "(SELECT oid FROM pg_roles WHERE rolname = $1) ORDER BY 1",
+                               1, NULL, &admin, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && !*err)
+        *err = keel_error_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), "%s",
+                                PQresultErrorMessage(r));
+    for (int i = 0; !*err && PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        const char *schema = PQgetvalue(r, i, 0);
+        char *is = PQescapeIdentifier(conn, schema, strlen(schema));
+        if (!is || !path_fmt(sql, sizeof sql,
+                             "GRANT USAGE ON SCHEMA %s TO %s, %s;"
+                             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s;"
+                             "GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s;"
+                             "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %s TO %s;"
+                             "GRANT SELECT ON ALL SEQUENCES IN SCHEMA %s TO %s",
+                             is, ip, ir, is, ip, is, ir, is, ip, is, ir))
+            *err = keel_error_new(KEEL_INTERNAL, "cannot prepare the grants on schema %s of database %s", schema,
+                                  name);
+        else
+            exec_ok(conn, sql, err);
+        PQfreemem(is);
+    }
+    PQclear(r);
+    if (!*err && path_fmt(sql, sizeof sql,
+                          "ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %s;"
+                          "ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT SELECT ON TABLES TO %s;"
+                          "ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO %s;"
+                          "ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT SELECT ON SEQUENCES TO %s;"
+                          "ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT USAGE ON SCHEMAS TO %s, %s",
+                          ia, ip, ia, ir, ia, ip, ia, ir, ia, ip, ir))
+        exec_ok(conn, sql, err);
+    PQfinish(conn);
+}
+
 static void provision_one(const local_pg *pg, PGconn *conn, const char *name, json_t *pw, keel_error **err)
 {
     char admin[128], app[128], ro[128];
@@ -465,22 +712,30 @@ static void provision_one(const local_pg *pg, PGconn *conn, const char *name, js
     char *ip = PQescapeIdentifier(conn, app, strlen(app));
     char *ir = PQescapeIdentifier(conn, ro, strlen(ro));
     char sql[2048];
-    if (!exists(conn, "SELECT 1 FROM pg_database WHERE datname = $1", name)) {
-        fprintf(stderr, "Creating database %s ... ", name);
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER %s", db, ia);
-        fprintf(stderr, exec_ok(conn, sql, err) ? "done\n" : "failed\n");
+    if (!db || !ia || !ip || !ir) {
+        if (!*err)
+            *err = keel_error_new(KEEL_INTERNAL, "cannot prepare database %s", name);
+    } else {
+        if (!exists(conn, "SELECT 1 FROM pg_database WHERE datname = $1", name)) {
+            fprintf(stderr, "Creating database %s ... ", name);
+            snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER %s", db, ia);
+            fprintf(stderr, exec_ok(conn, sql, err) ? "done\n" : "failed\n");
+        }
+        /* The memberships older versions granted gave these roles every
+         * table of every database they could connect to: revoked. */
+        snprintf(sql, sizeof sql,
+                 "REVOKE ALL ON DATABASE %s FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s, %s;"
+                 "GRANT ALL ON DATABASE %s TO %s;"
+                 "REVOKE pg_read_all_data, pg_write_all_data FROM %s, %s",
+                 db, db, ip, ir, db, ia, ip, ir);
+        exec_ok(conn, sql, err);
+        if (!*err)
+            grant_in_database(pg, name, admin, ia, ip, ir, err);
     }
-    snprintf(sql, sizeof sql,
-             "REVOKE ALL ON DATABASE %s FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s, %s;"
-             "GRANT ALL ON DATABASE %s TO %s;"
-             "GRANT pg_read_all_data TO %s; GRANT pg_read_all_data, pg_write_all_data TO %s",
-             db, db, ip, ir, db, ia, ir, ip);
-    exec_ok(conn, sql, err);
     PQfreemem(db);
     PQfreemem(ia);
     PQfreemem(ip);
     PQfreemem(ir);
-    (void)pg;
 }
 
 keel_error *local_pg_provision(local_pg *pg, const char *const *databases)
@@ -519,8 +774,8 @@ keel_error *local_pg_write_infra(const local_pg *pg, const char *const *database
     json_t *infra = json_pack("{s:[{s:s, s:i, s:s, s:o}]}", "sql_servers", "host", "127.0.0.1", "port",
                               (json_int_t)pg->port, "sslmode", "disable", "databases", dbs);
     char *text = json_dumps(infra, JSON_INDENT(2));
-    snprintf(out, out_len, "%s/infra.local.json", pg->state_dir);
-    err = write_private_file(out, text);
+    err = path_fmt(out, out_len, "%s/infra.local.json", pg->state_dir) ? write_private_file(out, text)
+                                                                        : too_long(".keel/infra.local.json");
     sodium_memzero(text, strlen(text));
     free(text);
     json_decref(infra);
@@ -549,13 +804,14 @@ keel_error *local_pg_drop_database(local_pg *pg, const char *name)
 keel_error *local_pg_locate(const char *root, local_pg *pg)
 {
     memset(pg, 0, sizeof *pg);
-    if (!realpath(root, pg->root))
-        return keel_error_new(KEEL_FAILED_PRECONDITION, "app root %s: %s", root, strerror(errno));
-    snprintf(pg->state_dir, sizeof pg->state_dir, "%s/.keel", pg->root);
+    keel_error *err = set_root(pg, root);
+    if (err)
+        return err;
     if (!read_location(pg))
         return keel_error_new(KEEL_FAILED_PRECONDITION,
                               "no local PostgreSQL cluster under %s (run `keel run` once to create it)",
                               pg->state_dir);
-    snprintf(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir);
+    if (!path_fmt(pg->socket_dir, sizeof pg->socket_dir, "%s/run", pg->pg_dir))
+        return too_long("the cluster folder");
     return NULL;
 }

@@ -5,16 +5,19 @@
 #ifndef KEEL_CLI_LOCAL_PG_H
 #define KEEL_CLI_LOCAL_PG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <keel/error.h>
 
+/* Every path is checked to fit before it is written here: an app root too
+ * long for the paths keel derives from it is refused, never truncated. */
 typedef struct local_pg {
-    char root[512];       /* the app root (absolute) */
-    char state_dir[600];  /* <root>/.keel */
-    char pg_dir[700];     /* the cluster folder: data/, run/ (socket), log */
-    char socket_dir[800];
-    unsigned port;        /* TCP port on 127.0.0.1 */
+    char root[PATH_MAX];       /* the app root (absolute, canonical) */
+    char state_dir[PATH_MAX];  /* <root>/.keel */
+    char pg_dir[PATH_MAX];     /* the cluster folder: data/, run/ (socket), log */
+    char socket_dir[PATH_MAX];
+    unsigned port;             /* TCP port on 127.0.0.1 */
 } local_pg;
 
 /* Makes sure the cluster for the app root exists and runs: creates it on first
@@ -25,11 +28,16 @@ keel_error *local_pg_ensure(const char *root, local_pg *pg);
 
 /* Creates (or updates) the database and its three roles (NAME_admin owns it
  * and runs migrations, NAME_app reads and writes, NAME_ro reads), with
- * generated passwords kept in .keel/passwords.json (0600). */
+ * generated passwords kept in .keel/passwords.json (0600).  The app and
+ * read-only roles get privileges in their own database only (on what is in
+ * it and, through default privileges, on what NAME_admin creates later);
+ * the cluster-wide pg_read_all_data / pg_write_all_data of older versions
+ * are revoked. */
 keel_error *local_pg_provision(local_pg *pg, const char *const *databases);
 
 /* Writes .keel/infra.local.json (0600) for the provisioned databases and
- * returns its path in out. */
+ * returns its path in out (an error, with nothing written, when the path
+ * does not fit in out_len). */
 keel_error *local_pg_write_infra(const local_pg *pg, const char *const *databases, char *out, size_t out_len);
 
 /* Drops and recreates a database (used by keel db reset and tests). */

@@ -2,11 +2,16 @@
  * real local cluster: `keel run` provisions a fresh app root, then db shell
  * (read-only by default, --write/--admin/--superuser escalate, passwords
  * never in a child's argument list), conn-uri, the proxy under 20 concurrent
- * sessions and Ctrl-C, migrate status/up/down (with a missing down file),
- * db reset, help texts and exit statuses. */
+ * sessions and Ctrl-C (and its refusal of Unix-socket targets), migrate
+ * status/up/down (with a missing down file), db reset, help texts and exit
+ * statuses.  Also what keel, run as root, must not be tricked into: roles
+ * reaching another service's data, app roots too long for keel's paths,
+ * symlinks the postgres user puts in the cluster folder, and ./dev's
+ * stand-in password on a command line or in clear on the wire. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +56,42 @@ static char *password(const char *role)
     char *copy = strdup(pw ? pw : "missing-password");
     json_decref(j);
     return copy;
+}
+
+/* Where keel run put the cluster (.keel/pg.json): its folder and port. */
+static char cluster[512];
+static unsigned pg_port;
+
+static bool load_cluster(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/pg.json", root);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *dir = json_string_value(json_object_get(j, "cluster"));
+    snprintf(cluster, sizeof cluster, "%s", dir ? dir : "");
+    pg_port = (unsigned)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    return cluster[0] && pg_port;
+}
+
+/* The whole of a file (malloc'd; "" when it cannot be read). */
+static char *slurp(const char *path)
+{
+    size_t cap = 65536, n = 0, got;
+    char *buf = malloc(cap);
+    FILE *f = buf ? fopen(path, "rb") : NULL;
+    while (f && (got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
+        n += got;
+        char *bigger = n + 1 == cap ? realloc(buf, cap *= 2) : buf;
+        if (!bigger)
+            break;
+        buf = bigger;
+    }
+    if (f)
+        fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
 }
 
 static void test_help(void)
@@ -220,6 +261,22 @@ static void test_proxy_env(void)
     ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM stops it with exit 0 too");
 }
 
+/* A Unix-socket target would turn the proxy into an open TCP door to it:
+ * with peer or trust authentication (the local cluster trusts its socket)
+ * every local user would connect as the proxy's user.  Refused. */
+static void test_proxy_socket_target(void)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "sed 's#\"127.0.0.1\"#\"%s/run\"#' .keel/infra.local.json > socket.json && grep -q '\"%s/run\"' "
+             "socket.json && KEEL_INFRA_CONFIG=socket.json timeout 10 \"$KEEL_CLI\" db proxy --port 0 --env staging",
+             cluster, cluster);
+    check(cmd, 2, "Unix socket", "the proxy refuses a Unix-socket target (exit 2, saying why)");
+    check("printf '{\"sql_servers\":[{\"host\":\"@abstract\",\"port\":5432,\"databases\":{}}]}' > abstract.json && "
+          "KEEL_INFRA_CONFIG=abstract.json timeout 10 \"$KEEL_CLI\" db proxy --port 0 --env staging",
+          2, "Unix socket", "and an abstract-namespace socket (@name) too");
+}
+
 static void test_proxy(void)
 {
     char log[300];
@@ -258,6 +315,7 @@ static void test_proxy(void)
           1, "exactly one", "a config with several servers is refused clearly");
     check("\"$KEEL_CLI\" db proxy --port x", 2, "usage", "a bad --port is a usage error");
     test_proxy_env();
+    test_proxy_socket_target();
 }
 
 static void test_migrate(void)
@@ -307,6 +365,240 @@ static void test_reset(void)
           "INSERT 0 1", "the roles still apply after the reset (write)");
 }
 
+/* Each service's roles reach their own database only.  The cluster-wide
+ * pg_read_all_data / pg_write_all_data let todo_app read and write any
+ * database it could connect to (every one PUBLIC may connect to, like
+ * ./dev's legacy stand-in); grants are now per database, with default
+ * privileges covering what later migrations create. */
+static void test_role_isolation(void)
+{
+    check("echo \"SELECT count(*) FROM webhook_event\" | \"$KEEL_CLI\" db shell todo --write -- -d webhooks", 2,
+          "permission denied", "todo_app cannot read the webhooks service's tables");
+    check("echo \"CREATE ROLE keel_other_owner; CREATE DATABASE keel_other OWNER keel_other_owner\" | "
+          "\"$KEEL_CLI\" db shell todo --superuser -- -v ON_ERROR_STOP=1 && "
+          "echo \"CREATE TABLE other_secret (v text); INSERT INTO other_secret VALUES ('other-data'); "
+          "ALTER TABLE other_secret OWNER TO keel_other_owner\" | "
+          "\"$KEEL_CLI\" db shell todo --superuser -- -v ON_ERROR_STOP=1 -d keel_other",
+          0, "ALTER TABLE", "(another database, open to every role, with a table of its own)");
+    int status;
+    char *out = run("echo \"SELECT v FROM other_secret\" | \"$KEEL_CLI\" db shell todo --write -- -d keel_other",
+                    &status);
+    ok(tap_contains(out, "permission denied") && !tap_contains(out, "other-data"),
+       "todo_app cannot read a table of a database every role may connect to");
+    if (!tap_contains(out, "permission denied"))
+        diag("output: %s", out);
+    free(out);
+    check("echo \"INSERT INTO other_secret VALUES ('todo-was-here')\" | \"$KEEL_CLI\" db shell todo --write -- "
+          "-d keel_other",
+          0, "permission denied", "nor write to it");
+    check("echo \"SELECT v FROM other_secret\" | \"$KEEL_CLI\" db shell todo -- -d keel_other", 0,
+          "permission denied", "nor can todo_ro read it");
+
+    /* A cluster provisioned by an older keel: the memberships are revoked
+     * by the next provisioning. */
+    check("echo \"GRANT pg_read_all_data, pg_write_all_data TO todo_app; GRANT pg_read_all_data TO todo_ro\" | "
+          "\"$KEEL_CLI\" db shell todo --superuser",
+          0, "GRANT ROLE", "(the cluster-wide roles granted as an older keel did)");
+    check("KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 0, "starting",
+          "provisioning runs again (keel run, app replaced by true)");
+    check("\"$KEEL_CLI\" db shell todo --superuser -- -Atc \"SELECT r.rolname || ' in ' || m.rolname FROM "
+          "pg_auth_members a JOIN pg_roles r ON r.oid = a.member JOIN pg_roles m ON m.oid = a.roleid WHERE "
+          "m.rolname IN ('pg_read_all_data', 'pg_write_all_data') UNION ALL SELECT 'count ' || count(*) FROM "
+          "pg_auth_members a JOIN pg_roles m ON m.oid = a.roleid WHERE m.rolname IN ('pg_read_all_data', "
+          "'pg_write_all_data')\"",
+          0, "count 0\n", "no role is a member of pg_read_all_data or pg_write_all_data after provisioning");
+    out = run("echo \"SELECT v FROM other_secret\" | \"$KEEL_CLI\" db shell todo --write -- -d keel_other", &status);
+    ok(tap_contains(out, "permission denied") && !tap_contains(out, "other-data"),
+       "and todo_app cannot read the other database's table after it");
+    free(out);
+
+    /* Its own tables, including one a later migration adds (owned by
+     * todo_admin, which runs migrations). */
+    check("echo \"INSERT INTO todo_item (title) VALUES ('own')\" | \"$KEEL_CLI\" db shell todo --write", 0,
+          "INSERT 0 1", "todo_app still writes its own table");
+    check("printf 'CREATE TABLE todo_tag (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL);\\n' > "
+          "migrations/todo/0003_add_tag.up.sql && printf 'DROP TABLE todo_tag;\\n' > "
+          "migrations/todo/0003_add_tag.down.sql && \"$KEEL_CLI\" migrate up todo",
+          0, "now at version 3", "a later migration adds a table");
+    check("echo \"INSERT INTO todo_tag (name) VALUES ('later') RETURNING id\" | \"$KEEL_CLI\" db shell todo --write",
+          0, "INSERT 0 1", "todo_app writes the new table (and uses its sequence)");
+    check("\"$KEEL_CLI\" db shell todo --write -- -Atc 'SELECT name FROM todo_tag'", 0, "later\n",
+          "todo_app reads the new table");
+    check("\"$KEEL_CLI\" db shell todo -- -Atc 'SELECT name FROM todo_tag'", 0, "later\n",
+          "todo_ro reads the new table");
+    check("echo \"INSERT INTO todo_tag (name) VALUES ('ro')\" | \"$KEEL_CLI\" db shell todo", 0, "permission denied",
+          "todo_ro cannot write it");
+    check("echo \"UPDATE todo_tag SET name = 'renamed'; DELETE FROM todo_tag\" | \"$KEEL_CLI\" db shell todo --write",
+          0, "DELETE 1", "todo_app updates and deletes in it");
+    check("\"$KEEL_CLI\" migrate down todo && rm migrations/todo/0003_add_tag.*.sql", 0, "now at version 2",
+          "(the migration reverted)");
+    check("echo \"DROP DATABASE keel_other; DROP ROLE keel_other_owner\" | \"$KEEL_CLI\" db shell todo --superuser", 0,
+          "DROP ROLE", "(the other database dropped)");
+}
+
+/* Makes LONG_ROOT (environment, for the commands) a folder under the app
+ * root whose path is exactly len bytes. */
+static bool make_long_root(size_t len)
+{
+    char path[PATH_MAX];
+    size_t n = (size_t)snprintf(path, sizeof path, "%s/long", root);
+    while (n < len) {
+        size_t seg = len - n - 1 < 200 ? len - n - 1 : 200;
+        if (seg == 0) /* a lone "/" cannot end the path: take a byte back */
+            seg = 1, n--;
+        path[n++] = '/';
+        memset(path + n, 'a', seg);
+        n += seg;
+        path[n] = '\0';
+    }
+    setenv("LONG_ROOT", path, 1);
+    int status;
+    free(run("mkdir -p \"$LONG_ROOT\"", &status));
+    return status == 0 && strlen(path) == len;
+}
+
+/* realpath(3) once wrote the canonical app root into a 512-byte buffer:
+ * past 512 bytes it overwrote the paths next to it, past about 2.6 KB the
+ * caller's stack.  Now a root is refused with a clear error when what keel
+ * derives from it does not fit, and otherwise works as any other. */
+static void test_long_app_root(void)
+{
+    ok(make_long_root(600), "(a 600-byte app root)");
+    check("cd \"$LONG_ROOT\" && KEEL_APP_ROOT=\"$LONG_ROOT\" KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app "
+          "\"$KEEL_EXAMPLE\"",
+          1, "too long", "keel run in it refuses: PostgreSQL's socket path would be too long");
+    ok(make_long_root(3000), "(a 3000-byte app root)");
+    check("KEEL_APP_ROOT=\"$LONG_ROOT\" timeout 10 \"$KEEL_CLI\" db proxy --port 0", 1,
+          "no local PostgreSQL cluster under", "keel db proxy in it says there is no cluster there (no crash)");
+    ok(make_long_root(PATH_MAX - 50), "(a %d-byte app root)", PATH_MAX - 50);
+    check("KEEL_APP_ROOT=\"$LONG_ROOT\" timeout 10 \"$KEEL_CLI\" db proxy --port 0", 1, "too long",
+          "keel db proxy in it refuses: keel's own paths under it would not fit");
+    check("cd \"$LONG_ROOT\" && KEEL_APP_ROOT=\"$LONG_ROOT\" KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app "
+          "\"$KEEL_EXAMPLE\"",
+          1, "too long", "and so does keel run");
+    unsetenv("LONG_ROOT");
+    free(run("rm -rf long", NULL));
+}
+
+/* The owner of a path, or -1. */
+static long owner_of(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 ? (long)st.st_uid : -1;
+}
+
+/* keel runs as root and the postgres user owns the cluster folder: a symlink
+ * postgres puts there must not make root chown or write what it points to.
+ * Runs with the app stopped (the cluster is stopped and started here). */
+static void test_cluster_symlinks(void)
+{
+    if (geteuid() != 0) {
+        skip("not root: the cluster folder is keel's own user's");
+        return;
+    }
+    char victim[] = "/tmp/keel-victim-XXXXXX";
+    if (!ok(mkdtemp(victim) != NULL, "(a folder of root's, standing in for /etc)"))
+        return;
+    setenv("VICTIM", victim, 1);
+    setenv("CLUSTER", cluster, 1);
+
+    /* <pg_dir>/run, the socket folder, replaced by a symlink. */
+    ok(ht_cluster_ctl(root, false), "(the cluster stopped)");
+    check("runuser -u postgres -- sh -c 'rm -rf \"$CLUSTER/run\" && ln -s \"$VICTIM\" \"$CLUSTER/run\"'", 0, "",
+          "(the postgres user replaces run/ with a symlink to it)");
+    check("KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 1, "symlink",
+          "keel run refuses the symlinked socket folder, saying so");
+    is_int(owner_of(victim), 0, "and the symlink's target still belongs to root");
+    check("rm \"$CLUSTER/run\" && KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 0,
+          "Starting PostgreSQL", "with the symlink gone, keel run starts the cluster again");
+
+    /* initdb.log, which keel (root) opened for appending when it (re)ran
+     * initdb: the cluster's logs are opened as postgres, never through a
+     * symlink. */
+    char target[300];
+    snprintf(target, sizeof target, "%s/passwd", victim);
+    FILE *f = fopen(target, "w");
+    if (f) {
+        fputs("root:x:0:0::/root:/bin/sh\n", f);
+        fclose(f);
+    }
+    chmod(target, 0644);
+    setenv("TARGET", target, 1);
+    check("runuser -u postgres -- sh -c 'mv \"$CLUSTER/data/PG_VERSION\" \"$CLUSTER/data/PG_VERSION.moved\" && "
+          "rm -f \"$CLUSTER/initdb.log\" && ln -s \"$TARGET\" \"$CLUSTER/initdb.log\"'",
+          0, "", "(the postgres user makes keel recreate the cluster, with initdb.log a symlink)");
+    check("KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 1, "initdb.log: it is a symlink",
+          "keel run refuses to write the cluster's log through the symlink, naming it");
+    char *content = slurp(target);
+    is_str(content, "root:x:0:0::/root:/bin/sh\n", "the symlink's target is unchanged");
+    free(content);
+    is_int(owner_of(target), 0, "and still belongs to root");
+    check("runuser -u postgres -- sh -c 'rm \"$CLUSTER/initdb.log\" && "
+          "mv \"$CLUSTER/data/PG_VERSION.moved\" \"$CLUSTER/data/PG_VERSION\"' && "
+          "KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"",
+          0, "starting", "(the cluster restored)");
+    /* rm -rf: without the fix the server put its socket in there. */
+    free(run("rm -rf \"$VICTIM\"", NULL));
+    unsetenv("VICTIM");
+    unsetenv("CLUSTER");
+    unsetenv("TARGET");
+}
+
+/* ./dev's standin_password sets the external stand-in's password.  Traced
+ * with strace: the password is in no program's arguments and never on the
+ * wire to PostgreSQL (only its SCRAM verifier is). */
+static void test_standin_password(void)
+{
+    int status;
+    free(run("strace -o /dev/null true", &status));
+    if (status != 0) {
+        skip("strace does not work here");
+        return;
+    }
+    unsigned char raw[12];
+    int rnd = open("/dev/urandom", O_RDONLY);
+    bool got = rnd >= 0 && read(rnd, raw, sizeof raw) == (ssize_t)sizeof raw;
+    if (rnd >= 0)
+        close(rnd);
+    char pw[64];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof raw; i++)
+        n += (size_t)snprintf(pw + n, sizeof pw - n, "%02x", got ? raw[i] : (unsigned)i);
+    snprintf(pw + n, sizeof pw - n, "@:/?#%% x"); /* the stand-in's own shape */
+    char path[400];
+    snprintf(path, sizeof path, "%s/standin.pw", root);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ssize_t w = fd >= 0 ? write(fd, pw, strlen(pw)) : -1;
+    w += fd >= 0 ? write(fd, "\n", 1) : 0;
+    if (fd >= 0)
+        close(fd);
+    ok(w == (ssize_t)strlen(pw) + 1, "(a stand-in password in a 0600 file)");
+    check("echo \"CREATE ROLE keel_standin_t LOGIN\" | \"$KEEL_CLI\" db shell todo --superuser", 0, "CREATE ROLE",
+          "(a role for it)");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "strace -f -qq -s 65536 -e trace=execve,sendto,sendmsg -o standin.trace bash -c "
+             "'set -euo pipefail; eval \"$(sed -n \"/^standin_password() {/,/^}/p\" \"$KEEL_SRCDIR/dev\")\" && "
+             "standin_password \"$0\" \"$1\" keel_standin_t' '%s/run' %u < standin.pw",
+             cluster, pg_port);
+    check(cmd, 0, "", "./dev's standin_password runs");
+    snprintf(path, sizeof path, "%s/standin.trace", root);
+    char *trace = slurp(path);
+    ok(tap_contains(trace, "psql\", [") && tap_contains(trace, "sendto("),
+       "(strace saw psql start and talk to the server)");
+    ok(!tap_contains(trace, pw), "the password is in no process's arguments and not sent to the server");
+    ok(tap_contains(trace, "SCRAM-SHA-256$"), "a SCRAM verifier is sent instead");
+    free(trace);
+    snprintf(cmd, sizeof cmd,
+             "PGPASSWORD=\"$(cat standin.pw)\" psql -X -h 127.0.0.1 -p %u -U keel_standin_t -d postgres "
+             "-Atc 'SELECT current_user'",
+             pg_port);
+    check(cmd, 0, "keel_standin_t\n", "the role logs in with the password");
+    check("echo \"DROP ROLE keel_standin_t\" | \"$KEEL_CLI\" db shell todo --superuser", 0, "DROP ROLE",
+          "(the role dropped)");
+    free(run("rm -f standin.pw standin.trace", NULL));
+}
+
 int main(void)
 {
     if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR") || !getenv("KEEL_EXAMPLE")) {
@@ -316,7 +608,7 @@ int main(void)
     char migrations[512];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ht_make_app_root(root, sizeof root, migrations);
-    if (!ht_start_keel_run(&srv, root, NULL)) {
+    if (!ht_start_keel_run(&srv, root, NULL) || !load_cluster()) {
         printf("Bail out! keel run did not start the app\n");
         return 1;
     }
@@ -332,7 +624,11 @@ int main(void)
     test_proxy();
     test_migrate();
     test_reset();
+    test_role_isolation();
+    test_long_app_root();
+    test_standin_password();
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
+    test_cluster_symlinks();
     ht_remove_app_root(root);
     return tap_done();
 }
