@@ -16,7 +16,7 @@
 #include "tap.h"
 
 #define SECRET "whk-test-secret \"quoted\" & spaced"
-static const char *const webhook_env[] = {"KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, "KEEL_BODY_BUDGET=16777216",
+static const char *const webhook_env[] = {"KEEL_SECRET_GITHUB_WEBHOOK_SECRET=" SECRET, "KEEL_BODY_BUDGET=33554432",
                                           NULL};
 
 static ht_server srv;
@@ -193,7 +193,7 @@ static void test_large(void)
 
 /* What a client can make the service keep in memory is bounded: a declared
  * body over 25 MiB is refused before it is read, and bodies held at once
- * share the process's budget (16 MiB here), whatever their signature header
+ * share the process's budget (32 MiB here), whatever their signature header
  * says, since the signature is only known at the end. */
 static void test_memory_bounds(void)
 {
@@ -208,16 +208,16 @@ static void test_memory_bounds(void)
     free(got);
     close(fd);
 
-    const char *twelve = "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
-                         "X-GitHub-Delivery: d-held\r\nX-GitHub-Event: push\r\nContent-Length: 12582912\r\n\r\n";
+    const char *twenty = "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
+                         "X-GitHub-Delivery: d-held\r\nX-GitHub-Event: push\r\nContent-Length: 20971520\r\n\r\n";
     int held = ht_raw_connect(&srv, patience);
-    send(held, twelve, strlen(twelve), MSG_NOSIGNAL);
+    send(held, twenty, strlen(twenty), MSG_NOSIGNAL);
     ht_send_filler(held, 65536);
     usleep(200 * 1000);
     fd = ht_raw_connect(&srv, patience);
-    send(fd, twelve, strlen(twelve), MSG_NOSIGNAL);
+    send(fd, twenty, strlen(twenty), MSG_NOSIGNAL);
     got = ht_recv_all(fd, &eof);
-    like(got, "HTTP/1.1 503", "a second 12 MiB delivery while one is held is refused with 503 (16 MiB budget)");
+    like(got, "HTTP/1.1 503", "a second 20 MiB delivery while one is held is refused with 503 (32 MiB budget)");
     free(got);
     close(fd);
     close(held);
