@@ -1,0 +1,1 @@
+CREATE TABLE adopt_a (id int);

@@ -1,0 +1,1 @@
+CREATE TABLE adopt_b (id int);

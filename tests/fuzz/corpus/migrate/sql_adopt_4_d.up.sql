@@ -1,0 +1,1 @@
+ALTER TABLE adopt_c ADD COLUMN x int;

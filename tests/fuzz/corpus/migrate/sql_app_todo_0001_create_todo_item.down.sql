@@ -1,0 +1,1 @@
+DROP TABLE todo_item;

@@ -1,0 +1,2 @@
+ALTER TABLE d ADD COLUMN note text;
+ALTER TABLE b ADD COLUMN note text;

@@ -1,0 +1,1 @@
+CREATE TABLE r3 (id int);

@@ -1,0 +1,1 @@
+CREATE TABLE todo (id bigserial PRIMARY KEY, title text NOT NULL);

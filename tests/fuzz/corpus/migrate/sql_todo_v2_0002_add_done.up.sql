@@ -1,0 +1,1 @@
+ALTER TABLE todo ADD COLUMN done boolean NOT NULL DEFAULT false;

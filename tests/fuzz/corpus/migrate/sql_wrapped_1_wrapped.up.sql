@@ -1,0 +1,3 @@
+BEGIN;
+CREATE TABLE wrapped (id int);
+COMMIT;

@@ -1,0 +1,1 @@
+CREATE TABLE wrapped2 (id int);
