@@ -109,6 +109,7 @@ struct keel_req {
     keel_buf body;            /* buffered body */
     size_t body_seen;         /* bytes received so far */
     size_t discarded;         /* bytes dropped since the answer was decided */
+    size_t discard_max;       /* how much of that before closing instead */
     size_t body_held;         /* counted in app->body_bytes, given back at free */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
@@ -130,6 +131,10 @@ void keel__req_free(keel_req *req);
  * requests share (cfg.body_budget); given back by keel__req_free.
  * unavailable (503) when it would be exceeded. */
 keel_error *keel__req_hold_body(keel_req *req, size_t bytes);
+/* unavailable (503) when bytes more would not fit the budget now; counts
+ * nothing (a declared length is counted as it arrives, so a client that
+ * declares much and sends nothing holds nothing). */
+keel_error *keel__req_body_fits(const keel_req *req, size_t bytes);
 /* Turns req->resp (or req->error) into a queued libmicrohttpd response. */
 enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */

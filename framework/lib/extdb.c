@@ -8,7 +8,9 @@
 #include "json_text.h"
 #include "keel/secrets.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,8 +95,17 @@ static bool host_is_local(const char *hosts)
     const char *h = hosts;
     for (;;) {
         size_t n = strcspn(h, ",");
-        bool local = (n > 0 && h[0] == '/') || (n == 9 && !strncmp(h, "localhost", 9)) ||
-                     (n >= 4 && !strncmp(h, "127.", 4)) || (n == 3 && !strncmp(h, "::1", 3));
+        char one[INET6_ADDRSTRLEN + 1] = "";
+        if (n < sizeof one)
+            memcpy(one, h, n);
+        one[n < sizeof one ? n : 0] = '\0';
+        struct in_addr v4;
+        struct in6_addr v6;
+        /* Addresses are parsed, not matched by prefix: "127.db.example.com"
+         * is a host name like any other. */
+        bool local = (n > 0 && h[0] == '/') || !strcmp(one, "localhost") ||
+                     (inet_pton(AF_INET, one, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127) ||
+                     (inet_pton(AF_INET6, one, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6));
         if (!local)
             return false;
         if (!h[n])
@@ -211,7 +222,9 @@ static keel_error *explain(const keel_extdb *x, const settings *s, keel_error *e
                  "sslmode=%s%s: %s. To relax it, set \"sslmode\" (for example \"require\": encrypted, not "
                  "verified) for \"%s\" in the external database config or KEEL_EXTDB_<NAME>_SSLMODE; to verify "
                  "against your own authority, set \"sslrootcert\"",
-                 s->sslmode, s->sslmode_default ? " (the default for a server that is not this machine)" : "",
+                 s->sslmode,
+                 s->sslmode_default && !strcmp(s->sslmode, "verify-full")
+                     ? " (the default for a server that is not this machine)" : "",
                  why, x->name);
     } else if (strstr(why, "password authentication failed") || strstr(why, "no password supplied")) {
         snprintf(fix, sizeof fix, "password authentication failed for user \"%s\" (check the secret %s)", s->user,

@@ -21,7 +21,9 @@
 
 #define LINGER_MS 2000
 #define LINGER_MAX (16u * 1024 * 1024)
-#define LINGER_SOCKETS 256 /* per loop; beyond, sockets close at once */
+#define LINGER_SOCKETS 256 /* per loop; beyond, the oldest is closed, so a
+                              client that keeps them busy cannot take the
+                              gentle close away from everyone else */
 
 typedef struct lingering {
     keel_watch watch;
@@ -33,7 +35,7 @@ typedef struct lingering {
 } lingering;
 
 struct keel_lingers {
-    lingering *head;
+    lingering *head, *tail; /* newest first */
     unsigned count;
 };
 
@@ -49,6 +51,8 @@ static void linger_end(lingering *l)
         all->head = l->next;
     if (l->next)
         l->next->prev = l->prev;
+    else
+        all->tail = l->prev;
     all->count--;
     free(l);
 }
@@ -85,7 +89,9 @@ void keel__linger(keel_loop *loop, int fd)
     struct keel_lingers **slot = keel__loop_lingers(loop);
     if (!*slot)
         *slot = calloc(1, sizeof **slot);
-    lingering *l = *slot && (*slot)->count < LINGER_SOCKETS ? calloc(1, sizeof *l) : NULL;
+    if (*slot && (*slot)->count >= LINGER_SOCKETS)
+        linger_end((*slot)->tail);
+    lingering *l = *slot ? calloc(1, sizeof *l) : NULL;
     shutdown(fd, SHUT_WR); /* the answer is out: the client reads it, then end-of-file */
     if (!l) {
         close(fd);
@@ -105,6 +111,8 @@ void keel__linger(keel_loop *loop, int fd)
     l->next = (*slot)->head;
     if (l->next)
         l->next->prev = l;
+    else
+        (*slot)->tail = l;
     (*slot)->head = l;
     (*slot)->count++;
     keel__loop_timer_arm(loop, &l->timer, LINGER_MS);

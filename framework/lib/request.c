@@ -58,6 +58,23 @@ keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *
     return req;
 }
 
+/* The 503 for a body that does not fit the budget. */
+static keel_error *budget_used_up(size_t budget)
+{
+    return keel_error_cause(
+        keel_error_new(KEEL_UNAVAILABLE, "server busy: too many request bodies in memory, try again"),
+        "the body budget of %zu bytes (KEEL_BODY_BUDGET) is used up", budget);
+}
+
+keel_error *keel__req_body_fits(const keel_req *req, size_t bytes)
+{
+    if (!req->app)
+        return NULL;
+    size_t budget = req->app->cfg.body_budget;
+    size_t used = atomic_load_explicit(&req->app->body_bytes, memory_order_relaxed);
+    return bytes > budget || used > budget - bytes ? budget_used_up(budget) : NULL;
+}
+
 keel_error *keel__req_hold_body(keel_req *req, size_t bytes)
 {
     if (!req->app || !bytes)
@@ -66,9 +83,7 @@ keel_error *keel__req_hold_body(keel_req *req, size_t bytes)
     size_t used = atomic_load_explicit(&req->app->body_bytes, memory_order_relaxed);
     do {
         if (bytes > budget || used > budget - bytes)
-            return keel_error_cause(
-                keel_error_new(KEEL_UNAVAILABLE, "server busy: too many request bodies in memory, try again"),
-                "the body budget of %zu bytes (KEEL_BODY_BUDGET) is used up", budget);
+            return budget_used_up(budget);
     } while (!atomic_compare_exchange_weak_explicit(&req->app->body_bytes, &used, used + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
     req->body_held += bytes;

@@ -647,7 +647,8 @@ keel_error *keel_secrets_rotate_key(keel_secrets *s)
     if (rename(pending, s->keypath) != 0)
         return keel_error_new(KEEL_INTERNAL,
                               "cannot replace %s: %s; the store is now encrypted with the new key in %s, "
-                              "which the next keel command moves into place",
+                              "which is used from there until the next keel secrets set, rm or rotate-key "
+                              "moves it into place",
                               s->keypath, strerror(errno), pending);
     return NULL;
 }

@@ -24,10 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Once the answer is decided (404, 413, a handler's error), at most this much
- * of the body still arriving is read and dropped to keep the connection;
- * beyond it the connection is closed (a client declaring a TiB is answered at
- * once).  Go's net/http keeps the same amount. */
+/* Once the answer is decided at the headers (404, 413), at most this much of
+ * the body still arriving is read and dropped to keep the connection; a
+ * larger body is answered at once and the connection closed (a client
+ * declaring a TiB is not waited for).  Go's net/http keeps the same amount.
+ * An error found in the middle of a body is answered after the rest of a
+ * body of accepted length; a chunked body gets this much more. */
 #define KEEL_DISCARD_MAX (256u * 1024)
 
 /* Per-connection state: the request path exactly as the client sent it.
@@ -334,7 +336,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!req->error && req->max_body && declared > (long long)req->max_body)
             req->error = body_too_large(req->max_body);
         if (!req->error && declared > 0 && keeps_body(req->route->ep))
-            req->error = keel__req_hold_body(req, (size_t)declared); /* refused before it is read */
+            req->error = keel__req_body_fits(req, (size_t)declared); /* refused before it is read */
+        /* An error found later in a body of accepted length is answered
+         * after the rest was read and dropped: the length is bounded by the
+         * endpoint's own limit.  Without one, or for a chunked body, only
+         * KEEL_DISCARD_MAX more is read before the connection is closed. */
+        req->discard_max = declared >= 0 && req->max_body > KEEL_DISCARD_MAX ? req->max_body : KEEL_DISCARD_MAX;
         if (req->error && body_to_come(conn, declared) > KEEL_DISCARD_MAX) {
             /* Answer before reading; the connection closes after it. */
             req->linger = true;
@@ -352,11 +359,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_YES;
         }
         /* The answer is decided: what still arrives is dropped, within a
-         * cap, so that the connection can carry the next request.  Past the
-         * cap it is closed (libmicrohttpd cannot answer in the middle of a
-         * body). */
+         * cap (discard_max), then answered.  Past the cap the connection is
+         * closed: libmicrohttpd cannot answer in the middle of a body. */
         req->discarded += len;
-        return req->discarded > KEEL_DISCARD_MAX ? MHD_NO : MHD_YES;
+        return req->discarded > req->discard_max ? MHD_NO : MHD_YES;
     }
     if (req->state == REQ_SENT || req->state == REQ_QUEUED || req->state == REQ_RUNNING)
         return MHD_YES;

@@ -35,6 +35,7 @@ typedef struct {
     keel_webhook wh;
     char *body;   /* the body, kept for storage (malloc'd) */
     size_t len, cap;
+    size_t declared; /* Content-Length, 0 when unknown */
 } github_upload;
 
 static keel_error *upload_start(keel_req *req, github_upload **out)
@@ -51,17 +52,17 @@ static keel_error *upload_start(keel_req *req, github_upload **out)
         free(up);
         return err;
     }
-    /* Size the buffer from Content-Length when it is sane. */
+    /* The buffer grows with what arrives (the framework counts that against
+     * the body budget), never past the declared length: a client that
+     * declares 25 MiB and sends little makes the service keep little. */
     const char *cl = keel_req_header(req, "Content-Length");
     if (cl && *cl) {
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (!errno && !*end && n > 0 && n <= WEBHOOK_MAX_BODY)
-            up->cap = (size_t)n; /* larger: refused by the framework (max_body) */
+            up->declared = (size_t)n; /* larger: refused by the framework (max_body) */
     }
-    if (up->cap && !(up->body = malloc(up->cap)))
-        up->cap = 0;
     *keel_req_user(req) = up;
     *out = up;
     return NULL;
@@ -78,6 +79,8 @@ static keel_error *github_chunk(keel_req *req, const char *data, size_t len)
         size_t cap = up->cap ? up->cap : 64 * 1024;
         while (cap < up->len + len)
             cap *= 2;
+        if (up->declared >= up->len + len && cap > up->declared)
+            cap = up->declared;
         if (cap > WEBHOOK_MAX_BODY)
             cap = WEBHOOK_MAX_BODY; /* the framework stops the body there */
         char *grown = realloc(up->body, cap);
