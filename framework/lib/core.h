@@ -123,6 +123,12 @@ struct keel_req {
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
 };
 
+/* registry.c: service and database names: lower-case letters, digits and _,
+ * starting with a letter, at most KEEL_NAME_MAX bytes (a database's roles
+ * add "_admin", within PostgreSQL's 63). */
+#define KEEL_NAME_MAX 48
+bool keel__name_valid(const char *name);
+
 /* request.c */
 keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *url,
                         const char *method, const char *version);

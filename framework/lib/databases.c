@@ -5,23 +5,12 @@
  * self-hosted deploy needs nothing else. */
 #include "core.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 
 #include "infra.h"
 #include "pool.h"
-
-static bool valid_db_name(const char *name)
-{
-    if (!name || !islower((unsigned char)name[0]))
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_')
-            return false;
-    return strlen(name) <= 48;
-}
 
 /* The index of the declaration called name, or -1. */
 static long declared_index(const keel_app *app, const char *name)
@@ -41,10 +30,11 @@ static keel_sqldb *find_declared(const keel_app *app, const char *name)
 /* Adds one declaration; a second declaration of the same name is an error. */
 static keel_error *declare(keel_app *app, const keel_service *svc, keel_sqldb *db)
 {
-    if (!valid_db_name(db->name))
+    if (!keel__name_valid(db->name))
         return keel_error_new(KEEL_INVALID_ARGUMENT,
-                              "service %s: database name \"%s\" is invalid: use lower-case letters, digits and _",
-                              svc->name, db->name ? db->name : "(null)");
+                              "service %s: database name \"%s\" is invalid: use lower-case letters, digits and _, "
+                              "starting with a letter (at most %d)",
+                              svc->name, db->name ? db->name : "(null)", KEEL_NAME_MAX);
     long earlier = declared_index(app, db->name);
     if (earlier >= 0 && app->dbs[earlier] != db)
         return keel_error_new(KEEL_INVALID_ARGUMENT,

@@ -9,14 +9,14 @@
 #include <string.h>
 #include <sodium.h>
 
-static bool valid_service_name(const char *name)
+bool keel__name_valid(const char *name)
 {
     if (!name || !islower((unsigned char)name[0]))
         return false;
     for (const char *p = name; *p; p++)
         if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_')
             return false;
-    return strlen(name) < 48;
+    return strlen(name) <= KEEL_NAME_MAX;
 }
 
 static bool valid_method(const char *m, bool allow_any)
@@ -129,10 +129,11 @@ static keel_error *check_services(const keel_service *const *services, size_t *c
     size_t n = 0;
     for (size_t i = 0; services[i]; i++) {
         const keel_service *s = services[i];
-        if (!valid_service_name(s->name))
+        if (!keel__name_valid(s->name))
             return keel_error_new(KEEL_INVALID_ARGUMENT,
-                                  "service name \"%s\" is invalid: use lower-case letters, digits and _",
-                                  s->name ? s->name : "(null)");
+                                  "service name \"%s\" is invalid: use lower-case letters, digits and _, "
+                                  "starting with a letter (at most %d)",
+                                  s->name ? s->name : "(null)", KEEL_NAME_MAX);
         for (size_t j = 0; j < i; j++)
             if (strcmp(services[j]->name, s->name) == 0)
                 return keel_error_new(KEEL_INVALID_ARGUMENT, "service \"%s\" is listed twice", s->name);

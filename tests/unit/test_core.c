@@ -195,6 +195,20 @@ static void test_registry(void)
     like(startup_error(&with_db, &declares_again), "KEEL_SQLDB_NAMED",
          "two declarations of one database are refused with the fix");
     like(startup_error(&bad_db_svc, NULL), "database name", "an invalid database name is refused");
+
+    /* Service and database names follow one rule: at most 48 bytes each. */
+    static const char n48[] = "a23456789012345678901234567890123456789012345678";
+    static const char n49[] = "a234567890123456789012345678901234567890123456789";
+    static keel_sqldb db48 = KEEL_SQLDB(n48, "migrations/x");
+    static keel_sqldb db49 = KEEL_SQLDB(n49, "migrations/x");
+    const keel_service svc48 = {n48, (const keel_endpoint[]){KEEL_ENDPOINT_END}, (keel_sqldb *const[]){&db48, NULL},
+                                NULL};
+    const keel_service svc49 = {n49, (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL};
+    const keel_service db49_svc = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
+                                   (keel_sqldb *const[]){&db49, NULL}, NULL};
+    ok(startup_error(&svc48, NULL) == NULL, "a 48-byte service name with a 48-byte database name builds");
+    like(startup_error(&svc49, NULL), "at most 48", "a 49-byte service name is refused, saying the limit");
+    like(startup_error(&db49_svc, NULL), "at most 48", "a 49-byte database name is refused, saying the limit");
 }
 
 int main(void)

@@ -19,7 +19,7 @@ typedef struct keel_config {
                                     requests together; default 256 MiB */
     unsigned max_conns_per_ip;   /* open connections from one client address;
                                     0: no limit; default 512 */
-    size_t max_header;           /* request line + headers; default 16 KiB */
+    size_t max_header;           /* request line + headers; default 32 KiB */
     unsigned conn_timeout_s;     /* idle connection timeout; default 30 */
     unsigned shutdown_grace_ms;  /* wait for in-flight requests; default 10000 */
     unsigned max_connections;    /* default 4096 */
