@@ -12,11 +12,13 @@ static const char usage[] =
     "usage: %s [--port N] [--app-model] [--help]\n"
     "  --port N      listen on port N (default: $PORT, else 4000)\n"
     "  --app-model   print the app model (services, endpoints, schemas) as JSON and exit\n"
-    "environment: PORT KEEL_HOST KEEL_IO_THREADS KEEL_WORKERS KEEL_MAX_BODY KEEL_MAX_HEADER\n"
-    "             KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_MAX_CONNECTIONS KEEL_LOG_REQUESTS\n";
+    "environment: PORT KEEL_HOST KEEL_IO_THREADS KEEL_WORKERS KEEL_MAX_BODY KEEL_BODY_BUDGET\n"
+    "             KEEL_MAX_HEADER KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_MAX_CONNECTIONS\n"
+    "             KEEL_MAX_CONNECTIONS_PER_IP KEEL_LOG_REQUESTS\n";
 
 typedef struct {
     bool app_model;
+    bool help;  /* --help: printed, nothing else to do */
     long port; /* -1: not given */
 } main_args;
 
@@ -24,6 +26,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, main_args *a)
 {
     a->app_model = false;
+    a->help = false;
     a->port = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--app-model") == 0) {
@@ -37,7 +40,8 @@ static int parse_args(int argc, char **argv, main_args *a)
             }
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf(usage, argv[0]);
-            exit(0);
+            a->help = true;
+            return 0;
         } else {
             fprintf(stderr, "%s: unknown argument \"%s\"\n", argv[0], argv[i]);
             fprintf(stderr, usage, argv[0]);
@@ -79,8 +83,8 @@ int keel_main(int argc, char **argv, const keel_service *const services[])
 {
     main_args args;
     int rc = parse_args(argc, argv, &args);
-    if (rc)
-        return rc;
+    if (rc || args.help)
+        return rc; /* the help was printed: done */
     keel_config cfg;
     keel_config_defaults(&cfg);
     keel_error *err = keel_config_from_env(&cfg);

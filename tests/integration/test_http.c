@@ -813,6 +813,14 @@ static void test_startup_errors(void)
     out[n] = '\0';
     rc = pclose(p);
     ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "an unknown flag is a usage error (2)");
+    snprintf(cmd, sizeof cmd, "'%s' --help 2>&1", getenv("KEEL_EXAMPLE"));
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    rc = pclose(p);
+    ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "--help exits 0");
+    like(out, "usage:", "and prints the usage");
+    like(out, "KEEL_MAX_CONNECTIONS_PER_IP", "naming every setting");
 }
 
 int main(void)

@@ -555,8 +555,7 @@ static void test_each(void)
     keel_router_each(r, collect, buf);
     is_str(buf, "", "each: empty router visits nothing");
     keel_router_free(r);
-    keel_router_free(NULL);
-    ok(1, "free: NULL router is fine");
+    keel_router_free(NULL); /* allowed: a crash here fails the test */
 }
 
 int main(void)
