@@ -929,9 +929,16 @@ static keel_error *mismatch(const keel_row *row, int col, const char *type)
     return keel_error_new(KEEL_INTERNAL, "column \"%s\" does not convert to %s", PQfname(row->res, col), type);
 }
 
-keel_error *keel_row_text(const keel_row *row, int col, const char **out)
+keel_error *keel_row_text(const keel_row *row, int col, const char **out, bool *is_null)
 {
-    return cell(row, col, out, NULL);
+    keel_error *err = cell(row, col, out, NULL);
+    if (err)
+        return err;
+    if (!*out)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    return NULL;
 }
 
 keel_error *keel_row_int64(const keel_row *row, int col, int64_t *out, bool *is_null)
@@ -1006,14 +1013,18 @@ static void *row_alloc(const keel_row *row, size_t n)
     return s->data;
 }
 
-keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len)
+keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len, bool *is_null)
 {
     const char *v;
     *out = NULL;
     *len = 0;
     keel_error *err = cell(row, col, &v, NULL);
-    if (err || !v)
+    if (err)
         return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
     size_t n = 0;
     unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &n);
     if (!raw)
@@ -1125,14 +1136,18 @@ keel_error *keel_row_timestamptz(const keel_row *row, int col, int64_t *out, boo
     return NULL;
 }
 
-keel_error *keel_row_json(const keel_row *row, int col, json_t **out)
+keel_error *keel_row_json(const keel_row *row, int col, json_t **out, bool *is_null)
 {
     const char *v;
     int len;
     *out = NULL;
     keel_error *err = cell(row, col, &v, &len);
-    if (err || !v)
+    if (err)
         return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
     json_error_t jerr;
     json_t *j = json_loadb(v, (size_t)len, JSON_DECODE_ANY, &jerr);
     if (!j)
@@ -1160,17 +1175,9 @@ keel_error *keel_row_scan(const keel_row *row, const char *format, ...)
         bool was_null = false;
         bool *isn = nullable ? &was_null : NULL;
         switch (*f) {
-        case 't': {
-            const char **out = va_arg(ap, const char **);
-            err = keel_row_text(row, col, out);
-            if (!err && !*out) {
-                if (nullable)
-                    was_null = true;
-                else
-                    err = null_value(row, col, NULL);
-            }
+        case 't':
+            err = keel_row_text(row, col, va_arg(ap, const char **), isn);
             break;
-        }
         case 'i':
             err = keel_row_int64(row, col, va_arg(ap, int64_t *), isn);
             break;
@@ -1186,24 +1193,12 @@ keel_error *keel_row_scan(const keel_row *row, const char *format, ...)
         case 'x': {
             const uint8_t **out = va_arg(ap, const uint8_t **);
             size_t *len = va_arg(ap, size_t *);
-            err = keel_row_bytea(row, col, out, len);
-            if (!err && keel_row_is_null(row, col)) {
-                if (nullable)
-                    was_null = true;
-                else
-                    err = null_value(row, col, NULL);
-            }
+            err = keel_row_bytea(row, col, out, len, isn);
             break;
         }
         case 'j': {
             json_t **out = va_arg(ap, json_t **);
-            err = keel_row_json(row, col, out);
-            if (!err && !*out) {
-                if (nullable)
-                    was_null = true;
-                else
-                    err = null_value(row, col, NULL);
-            }
+            err = keel_row_json(row, col, out, isn);
             if (!err && *out) {
                 if (ntaken < sizeof taken / sizeof *taken) {
                     taken[ntaken++] = out;

@@ -123,7 +123,7 @@ static void test_getters(keel_sqldb *db)
     bool isn = true;
     ok(!keel_row_int64(row, 0, &i, &isn) && i == 42 && !isn, "int64 getter");
     const char *s = NULL;
-    ok(!keel_row_text(row, 1, &s), "text getter succeeds");
+    ok(!keel_row_text(row, 1, &s, NULL), "text getter succeeds");
     is_str(s, "hello", "text getter value");
     double d = 0;
     ok(!keel_row_double(row, 2, &d, NULL) && d == 2.5, "double getter");
@@ -131,13 +131,13 @@ static void test_getters(keel_sqldb *db)
     ok(!keel_row_bool(row, 3, &b, NULL) && b, "bool getter");
     const uint8_t *bytes = NULL;
     size_t len = 0;
-    ok(!keel_row_bytea(row, 4, &bytes, &len) && len == 3 && bytes[0] == 0 && bytes[1] == 0xff && bytes[2] == 0x10,
+    ok(!keel_row_bytea(row, 4, &bytes, &len, NULL) && len == 3 && bytes[0] == 0 && bytes[1] == 0xff && bytes[2] == 0x10,
        "bytea getter");
     int64_t ts = 0;
     ok(!keel_row_timestamptz(row, 5, &ts, NULL), "timestamptz getter succeeds");
     is_int(ts, INT64_C(1767323045123456), "timestamptz is exact microseconds since the epoch");
     json_t *j = NULL;
-    ok(!keel_row_json(row, 6, &j) && json_is_object(j) && json_array_size(json_object_get(j, "a")) == 2,
+    ok(!keel_row_json(row, 6, &j, NULL) && json_is_object(j) && json_array_size(json_object_get(j, "a")) == 2,
        "json getter returns the object");
     json_decref(j);
 
@@ -150,12 +150,15 @@ static void test_getters(keel_sqldb *db)
     ok(err && err->code == KEEL_INVALID_ARGUMENT, "NULL int64 without is_null is invalid_argument");
     keel_error_free(err);
     s = "x";
-    ok(!keel_row_text(row, 8, &s) && s == NULL, "NULL text gives NULL");
+    ok(!keel_row_text(row, 8, &s, &isn) && isn && s == NULL, "NULL text gives NULL");
+    ok(code_of(keel_row_text(row, 8, &s, NULL)) == KEEL_INVALID_ARGUMENT, "NULL text without is_null is invalid_argument");
     bytes = (const uint8_t *)"x";
     len = 9;
-    ok(!keel_row_bytea(row, 9, &bytes, &len) && !bytes && len == 0, "NULL bytea gives NULL, 0");
+    ok(!keel_row_bytea(row, 9, &bytes, &len, &isn) && isn && !bytes && len == 0, "NULL bytea gives NULL, 0");
+    ok(code_of(keel_row_bytea(row, 9, &bytes, &len, NULL)) == KEEL_INVALID_ARGUMENT, "NULL bytea without is_null is invalid_argument");
     j = json_true();
-    ok(!keel_row_json(row, 10, &j) && j == NULL, "NULL json gives NULL");
+    ok(!keel_row_json(row, 10, &j, &isn) && isn && j == NULL, "NULL json gives NULL");
+    ok(code_of(keel_row_json(row, 10, &j, NULL)) == KEEL_INVALID_ARGUMENT, "NULL json without is_null is invalid_argument");
     isn = false;
     ok(!keel_row_double(row, 11, &d, &isn) && isn && d == 0, "NULL double with is_null");
     isn = false;
@@ -196,7 +199,7 @@ static void test_getters(keel_sqldb *db)
     ok(err && err->code == KEEL_INTERNAL, "column out of range is internal");
     is_str(err ? err->message : NULL, "column 14 out of range (result has 14 columns)", "out of range message");
     keel_error_free(err);
-    err = keel_row_text(row, -1, &s);
+    err = keel_row_text(row, -1, &s, NULL);
     ok(err && err->code == KEEL_INTERNAL, "negative column is internal");
     keel_error_free(err);
     keel_req_detached_free(req);
@@ -211,7 +214,7 @@ static void test_getters(keel_sqldb *db)
     ok(code_of(keel_row_double(row, 0, &d, NULL)) == KEEL_INTERNAL, "double of 'abc' fails");
     ok(code_of(keel_row_bool(row, 1, &b, NULL)) == KEEL_INTERNAL, "bool of 'x' fails");
     j = NULL;
-    ok(code_of(keel_row_json(row, 2, &j)) == KEEL_INTERNAL && !j, "json of '{' fails");
+    ok(code_of(keel_row_json(row, 2, &j, NULL)) == KEEL_INTERNAL && !j, "json of '{' fails");
     ok(code_of(keel_row_timestamptz(row, 3, &ts, NULL)) == KEEL_INTERNAL, "timestamptz of 'nope' fails");
     keel_req_detached_free(req);
 }
@@ -264,7 +267,7 @@ static void test_values(keel_sqldb *db)
     const uint8_t *got = NULL;
     size_t len = 0;
     if (!err)
-        err = keel_row_bytea(row, 0, &got, &len);
+        err = keel_row_bytea(row, 0, &got, &len, NULL);
     ok(!err && len == 256 && memcmp(got, all, 256) == 0, "bytea with every byte value 0..255 round-trips");
     keel_error_free(err);
     err = keel_db_query_row(req, db, &row, "SELECT length($1::bytea), $2::bytea = ''::bytea",

@@ -128,18 +128,18 @@ int keel_row_columns(const keel_row *row);
 bool keel_row_is_null(const keel_row *row, int col);
 
 /* Each getter converts column col (0-based).  SQL NULL gives out = NULL / 0
- * and *is_null = true when is_null is given, else an invalid_argument error
- * naming the column.  A column index out of range or a value that does not
+ * and *is_null = true when is_null is given (it is false otherwise), else an
+ * invalid_argument error naming the column.  A column index out of range or a value that does not
  * convert (text into int64...) is an internal error naming the column. */
-keel_error *keel_row_text(const keel_row *row, int col, const char **out);
+keel_error *keel_row_text(const keel_row *row, int col, const char **out, bool *is_null);
 keel_error *keel_row_int64(const keel_row *row, int col, int64_t *out, bool *is_null);
 keel_error *keel_row_double(const keel_row *row, int col, double *out, bool *is_null);
 keel_error *keel_row_bool(const keel_row *row, int col, bool *out, bool *is_null);
-keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len);
+keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len, bool *is_null);
 /* Microseconds since the Unix epoch (UTC). */
 keel_error *keel_row_timestamptz(const keel_row *row, int col, int64_t *out, bool *is_null);
 /* A new reference the caller releases with json_decref (NULL for SQL NULL). */
-keel_error *keel_row_json(const keel_row *row, int col, json_t **out);
+keel_error *keel_row_json(const keel_row *row, int col, json_t **out, bool *is_null);
 
 /* Scans columns in order by format: t text (const char **), i int64, d double,
  * b bool, x bytea (const uint8_t **, size_t *), T timestamptz (int64_t *),
