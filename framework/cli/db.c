@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "local_pg.h"
+#include "../lib/wipe.h"
 
 const char *cli_app_root(void)
 {
@@ -168,8 +169,7 @@ keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name
         return err;
     char *msg = NULL;
     *out = PQconninfoParse(conninfo, &msg);
-    sodium_memzero(conninfo, strlen(conninfo));
-    free(conninfo);
+    keel__free_secret(conninfo);
     if (!*out) {
         err = keel_error_new(KEEL_INVALID_ARGUMENT, "the infra config's entry for \"%s\" is not usable", name);
         PQfreemem(msg);
@@ -198,8 +198,7 @@ PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name)
         return NULL;
     }
     PGconn *conn = PQconnectdb(conninfo);
-    sodium_memzero(conninfo, strlen(conninfo));
-    free(conninfo);
+    keel__free_secret(conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
         fprintf(stderr, "%s: cannot connect to database \"%s\": %s", cmd, name, PQerrorMessage(conn));
         PQfinish(conn);
@@ -314,9 +313,7 @@ static int conn_uri(int argc, char **argv)
     else
         printf("%s\n", uri);
     cli_params_free(opts);
-    if (uri)
-        sodium_memzero(uri, strlen(uri));
-    free(uri);
+    keel__free_secret(uri);
     return CLI_OK;
 }
 

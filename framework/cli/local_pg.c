@@ -7,6 +7,7 @@
  * nothing in it without O_NOFOLLOW, changes owners with fchown on what it
  * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
+#include "../lib/wipe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -622,8 +623,7 @@ static keel_error *load_passwords(const local_pg *pg, const char *const *databas
     if (changed) {
         char *text = json_dumps(all, JSON_INDENT(2));
         err = write_private_file(path, text);
-        sodium_memzero(text, strlen(text));
-        free(text);
+        keel__free_secret(text);
     }
     *out = all;
     return err;
@@ -776,8 +776,7 @@ keel_error *local_pg_write_infra(const local_pg *pg, const char *const *database
     char *text = json_dumps(infra, JSON_INDENT(2));
     err = path_fmt(out, out_len, "%s/infra.local.json", pg->state_dir) ? write_private_file(out, text)
                                                                         : too_long(".keel/infra.local.json");
-    sodium_memzero(text, strlen(text));
-    free(text);
+    keel__free_secret(text);
     json_decref(infra);
     json_decref(passwords);
     return err;

@@ -11,6 +11,7 @@
 
 #include "infra.h"
 #include "pool.h"
+#include "wipe.h"
 
 /* The index of the declaration called name, or -1. */
 static long declared_index(const keel_app *app, const char *name)
@@ -98,15 +99,6 @@ static char *migrations_path(const keel_sqldb *db)
     return p;
 }
 
-/* Frees a string that held a password. */
-static void free_secret(char *s)
-{
-    if (s) {
-        sodium_memzero(s, strlen(s));
-        free(s);
-    }
-}
-
 /* Notices from migration files go to the log rather than stderr. */
 static void log_notice(void *arg, const char *message)
 {
@@ -129,7 +121,7 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
         return err;
     }
     PGconn *conn = PQconnectdb(conninfo);
-    free_secret(conninfo);
+    keel__free_secret(conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
         err = keel_error_new(KEEL_UNAVAILABLE, "%s: could not connect to the database to migrate it", db->name);
         keel_error_cause(err, "%s", PQerrorMessage(conn));
@@ -160,7 +152,7 @@ static keel_error *open_pool(const keel_infra *infra, keel_sqldb *db)
     keel_pool_config cfg = {db->name, conninfo, ps.max_connections, ps.checkout_timeout_ms,
                             ps.statement_timeout_ms};
     err = keel_pool_new(&cfg, &db->pool);
-    free_secret(conninfo);
+    keel__free_secret(conninfo);
     return err;
 }
 

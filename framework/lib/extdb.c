@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "wipe.h"
 
 typedef struct settings {
     char host[512], dbname[128], user[128], sslmode[32], sslrootcert[512];
@@ -235,14 +236,6 @@ static keel_error *explain(const keel_extdb *x, const settings *s, keel_error *e
     return unavailable(x, err);
 }
 
-static void free_secret(char *s)
-{
-    if (s) {
-        sodium_memzero(s, strlen(s));
-        free(s);
-    }
-}
-
 /* The keel_lazy set-up: settings, password, pool, one trial connection. */
 static keel_error *open_pool(void *arg, void **out)
 {
@@ -260,7 +253,7 @@ static keel_error *open_pool(void *arg, void **out)
     keel_pool_config cfg = {x->name, conninfo, s.max_conns, s.checkout_ms, s.statement_ms};
     keel_pool *pool = NULL;
     err = keel_pool_new(&cfg, &pool);
-    free_secret(conninfo);
+    keel__free_secret(conninfo);
     keel_pconn *c = NULL;
     if (!err && (err = keel_pool_get(pool, &c)) != NULL) {
         keel_pool_free(pool);
