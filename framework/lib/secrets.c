@@ -10,6 +10,7 @@
  *   name length (1) | name | set_at (8) | value length (4) | value
  * and only ever exists in sodium_malloc'd memory, wiped when freed. */
 #include "core.h"
+#include "keel/lazy.h"
 #include "keel/secrets.h"
 
 #include <ctype.h>
@@ -674,25 +675,26 @@ const char *keel_secrets_path(const keel_secrets *s)
 
 /* ---- the process's secrets ---------------------------------------------------------------- */
 
-/* The current environment's store, opened once on first need and kept for
- * the life of the process (values must outlive every caller). */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static keel_secrets *g_store;
-static keel_error *g_error;   /* why it could not be opened */
-static bool g_opened;
+/* The current environment's store, opened on first need and kept for the
+ * life of the process (values must outlive every caller).  A failed open is
+ * tried again on the next need (keel_lazy), so a key file restored while
+ * the app runs is picked up. */
+static keel_lazy g_store = KEEL_LAZY_INIT;
+
+static keel_error *open_process_store(void *arg, void **out)
+{
+    (void)arg;
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(NULL, keel_secrets_env(), 0, &s);
+    *out = s;
+    return err;
+}
 
 static keel_error *process_store(const keel_secrets **out)
 {
-    pthread_mutex_lock(&g_mu);
-    if (!g_opened) {
-        g_opened = true;
-        g_error = keel_secrets_open(NULL, keel_secrets_env(), 0, &g_store);
-    }
-    pthread_mutex_unlock(&g_mu);
-    *out = g_store;
-    if (!g_error)
-        return NULL;
-    keel_error *err = keel_error_new(g_error->code, "%s", g_error->message);
+    void *s = NULL;
+    keel_error *err = keel_lazy_get(&g_store, open_process_store, NULL, &s);
+    *out = s;
     return err;
 }
 

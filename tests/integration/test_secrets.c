@@ -417,7 +417,18 @@ static const keel_service svc_a = {.name = "billing", .endpoints = NULL, .databa
 
 static void test_startup_check(void)
 {
+    /* The process's store, first opened with a wrong key, is opened again
+     * on the next need once the key is right: a failure is not kept. */
     setenv("KEEL_SECRETS_DIR", secrets, 1);
+    setenv("KEEL_SECRETS_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 1);
+    const char *early = NULL;
+    keel_error *first = keel_secret_lookup("DB_PASSWORD", &early);
+    like(first ? first->message : NULL, "wrong key", "with a wrong KEEL_SECRETS_KEY the process's store does not open");
+    keel_error_free(first);
+    unsetenv("KEEL_SECRETS_KEY");
+    first = keel_secret_lookup("DB_PASSWORD", &early);
+    ok(!first && early && strcmp(early, "second") == 0, "with the key file back in use, the next lookup opens it");
+    keel_error_free(first);
     const keel_service *const services[] = {&svc_a, NULL};
     struct keel_app app;
     memset(&app, 0, sizeof app);
