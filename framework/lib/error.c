@@ -31,7 +31,7 @@ static const struct {
 };
 
 /* Returned when even the error cannot be allocated; never freed. */
-static keel_error out_of_memory = {KEEL_RESOURCE_EXHAUSTED, "out of memory", NULL, 0};
+static keel_error out_of_memory = {KEEL_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, KEEL_DETAIL_NONE};
 
 const char *keel_code_name(keel_code code)
 {
@@ -78,6 +78,7 @@ keel_error *keel_error_newv(keel_code code, const char *fmt, va_list ap)
     err->code = code;
     err->cause = NULL;
     err->http_status = 0;
+    err->detail = KEEL_DETAIL_NONE;
     err->message = keel__vformat(fmt, ap);
     if (!err->message) {
         free(err);
@@ -138,6 +139,24 @@ keel_error *keel_error_status(keel_error *err, unsigned status)
     if (err && err != &out_of_memory)
         err->http_status = status;
     return err;
+}
+
+keel_error *keel_error_detail(keel_error *err, keel_detail detail)
+{
+    if (err && err != &out_of_memory)
+        err->detail = detail;
+    return err;
+}
+
+keel_error *keel_error_copy(const keel_error *e)
+{
+    if (e == &out_of_memory)
+        return &out_of_memory;
+    keel_error *c = keel_error_new(e->code, "%s", e->message);
+    if (e->cause)
+        keel_error_cause(c, "%s", e->cause);
+    keel_error_status(c, e->http_status);
+    return keel_error_detail(c, e->detail);
 }
 
 unsigned keel_error_http_status(const keel_error *err)

@@ -5,17 +5,6 @@
 
 #include <stdlib.h>
 
-/* A copy the caller owns (errors are owned by exactly one receiver). */
-static keel_error *error_copy(const keel_error *e)
-{
-    keel_error *c = keel_error_new(e->code, "%s", e->message);
-    if (e->cause)
-        keel_error_cause(c, "%s", e->cause);
-    if (e->http_status)
-        keel_error_status(c, e->http_status);
-    return c;
-}
-
 /* Runs one attempt (the caller set state to 1) and publishes its outcome. */
 static keel_error *attempt(keel_lazy *l, keel_lazy_init_fn init, void *arg, void **out)
 {
@@ -23,7 +12,7 @@ static keel_error *attempt(keel_lazy *l, keel_lazy_init_fn init, void *arg, void
     keel_error *err = init(arg, &value);
     pthread_mutex_lock(&l->mu);
     keel_error_free(l->last_error);
-    l->last_error = err ? error_copy(err) : NULL;
+    l->last_error = err ? keel_error_copy(err) : NULL;
     if (!err) {
         l->value = value;
         *out = value;
@@ -57,7 +46,7 @@ keel_error *keel_lazy_get(keel_lazy *l, keel_lazy_init_fn init, void *arg, void 
     if (l->state == 2)
         *out = l->value;
     else
-        err = l->last_error ? error_copy(l->last_error)
+        err = l->last_error ? keel_error_copy(l->last_error)
                             : keel_error_new(KEEL_UNAVAILABLE, "set-up failed");
     pthread_mutex_unlock(&l->mu);
     return err;

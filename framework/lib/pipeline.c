@@ -105,16 +105,6 @@ static int64_t ms_since(const struct timespec *then, const struct timespec *now)
     return (int64_t)(now->tv_sec - then->tv_sec) * 1000 + (now->tv_nsec - then->tv_nsec) / 1000000;
 }
 
-/* A copy of e (code, message and cause), for each of the statements that
- * fail for one reason. */
-static keel_error *error_copy(const keel_error *e)
-{
-    keel_error *copy = keel_error_new(e->code, "%s", e->message);
-    if (e->cause)
-        keel_error_cause(copy, "%s", e->cause);
-    return copy;
-}
-
 /* ---- finishing statements ------------------------------------------------------ */
 
 static void op_finish(pipe_lane *lane, pipe_op *op)
@@ -139,7 +129,7 @@ static void fail_list(pipe_lane *lane, pipe_op *op, const keel_error *why, bool 
     while (op) {
         pipe_op *next = op->next;
         if (!op->err)
-            op->err = error_copy(why);
+            op->err = keel_error_copy(why);
         PQclear(op->result);
         op->result = NULL;
         op->lost = lost;
@@ -177,7 +167,7 @@ static void conn_fail(pipe_conn *c, keel_error *why)
     fail_list(lane, c->wait_head, why, false);
     c->head = c->tail = c->wait_head = c->wait_tail = NULL;
     if (c->reserver) {
-        waiter_finish(c->reserver, NULL, error_copy(why));
+        waiter_finish(c->reserver, NULL, keel_error_copy(why));
         c->reserver = NULL;
         c->reserved = false; /* nobody holds it yet */
     }
@@ -443,7 +433,7 @@ static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
                      : keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(lane->pool));
     if (err) {
         c->fd = -1;
-        conn_fail(c, error_copy(err));
+        conn_fail(c, keel_error_copy(err));
         return err;
     }
     c->events = EPOLLOUT;
@@ -641,7 +631,7 @@ keel_error *keel__pipe_stream_start(keel_req *req, keel_pipe_conn *c, const char
         flushed = PQflush(c->pg);
     if (flushed < 0) {
         keel_error *err = lost_error(c);
-        keel_error *copy = error_copy(err);
+        keel_error *copy = keel_error_copy(err);
         conn_fail(c, err);
         return copy;
     }

@@ -718,9 +718,10 @@ keel_error *keel_secret_lookup(const char *name, const char **out)
     if (*out)
         return NULL;
     const char *env = keel_secrets_env();
-    return keel_error_new(KEEL_FAILED_PRECONDITION,
-                          "secret %s is not set for environment %s: run `keel secrets set --env %s %s`", name, env,
-                          env, name);
+    return keel_error_detail(keel_error_new(KEEL_FAILED_PRECONDITION,
+                                            "secret %s is not set for environment %s: run `keel secrets set --env "
+                                            "%s %s`", name, env, env, name),
+                             KEEL_DETAIL_SECRET_NOT_SET);
 }
 
 const char *keel_secret(const char *name)
@@ -752,7 +753,7 @@ keel_error *keel__secrets_check(struct keel_app *app)
                 break;
             }
             keel_error *e = keel_secret_lookup(name, &v);
-            if (e && e->code == KEEL_FAILED_PRECONDITION && !strncmp(e->message, "secret ", 7)) {
+            if (e && e->detail == KEEL_DETAIL_SECRET_NOT_SET) {
                 fprintf(f, "\n  %s (service %s): keel secrets set --env %s %s", name, svc->name, env, name);
                 missing++;
                 keel_error_free(e);

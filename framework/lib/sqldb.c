@@ -21,8 +21,8 @@
  * the server ran it could then run twice).  Inside a transaction nothing is
  * retried: the statement fails unavailable and the transaction is over.
  *
- * "no rows": keel_db_query_row's empty result is KEEL_NOT_FOUND with exactly
- * the message "no rows"; keel_db_no_rows recognises it by both. */
+ * "no rows": keel_db_query_row's empty result is KEEL_NOT_FOUND "no rows"
+ * with the detail KEEL_DETAIL_NO_ROWS, which keel_db_no_rows compares. */
 #include "core.h"
 #include "pool.h"
 #include "pipeline.h"
@@ -472,7 +472,7 @@ keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row
         return err;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return keel_error_new(KEEL_NOT_FOUND, NO_ROWS_MESSAGE);
+        return keel_error_detail(keel_error_new(KEEL_NOT_FOUND, NO_ROWS_MESSAGE), KEEL_DETAIL_NO_ROWS);
     }
     db_state *st = req->db_state;
     kept_result *k = keel_arena_alloc(&req->arena, sizeof *k);
@@ -494,7 +494,7 @@ keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row
 
 bool keel_db_no_rows(const keel_error *err)
 {
-    return err && err->code == KEEL_NOT_FOUND && err->message && strcmp(err->message, NO_ROWS_MESSAGE) == 0;
+    return err && err->detail == KEEL_DETAIL_NO_ROWS;
 }
 
 /* ---- row streams --------------------------------------------------------------------- */

@@ -40,6 +40,21 @@ static void test_errors(void)
     is_str(err->message, "todo.get: todo 7 not found", "prefix is prepended with a colon");
     keel_error_free(err);
     keel_error_free(NULL); /* allowed: a crash here fails the test */
+
+    /* Details are for programs: set, compared and copied, never parsed from text. */
+    keel_error *d = keel_error_status(keel_error_new(KEEL_NOT_FOUND, "no rows"), 410);
+    ok(d->detail == KEEL_DETAIL_NONE, "an error has no detail by default");
+    keel_error_cause(keel_error_detail(d, KEEL_DETAIL_NO_ROWS), "SELECT ...");
+    keel_error *copy = keel_error_copy(d);
+    ok(copy != d && copy->code == KEEL_NOT_FOUND && copy->detail == KEEL_DETAIL_NO_ROWS &&
+           keel_error_http_status(copy) == 410 && strcmp(copy->message, "no rows") == 0 &&
+           copy->cause && strcmp(copy->cause, "SELECT ...") == 0,
+       "a copy keeps code, message, cause, status and detail");
+    keel_error_free(copy);
+    keel_error *same_text = keel_error_new(KEEL_NOT_FOUND, "no rows");
+    ok(!keel_db_no_rows(same_text) && keel_db_no_rows(d), "keel_db_no_rows compares the detail, not the text");
+    keel_error_free(same_text);
+    keel_error_free(d);
 }
 
 static void test_arena(void)

@@ -31,11 +31,21 @@ typedef enum keel_code {
     KEEL_CODE_COUNT
 } keel_code;
 
+/* What exactly went wrong, within a code, for programs to compare (as GNU
+ * Taler's error codes): code says how to answer, detail says which case it
+ * is.  Compare details, never message text. */
+typedef enum keel_detail {
+    KEEL_DETAIL_NONE = 0,
+    KEEL_DETAIL_NO_ROWS,         /* keel_db_query_row: the query returned no row */
+    KEEL_DETAIL_SECRET_NOT_SET   /* keel_secret_lookup: the secret has no value */
+} keel_detail;
+
 typedef struct keel_error {
     keel_code code;
     char *message; /* shown to the client; never contains secrets */
     char *cause;   /* internal detail for the log only; may be NULL */
     unsigned http_status; /* 0: the code's status; else a more precise one (413) */
+    keel_detail detail;   /* KEEL_DETAIL_NONE unless set with keel_error_detail */
 } keel_error;
 
 #if defined(__GNUC__)
@@ -60,6 +70,13 @@ keel_error *keel_error_prefix(keel_error *err, const char *fmt, ...) KEEL_PRINTF
 /* Makes err answer with HTTP status instead of its code's (for example 413
  * for resource_exhausted caused by a body that is too large); returns err. */
 keel_error *keel_error_status(keel_error *err, unsigned status);
+
+/* Marks err as the case detail (see keel_detail); returns err. */
+keel_error *keel_error_detail(keel_error *err, keel_detail detail);
+
+/* A copy of e (code, message, cause, status, detail) the caller owns, for
+ * handing one outcome to several receivers.  Never returns NULL. */
+keel_error *keel_error_copy(const keel_error *e);
 
 /* The HTTP status err answers with. */
 unsigned keel_error_http_status(const keel_error *err);
