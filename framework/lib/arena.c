@@ -78,6 +78,23 @@ void *keel_arena_calloc(keel_arena *a, size_t count, size_t size)
     return p;
 }
 
+bool keel_arena_grow(keel_arena *a, void **items, size_t count, size_t *cap, size_t size)
+{
+    if (count < *cap)
+        return true;
+    size_t want = *cap ? *cap * 2 : 16;
+    if (want < count + 1 || want < *cap)
+        return false; /* overflow */
+    void *grown = keel_arena_calloc(a, want, size);
+    if (!grown)
+        return false;
+    if (count)
+        memcpy(grown, *items, count * size);
+    *items = grown;
+    *cap = want;
+    return true;
+}
+
 char *keel_arena_strndup(keel_arena *a, const char *s, size_t n)
 {
     char *d = keel_arena_alloc(a, n + 1);

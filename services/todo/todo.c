@@ -74,16 +74,9 @@ static keel_error *list(keel_req *req, const keel_empty *in, todo_list *out)
     size_t cap = 0;
     keel_row *row;
     while (!(err = keel_rows_next(rows, &row)) && row) {
-        if (out->count == cap) {
-            cap = cap ? cap * 2 : 16;
-            todo_item *grown = keel_arena_calloc(keel_req_arena(req), cap, sizeof *grown);
-            if (!grown) {
-                err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
-                break;
-            }
-            if (out->count)
-                memcpy(grown, out->items, out->count * sizeof *grown);
-            out->items = grown;
+        if (!keel_arena_grow(keel_req_arena(req), (void **)&out->items, out->count, &cap, sizeof *out->items)) {
+            err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+            break;
         }
         todo_item *item = &out->items[out->count];
         const char *title;

@@ -192,16 +192,9 @@ static keel_error *list_events(keel_req *req, const keel_empty *in, webhook_even
     size_t cap = 0;
     keel_row *row;
     while (!(err = keel_rows_next(rows, &row)) && row) {
-        if (out->count == cap) {
-            cap = cap ? cap * 2 : 16;
-            webhook_event *grown = keel_arena_calloc(arena, cap, sizeof *grown);
-            if (!grown) {
-                err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
-                break;
-            }
-            if (out->count)
-                memcpy(grown, out->events, out->count * sizeof *grown);
-            out->events = grown;
+        if (!keel_arena_grow(arena, (void **)&out->events, out->count, &cap, sizeof *out->events)) {
+            err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+            break;
         }
         webhook_event *e = &out->events[out->count];
         const char *provider, *delivery, *event, *received;

@@ -89,6 +89,16 @@ static void test_arena(void)
     for (int i = 0; i < 1000; i++)
         intact += blocks[i] && blocks[i][0] == (i & 0xff) && blocks[i][299] == (i & 0xff);
     is_int(intact, 1000, "1000 allocations across blocks are distinct and keep what was written");
+    long *nums = NULL;
+    size_t ncap = 0, grows_ok = 0;
+    for (size_t i = 0; i < 100; i++) {
+        grows_ok += keel_arena_grow(&a, (void **)&nums, i, &ncap, sizeof *nums);
+        nums[i] = (long)i * 3;
+    }
+    long sum = 0;
+    for (size_t i = 0; i < 100; i++)
+        sum += nums[i];
+    ok(grows_ok == 100 && ncap == 128 && sum == 3 * 4950, "grow keeps 100 items through 16, 32, 64, 128");
     keel_arena_release(&a);
     ok(a.chunks == NULL, "release frees every block");
 }

@@ -7,6 +7,7 @@
 #ifndef KEEL_ARENA_H
 #define KEEL_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "error.h"
 
@@ -27,6 +28,17 @@ void *keel_arena_alloc(keel_arena *a, size_t n);
 
 /* Like keel_arena_alloc but zeroed and overflow-checked for count * size. */
 void *keel_arena_calloc(keel_arena *a, size_t count, size_t size);
+
+/* Room for one more item in an array of count items of size bytes kept in
+ * the arena (*items, with room for *cap; both 0/NULL to start): when it is
+ * full, *items becomes a zeroed copy twice as large (at least 16 items) and
+ * *cap grows; the old array stays in the arena until it is released.
+ * Returns false when memory is exhausted (*items and *cap unchanged).
+ *
+ *     if (!keel_arena_grow(arena, (void **)&out->items, out->count, &cap, sizeof *out->items))
+ *         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+ *     out->items[out->count++] = item; */
+bool keel_arena_grow(keel_arena *a, void **items, size_t count, size_t *cap, size_t size);
 
 /* NUL-terminated copies owned by the arena; NULL on exhaustion. */
 char *keel_arena_strndup(keel_arena *a, const char *s, size_t n);
