@@ -129,7 +129,18 @@ struct keel_req {
 #define KEEL_NAME_MAX 48
 bool keel__name_valid(const char *name);
 
+/* secrets.c: every declared secret has a value; otherwise names each missing
+ * one with the command that sets it.  keel_app_start calls it before opening
+ * databases (not keel_app_new, so that --app-model works while a secret is
+ * missing). */
+keel_error *keel__secrets_check(keel_app *app);
+
 /* request.c */
+/* A request context for work that is not an HTTP request (start-up tasks,
+ * the CLI, tests): it has an arena and a request id, and owns connections
+ * like a request does.  keel__req_detached_free releases them. */
+keel_req *keel__req_detached_new(void);
+void keel__req_detached_free(keel_req *req);
 keel_req *keel__req_new(keel_app *app, struct MHD_Connection *conn, const char *url,
                         const char *method, const char *version);
 void keel__req_free(keel_req *req);

@@ -103,7 +103,7 @@ void keel__req_free(keel_req *req)
     free(req);
 }
 
-keel_req *keel_req_detached_new(void)
+keel_req *keel__req_detached_new(void)
 {
     static atomic_uint_fast64_t next_detached;
     keel_req *req = malloc(sizeof *req);
@@ -123,7 +123,7 @@ keel_req *keel_req_detached_new(void)
     return req;
 }
 
-void keel_req_detached_free(keel_req *req)
+void keel__req_detached_free(keel_req *req)
 {
     keel__req_free(req);
 }

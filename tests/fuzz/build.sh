@@ -21,9 +21,9 @@ declare -A DEPS=(
     [router]="router error"
     [schema]="schema arena error"
     [migrate]="error"
-    [secrets]="error"
+    [secrets]="error lazy"
     [webhook]="webhook error"
-    [infra]="infra secrets schema arena error"
+    [infra]="infra secrets schema arena error lazy"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 

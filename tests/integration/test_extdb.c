@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <keel/keel.h>
+#include "core.h"
 #include "pg_harness.h"
 #include "tap.h"
 
@@ -150,7 +151,7 @@ static keel_error *ping(keel_extdb *x, int64_t *one, const char **version, keel_
 
 static void test_special_password(void)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     int64_t one = 0;
     const char *version = NULL;
     keel_error *err = ping(&ext, &one, &version, req);
@@ -158,7 +159,7 @@ static void test_special_password(void)
     is_int(one, 1, "SELECT 1 on the external database");
     like(version, "15", "it reports the server version");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_wrong_password(void)
@@ -210,7 +211,7 @@ static void test_tls_by_default(void)
 
 static void test_down_then_up(void)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     int64_t one = 0;
     const char *version;
     if (!ok(pgh_pause(&pg), "the server is stopped"))
@@ -222,9 +223,9 @@ static void test_down_then_up(void)
     err = ping(&ext, &one, &version, req);
     ok(err && keel_error_http_status(err) == 503, "an already open pool answers 503 too");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     ok(pgh_resume(&pg), "the server is started again");
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     one = 0;
     err = ping(&ext_down, &one, &version, req);
     ok(!err && one == 1, "the next request succeeds without a restart (%s)", err ? err->message : "ok");
@@ -233,7 +234,7 @@ static void test_down_then_up(void)
     err = ping(&ext, &one, &version, req);
     ok(!err && one == 1, "and the pool made before the outage recovers");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 #define THREADS 32

@@ -83,7 +83,7 @@ static int64_t count_rows(keel_req *req, keel_sqldb *db, const char *sql)
 
 static void test_exec(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     int64_t n = -1;
     keel_error *err = keel_db_exec(req, db, &n,
         "INSERT INTO item (name, qty) VALUES ($1, $2), ($3, $4), ($5, $6)",
@@ -101,12 +101,12 @@ static void test_exec(keel_sqldb *db)
     err = keel_db_exec(req, db, NULL, "DELETE FROM item WHERE name = $1", KEEL_ARG_TEXT("c"));
     ok(!err, "exec: affected may be NULL");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_getters(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_row *row = NULL;
     keel_error *err = keel_db_query_row(req, db, &row,
         "SELECT 42::bigint, 'hello'::text, 2.5::float8, true, '\\x00ff10'::bytea, "
@@ -115,7 +115,7 @@ static void test_getters(keel_sqldb *db)
     ok(!err && row, "query_row: returns a row");
     keel_error_free(err);
     if (!row) {
-        keel_req_detached_free(req);
+        keel__req_detached_free(req);
         return;
     }
     is_int(keel_row_columns(row), 14, "row has 14 columns");
@@ -202,9 +202,9 @@ static void test_getters(keel_sqldb *db)
     err = keel_row_text(row, -1, &s, NULL);
     ok(err && err->code == KEEL_INTERNAL, "negative column is internal");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     err = keel_db_query_row(req, db, &row, "SELECT 'abc' AS word, 'x' AS flag, '{' AS doc, 'nope' AS at");
     keel_error_free(err);
     err = keel_row_int64(row, 0, &i, NULL);
@@ -216,12 +216,12 @@ static void test_getters(keel_sqldb *db)
     j = NULL;
     ok(code_of(keel_row_json(row, 2, &j, NULL)) == KEEL_INTERNAL && !j, "json of '{' fails");
     ok(code_of(keel_row_timestamptz(row, 3, &ts, NULL)) == KEEL_INTERNAL, "timestamptz of 'nope' fails");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_no_rows(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_row *row = (keel_row *)1;
     keel_error *err = keel_db_query_row(req, db, &row, "SELECT id FROM item WHERE name = $1",
                                         KEEL_ARG_TEXT("missing"));
@@ -232,12 +232,12 @@ static void test_no_rows(keel_sqldb *db)
     err = keel_error_new(KEEL_NOT_FOUND, "todo not found");
     ok(!keel_db_no_rows(err) && !keel_db_no_rows(NULL), "keel_db_no_rows rejects other errors");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_values(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     static const char *const texts[] = {
         "O'Reilly \"quoted\" back\\slash $1 %s",
         "'; DROP TABLE item; --",
@@ -343,12 +343,12 @@ static void test_values(keel_sqldb *db)
     is_int(t4, -500000, "timestamps before the epoch are negative");
     is_int(t5, 0, "the epoch is 0");
     is_int(t6, INT64_C(1767323045123456), "timestamp without time zone is read as UTC");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_errors(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_error *err = keel_db_exec(req, db, NULL, "INSERT INTO item (name) VALUES ($1)", KEEL_ARG_TEXT("a"));
     ok(err && err->code == KEEL_ALREADY_EXISTS, "unique violation is already_exists");
     ok(err && tap_contains(err->message, "duplicate key") && !tap_contains(err->message, "(name)=(a)"),
@@ -388,7 +388,7 @@ static void test_errors(keel_sqldb *db)
     keel_sqldb ref = KEEL_SQLDB_NAMED("t");
     ref.resolved = db;
     is_int(count_rows(req, &ref, "SELECT 7"), 7, "a reference uses its resolved database's pool");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_stream_million(keel_sqldb *db)
@@ -399,7 +399,7 @@ static void test_stream_million(keel_sqldb *db)
         skip("1,000,000-row stream under valgrind");
         return;
     }
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     long before = peak_rss_kb();
     keel_rows *rows = NULL;
     keel_error *err = keel_db_query(req, db, &rows, "SELECT g, md5(g::text) FROM generate_series(1, 1000000) g");
@@ -420,12 +420,12 @@ static void test_stream_million(keel_sqldb *db)
     keel_error_free(err);
     long growth = peak_rss_kb() - before;
     ok(growth < 50 * 1024, "peak RSS grew by %ld KiB (< 50 MiB)", growth);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_streams(keel_sqldb *db1)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_rows *rows;
     keel_row *row;
     keel_error *err = keel_db_query(req, db1, &rows, "SELECT g, repeat('x', g % 1000), decode(lpad(to_hex(g % 256), 2, '0'), 'hex') "
@@ -478,16 +478,16 @@ static void test_streams(keel_sqldb *db1)
     keel_error_free(err);
     err = keel_rows_next(rows, &row);
     keel_error_free(err);
-    keel_req_detached_free(req);
-    req = keel_req_detached_new();
+    keel__req_detached_free(req);
+    req = keel__req_detached_new();
     is_int(count_rows(req, db1, "SELECT 8"), 8, "a stream left open is closed when its request ends");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 }
 
 static void test_transactions(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
-    keel_req *other = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
+    keel_req *other = keel__req_detached_new();
     keel_error *err = keel_db_begin(req, db);
     ok(!err, "begin");
     keel_error_free(err);
@@ -565,15 +565,15 @@ static void test_transactions(keel_sqldb *db)
     keel_error_free(err);
     err = keel_db_exec(req, db, NULL, "INSERT INTO item (name) VALUES ('tx5')");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     is_int(count_rows(other, db, "SELECT count(*) FROM item WHERE name = 'tx5'"), 0,
            "a transaction open at the end of the request is rolled back");
-    keel_req_detached_free(other);
+    keel__req_detached_free(other);
 }
 
 static void test_session(keel_sqldb *db)
 {
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_row *row;
     const char *tz = NULL, *app = NULL, *enc = NULL, *ds = NULL;
     keel_error *err = keel_db_query_row(req, db, &row,
@@ -587,7 +587,7 @@ static void test_session(keel_sqldb *db)
     is_str(app, "keel", "application_name is keel");
     is_str(enc, "UTF8", "client_encoding is UTF8");
     ok(tap_contains(ds, "ISO"), "DateStyle is ISO");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 
     keel_pool_config cfg = {"t", "host=/tmp password=hunter2 = broken", 1, 0, 0};
     keel_pool *p = (keel_pool *)1;
@@ -608,7 +608,7 @@ static void *worker_main(void *arg)
 {
     worker_arg *w = arg;
     for (int k = 0; k < 100; k++) {
-        keel_req *req = keel_req_detached_new();
+        keel_req *req = keel__req_detached_new();
         keel_row *row;
         int64_t v = 0;
         keel_error *err = keel_db_query_row(req, w->db, &row, "SELECT $1::bigint * 2", KEEL_ARG_INT64(k));
@@ -627,7 +627,7 @@ static void *worker_main(void *arg)
                 w->failures++;
         }
         keel_error_free(err);
-        keel_req_detached_free(req);
+        keel__req_detached_free(req);
         w->done++;
     }
     return NULL;
@@ -655,11 +655,11 @@ static void test_threads(void)
     }
     ok(done == NTHREADS * 100 && failures == 0, "8 threads share a 3-connection pool (%d requests, %d failures)",
        done, failures);
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     int64_t n = count_rows(req, &db,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keel_threads'");
     ok(n >= 1 && n <= 3, "the pool holds at most its size (%" PRId64 " sessions; its own application_name kept)", n);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     keel_pool_free(db.pool);
 }
 
@@ -667,7 +667,7 @@ static void test_prepared(void)
 {
     keel_sqldb db = KEEL_SQLDB("t", NULL);
     db.pool = pool_make(1, 0, 0);
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     keel_error *err = keel_db_begin(req, &db);
     keel_error_free(err);
     const char *sql = "SELECT name FROM item WHERE qty = $1";
@@ -687,7 +687,7 @@ static void test_prepared(void)
     keel_error_free(err);
     is_int(same, 1, "the statement was prepared once on the connection");
     is_int(total, 2, "only it and the counting query are prepared");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     keel_pool_free(db.pool);
 }
 
@@ -695,7 +695,7 @@ static void test_timeout(void)
 {
     keel_sqldb db = KEEL_SQLDB("t", NULL);
     db.pool = pool_make(2, 0, 200);
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
     double t0 = now_ms();
     keel_error *err = keel_db_exec(req, &db, NULL, "SELECT pg_sleep(2)");
     double took = now_ms() - t0;
@@ -703,7 +703,7 @@ static void test_timeout(void)
     ok(took < 1500, "it stopped after about 200 ms (%.0f ms)", took);
     keel_error_free(err);
     is_int(count_rows(req, &db, "SELECT 9"), 9, "the pool works after a timeout");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     keel_pool_free(db.pool);
 }
 
@@ -711,7 +711,7 @@ static void test_exhaustion(void)
 {
     keel_sqldb db = KEEL_SQLDB("t", NULL);
     db.pool = pool_make(2, 300, 0);
-    keel_req *a = keel_req_detached_new(), *b = keel_req_detached_new(), *c = keel_req_detached_new();
+    keel_req *a = keel__req_detached_new(), *b = keel__req_detached_new(), *c = keel__req_detached_new();
     keel_error *e1 = keel_db_begin(a, &db), *e2 = keel_db_begin(b, &db);
     ok(!e1 && !e2, "two transactions hold both connections");
     keel_error_free(e1);
@@ -724,10 +724,10 @@ static void test_exhaustion(void)
            "its message names the database and the wait");
     ok(took >= 280 && took < 1000, "it waited the checkout timeout (%.0f ms)", took);
     keel_error_free(err);
-    keel_req_detached_free(a);
+    keel__req_detached_free(a);
     is_int(count_rows(c, &db, "SELECT 4"), 4, "when a request ends its connection serves the waiting one");
-    keel_req_detached_free(b);
-    keel_req_detached_free(c);
+    keel__req_detached_free(b);
+    keel__req_detached_free(c);
     keel_pool_free(db.pool);
 }
 
@@ -735,7 +735,7 @@ static void test_restart(void)
 {
     keel_sqldb db = KEEL_SQLDB("t", NULL);
     db.pool = pool_make(4, 0, 0);
-    keel_req *req = keel_req_detached_new();
+    keel_req *req = keel__req_detached_new();
 
     /* retry: the statement kills its own session the first time it runs */
     pgh_exec(&cluster, DBNAME, "CREATE SEQUENCE kill_once");
@@ -760,25 +760,25 @@ static void test_restart(void)
     ok(err && err->code == KEEL_ABORTED, "and the transaction is over");
     keel_error_free(err);
     keel_error_free(keel_db_rollback(req, &db));
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     is_int(count_rows(req, &db, "SELECT 11"), 11, "query before the restart");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     ok(pgh_pause(&cluster) && pgh_resume(&cluster), "PostgreSQL restarted");
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     is_int(count_rows(req, &db, "SELECT 11"), 11, "the same (prepared) query succeeds after the restart");
     is_int(count_rows(req, &db, "SELECT 12"), 12, "and a new one too");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 
     ok(pgh_pause(&cluster), "PostgreSQL stopped");
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     err = keel_db_exec(req, &db, NULL, "SELECT 1");
     ok(err && err->code == KEEL_UNAVAILABLE, "a query while the server is down is unavailable");
     ok(err && tap_contains(err->message, "\"t\"") && !tap_contains(err->message, "password") &&
        !tap_contains(err->message, "host="), "its message names the database and no connection settings");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
 
     char conninfo[600];
     snprintf(conninfo, sizeof conninfo, "%s password=sekr1t-value", pgh_conninfo(&cluster, DBNAME));
@@ -786,18 +786,18 @@ static void test_restart(void)
     keel_sqldb pdb = KEEL_SQLDB("t", NULL);
     err = keel_pool_new(&cfg, &pdb.pool);
     keel_error_free(err);
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     err = keel_db_exec(req, &pdb, NULL, "SELECT 1");
     ok(err && err->code == KEEL_UNAVAILABLE && !tap_contains(err->message, "sekr1t") &&
        !tap_contains(err->cause, "sekr1t"), "a failed connect never shows the password");
     keel_error_free(err);
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     keel_pool_free(pdb.pool);
 
     ok(pgh_resume(&cluster), "PostgreSQL started again");
-    req = keel_req_detached_new();
+    req = keel__req_detached_new();
     is_int(count_rows(req, &db, "SELECT 13"), 13, "the pool recovers once the server is back");
-    keel_req_detached_free(req);
+    keel__req_detached_free(req);
     keel_pool_free(db.pool);
 }
 

@@ -70,9 +70,4 @@ const char *keel_secrets_name_at(const keel_secrets *s, size_t i, int64_t *set_a
 /* The store's path (for messages). */
 const char *keel_secrets_path(const keel_secrets *s);
 
-/* Private: keel_app_start calls it before opening databases (not
- * keel_app_new, so that --app-model works while a secret is missing). */
-struct keel_app;
-keel_error *keel__secrets_check(struct keel_app *app);
-
 #endif

@@ -12,9 +12,9 @@
  * Parameters are always bound ($1..$n): there is no function that splices a
  * value into SQL text.  Statements are prepared once per connection and reused.
  * Every call takes the request it works for: connections, results and strings
- * are released when the request completes (or use keel_req_detached_new for
- * work outside HTTP).  Calls block: endpoints that use them must not be
- * KEEL_INLINE. */
+ * are released when the request completes.  On an I/O thread a call waits
+ * without blocking the thread (other requests run meanwhile); elsewhere
+ * (KEEL_BLOCKING handlers, the CLI) it blocks. */
 #ifndef KEEL_SQLDB_H
 #define KEEL_SQLDB_H
 
@@ -148,12 +148,5 @@ keel_error *keel_row_json(const keel_row *row, int col, json_t **out, bool *is_n
  * is an error.  Strings point into the row. */
 keel_error *keel_row_scan(const keel_row *row, const char *format, ...);
 
-/* ---- requests outside HTTP ------------------------------------------------------ */
-
-/* A request context for work that is not an HTTP request (start-up tasks,
- * tests, jobs): it has an arena and a request id, and owns connections like a
- * request does.  Free it with keel_req_detached_free, which releases them. */
-keel_req *keel_req_detached_new(void);
-void keel_req_detached_free(keel_req *req);
 
 #endif
