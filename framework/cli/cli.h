@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <libpq-fe.h>
 
+#include "keel/app.h"
 #include "../lib/infra.h"
 
 /* Exit statuses of every keel command. */
@@ -48,7 +49,6 @@ const char *cli_find_app(const char *given);
 enum { CLI_ROLE_SUPERUSER = 100 };
 
 /* The app root: $KEEL_APP_ROOT, else the current folder. */
-const char *cli_app_root(void);
 
 /* True when env names the local environment (NULL means the default). */
 bool cli_env_is_local(const char *env);

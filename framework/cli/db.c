@@ -16,12 +16,6 @@
 #include "local_pg.h"
 #include "../lib/wipe.h"
 
-const char *cli_app_root(void)
-{
-    const char *root = getenv("KEEL_APP_ROOT");
-    return root && *root ? root : ".";
-}
-
 bool cli_env_is_local(const char *env)
 {
     return !env || strcmp(env, "local") == 0;
@@ -57,7 +51,7 @@ static const char *infra_path(const char *cmd, const char *env, char *buf, size_
     if (!env && given && *given)
         return given;
     if (cli_env_is_local(env)) {
-        snprintf(buf, len, "%s/.keel/infra.local.json", cli_app_root());
+        snprintf(buf, len, "%s/.keel/infra.local.json", keel_app_root());
         return buf;
     }
     if (!given || !*given) {
@@ -137,7 +131,7 @@ static keel_error *superuser_params(const char *env, PQconninfoOption *opts)
     if (!cli_env_is_local(env))
         return keel_error_new(KEEL_INVALID_ARGUMENT, "--superuser works on the local environment only");
     local_pg pg;
-    keel_error *err = local_pg_locate(cli_app_root(), &pg);
+    keel_error *err = local_pg_locate(keel_app_root(), &pg);
     if (err)
         return err;
     char port[16];
@@ -223,7 +217,7 @@ char *cli_migrations_dir(const char *cmd, json_t *model, const char *name)
                 return NULL;
             }
             char *path = NULL;
-            if (asprintf(&path, "%s/%s", dir[0] == '/' ? "" : cli_app_root(), dir) < 0)
+            if (asprintf(&path, "%s/%s", dir[0] == '/' ? "" : keel_app_root(), dir) < 0)
                 return NULL;
             return path;
         }

@@ -99,7 +99,7 @@ static int find_target(const char *env)
     /* The local cluster listens on 127.0.0.1 too: its TCP port needs a
      * password, unlike its socket. */
     local_pg pg;
-    keel_error *err = local_pg_locate(cli_app_root(), &pg);
+    keel_error *err = local_pg_locate(keel_app_root(), &pg);
     if (err)
         return cli_fail(CMD, err);
     snprintf(dest.host, sizeof dest.host, "127.0.0.1");

@@ -192,7 +192,7 @@ static keel_error *recreate(json_t *model, const char *name)
     const char *one[] = {name, NULL};
     const char **names = cli_declared_databases(model);
     char infra[1024];
-    keel_error *err = local_pg_ensure(cli_app_root(), &pg);
+    keel_error *err = local_pg_ensure(keel_app_root(), &pg);
     if (!err)
         err = local_pg_drop_database(&pg, name);
     if (!err)

@@ -38,10 +38,9 @@ static int prepare_databases(const char *app_path)
     const char **names = cli_declared_databases(model);
     int rc = 0;
     if (names && names[0]) {
-        const char *root = getenv("KEEL_APP_ROOT");
         local_pg pg;
         char infra[1024];
-        keel_error *err = local_pg_ensure(root && *root ? root : ".", &pg);
+        keel_error *err = local_pg_ensure(keel_app_root(), &pg);
         if (!err)
             err = local_pg_provision(&pg, names);
         if (!err)

@@ -157,11 +157,11 @@ static int cmd_list(const char *env)
 {
     const char *envs_one[] = {env, NULL};
     char dirpath[600];
-    const char *d = getenv("KEEL_SECRETS_DIR"), *root = getenv("KEEL_APP_ROOT");
+    const char *d = getenv("KEEL_SECRETS_DIR");
     if (d && *d)
         snprintf(dirpath, sizeof dirpath, "%s", d);
     else
-        snprintf(dirpath, sizeof dirpath, "%s/secrets", root && *root ? root : ".");
+        snprintf(dirpath, sizeof dirpath, "%s/secrets", keel_app_root());
     char found[64][64];
     size_t nfound = 0;
     if (!env) {

@@ -7,6 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+const char *keel_app_root(void)
+{
+    const char *root = getenv("KEEL_APP_ROOT");
+    return root && *root ? root : ".";
+}
+
 void keel_config_defaults(keel_config *c)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -85,12 +85,11 @@ keel_error *keel__databases_register(keel_app *app)
     return NULL;
 }
 
-/* The folder holding the app's migrations: $KEEL_APP_ROOT, else the current
- * directory. */
+/* Where db's migrations are: its folder, relative to the app root. */
 static char *migrations_path(const keel_sqldb *db)
 {
-    const char *root = getenv("KEEL_APP_ROOT");
-    if (db->migrations[0] == '/' || !root || !*root)
+    const char *root = keel_app_root();
+    if (db->migrations[0] == '/' || strcmp(root, ".") == 0)
         return strdup(db->migrations);
     size_t n = strlen(root) + 1 + strlen(db->migrations) + 1;
     char *p = malloc(n);

@@ -4,6 +4,7 @@
  * keel_lazy (so a database that is down at start-up costs a 503, not the app).
  * The set-up makes one connection before handing the pool out, so settings
  * problems (SSL, password) surface as clear errors instead of a vague 503. */
+#include "keel/app.h"
 #include "keel/extdb.h"
 #include "json_text.h"
 #include "keel/secrets.h"
@@ -37,11 +38,11 @@ static void copy_str(char *dst, size_t len, const char *src)
 /* $KEEL_EXTDB_CONFIG, else <app root>/.keel/extdb.<env>.json. */
 static void config_path(char *out, size_t len)
 {
-    const char *p = getenv("KEEL_EXTDB_CONFIG"), *root = getenv("KEEL_APP_ROOT");
+    const char *p = getenv("KEEL_EXTDB_CONFIG");
     if (p && *p)
         snprintf(out, len, "%s", p);
     else
-        snprintf(out, len, "%s/.keel/extdb.%s.json", root && *root ? root : ".", keel_secrets_env());
+        snprintf(out, len, "%s/.keel/extdb.%s.json", keel_app_root(), keel_secrets_env());
 }
 
 /* Fills s from the file's entry for name; a missing file is no error (the

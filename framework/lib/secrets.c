@@ -88,11 +88,10 @@ const char *keel_secrets_env(void)
 static void default_dir(char *out, size_t len)
 {
     const char *dir = getenv("KEEL_SECRETS_DIR");
-    const char *root = getenv("KEEL_APP_ROOT");
     if (dir && *dir)
         snprintf(out, len, "%s", dir);
     else
-        snprintf(out, len, "%s/secrets", root && *root ? root : ".");
+        snprintf(out, len, "%s/secrets", keel_app_root());
 }
 
 /* ---- files ---------------------------------------------------------------------- */

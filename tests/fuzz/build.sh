@@ -21,9 +21,9 @@ declare -A DEPS=(
     [router]="router error"
     [schema]="schema arena error"
     [migrate]="error"
-    [secrets]="error lazy"
+    [secrets]="error lazy config"
     [webhook]="webhook error"
-    [infra]="infra secrets schema arena error lazy"
+    [infra]="infra secrets schema arena error lazy config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 

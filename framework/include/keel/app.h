@@ -39,6 +39,10 @@ keel_error *keel_config_from_env(keel_config *c);
 
 typedef struct keel_app keel_app;
 
+/* The app's root folder, where migrations/, secrets/ and .keel/ live:
+ * $KEEL_APP_ROOT, else the current folder (".").  Never NULL. */
+const char *keel_app_root(void);
+
 /* Builds the registry: checks every service, endpoint and field table and the
  * router (conflicts name both registrations).  Nothing is served yet.  The
  * services array (NULL-terminated) must outlive the app.  On success the caller
