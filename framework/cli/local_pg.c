@@ -7,6 +7,7 @@
  * nothing in it without O_NOFOLLOW, changes owners with fchown on what it
  * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
+#include "../lib/pg_bin.h"
 #include "../lib/wipe.h"
 
 #include <arpa/inet.h>
@@ -30,7 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_BIN "/usr/lib/postgresql/15/bin"
 #define FIRST_PORT 55432u
 
 /* Room kept after the app root and the cluster folder for the names keel
@@ -53,6 +53,14 @@ static keel_error *too_long(const char *what)
 {
     return keel_error_new(KEEL_FAILED_PRECONDITION, "the path of %s is too long (move the app to a shorter path)",
                           what);
+}
+
+/* The path of PostgreSQL's program name in out; false when PostgreSQL's
+ * server programs are not installed or the path does not fit. */
+static bool pg_program(char *out, size_t len, const char *name)
+{
+    const char *bin = keel__pg_bindir();
+    return bin && path_fmt(out, len, "%s/%s", bin, name);
 }
 
 static double now_s(void)
@@ -395,10 +403,11 @@ static keel_error *create_cluster(local_pg *pg)
     keel_error *err = cluster_owner(&uid, &gid);
     if (err)
         return err;
-    if (access(PG_BIN "/initdb", X_OK) != 0)
+    char initdb[PATH_MAX];
+    if (!pg_program(initdb, sizeof initdb, "initdb") || access(initdb, X_OK) != 0)
         return keel_error_new(KEEL_FAILED_PRECONDITION,
-                              "cannot create the PostgreSQL cluster: " PG_BIN "/initdb is missing "
-                              "(install PostgreSQL 15: apt-get install -y postgresql)");
+                              "cannot create the PostgreSQL cluster: initdb is missing (install PostgreSQL: "
+                              "apt-get install -y postgresql; or point KEEL_PG_BINDIR at its bin folder)");
     int dir = owned_dir(AT_FDCWD, pg->pg_dir, pg->pg_dir, uid, gid, &err);
     if (dir < 0)
         return err;
@@ -414,7 +423,7 @@ static keel_error *create_cluster(local_pg *pg)
     double t0 = now_s();
     /* Local (socket) connections are trusted: the socket's folder is private
      * to the cluster's owner (and root).  TCP needs a password. */
-    char *argv[] = {PG_BIN "/initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+    char *argv[] = {initdb, "-D", data, "-U", "postgres", "--auth-local=trust",
                     "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", NULL};
     if (run_pg_tool(argv, log) != 0) {
         fprintf(stderr, "failed\n");
@@ -426,10 +435,10 @@ static keel_error *create_cluster(local_pg *pg)
 
 static bool server_running(const local_pg *pg)
 {
-    char data[PATH_MAX];
-    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir))
+    char data[PATH_MAX], pg_ctl[PATH_MAX];
+    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir) || !pg_program(pg_ctl, sizeof pg_ctl, "pg_ctl"))
         return false;
-    char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "status", NULL};
+    char *argv[] = {pg_ctl, "-D", data, "status", NULL};
     return run_pg_tool(argv, NULL) == 0;
 }
 
@@ -472,7 +481,11 @@ static keel_error *start_server(local_pg *pg)
             return too_long("the cluster folder");
         fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
         double t0 = now_s();
-        char *argv[] = {PG_BIN "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
+        char pg_ctl[PATH_MAX];
+        if (!pg_program(pg_ctl, sizeof pg_ctl, "pg_ctl"))
+            return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot start PostgreSQL: pg_ctl is missing (install "
+                                  "PostgreSQL: apt-get install -y postgresql; or set KEEL_PG_BINDIR)");
+        char *argv[] = {pg_ctl, "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL};
         if (run_pg_tool(argv, NULL) == 0) {
             fprintf(stderr, "done (%.2f s)\n", now_s() - t0);
             return NULL;

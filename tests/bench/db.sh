@@ -33,7 +33,7 @@ cleanup() {
     wait 2>/dev/null || true
     if [ -f "$ROOT/.keel/pg.json" ]; then
         dir=$(sed -n 's/.*"cluster": *"\(.*\)".*/\1/p' "$ROOT/.keel/pg.json")
-        runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+        runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT

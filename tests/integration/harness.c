@@ -1,5 +1,6 @@
 /* tests/integration/harness.c - see harness.h. */
 #include "harness.h"
+#include "pg_bin.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -381,17 +382,16 @@ bool ht_cluster_ctl(const char *app_root, bool start)
     json_t *j = json_load_file(path, 0, NULL);
     const char *dir = json_string_value(json_object_get(j, "cluster"));
     json_int_t port = json_integer_value(json_object_get(j, "port"));
+    const char *bin = keel__pg_bindir() ? keel__pg_bindir() : "";
     char cmd[2048];
     if (start)
         snprintf(cmd, sizeof cmd,
-                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -l '%s/server.log' -w "
+                 "runuser -u postgres -- '%s/pg_ctl' -D '%s/data' -l '%s/server.log' -w "
                  "-o '-c listen_addresses=127.0.0.1 -p %lld -k %s/run' start >/dev/null 2>&1",
-                 dir, dir, (long long)port, dir);
+                 bin, dir, dir, (long long)port, dir);
     else
         snprintf(cmd, sizeof cmd,
-                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s/data' -w -m fast stop "
-                 ">/dev/null 2>&1",
-                 dir);
+                 "runuser -u postgres -- '%s/pg_ctl' -D '%s/data' -w -m fast stop >/dev/null 2>&1", bin, dir);
     bool ok = dir && system(cmd) == 0;
     json_decref(j);
     return ok;

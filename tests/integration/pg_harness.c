@@ -1,5 +1,6 @@
 /* tests/integration/pg_harness.c - see pg_harness.h. */
 #include "pg_harness.h"
+#include "pg_bin.h"
 
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -8,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PG_BIN "/usr/lib/postgresql/15/bin"
 
 /* Runs a shell command, as the postgres user when we are root. */
 static bool run_as_owner(const char *cmd)
@@ -21,13 +21,21 @@ static bool run_as_owner(const char *cmd)
     return system(full) == 0;
 }
 
+/* PostgreSQL's bin folder, as the CLI finds it ("" when none is installed:
+ * the commands then fail and say so). */
+static const char *bindir(void)
+{
+    const char *b = keel__pg_bindir();
+    return b ? b : "";
+}
+
 static bool server_start(pgh_cluster *c)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             PG_BIN "/pg_ctl -D %s/data -l %s/log -w -t 60 -o \"-c listen_addresses= -k %s -p %u "
-                    "-c fsync=off -c max_connections=200\" start",
-             c->dir, c->dir, c->socket_dir, c->port);
+             "%s/pg_ctl -D %s/data -l %s/log -w -t 60 -o \"-c listen_addresses= -k %s -p %u "
+             "-c fsync=off -c max_connections=200\" start",
+             bindir(), c->dir, c->dir, c->socket_dir, c->port);
     return run_as_owner(cmd);
 }
 
@@ -51,8 +59,8 @@ bool pgh_start(pgh_cluster *c)
             return false;
     }
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s && " PG_BIN "/initdb -D %s/data -A trust -U postgres --no-sync",
-             c->socket_dir, c->dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && %s/initdb -D %s/data -A trust -U postgres --no-sync", c->socket_dir,
+             bindir(), c->dir);
     if (!run_as_owner(cmd)) {
         printf("# pgh_start: initdb failed in %s\n", c->dir);
         return false;
@@ -67,7 +75,7 @@ bool pgh_start(pgh_cluster *c)
 bool pgh_pause(pgh_cluster *c)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, PG_BIN "/pg_ctl -D %s/data -w -m fast stop", c->dir);
+    snprintf(cmd, sizeof cmd, "%s/pg_ctl -D %s/data -w -m fast stop", bindir(), c->dir);
     return run_as_owner(cmd);
 }
 
