@@ -41,12 +41,14 @@ static void quiet_notices(void *arg, const char *message)
     (void)message;
 }
 
-/* A connection to db as the superuser (notices silenced); NULL on failure. */
+/* A connection to db as the superuser (notices silenced); NULL on failure,
+ * which is a failed check: a case whose set-up fails must not pass quietly
+ * with fewer checks. */
 static PGconn *connect_db(const char *db)
 {
     PGconn *conn = PQconnectdb(pgh_conninfo(&cluster, db));
     if (PQstatus(conn) != CONNECTION_OK) {
-        diag("connect %s: %s", db, PQerrorMessage(conn));
+        ok(0, "set-up: connect to %s: %s", db, PQerrorMessage(conn));
         PQfinish(conn);
         return NULL;
     }
@@ -54,10 +56,10 @@ static PGconn *connect_db(const char *db)
     return conn;
 }
 
-/* Creates db afresh and connects to it. */
+/* Creates db afresh and connects to it; NULL (a failed check) on failure. */
 static PGconn *fresh_db(const char *db)
 {
-    if (!pgh_create_db(&cluster, db))
+    if (!ok(pgh_create_db(&cluster, db), "set-up: create database %s", db))
         return NULL;
     return connect_db(db);
 }
@@ -364,9 +366,10 @@ static void test_basic_and_down(void)
 static void test_failure_and_fix(void)
 {
     /* UTF-8 explicitly: positions are counted in characters. */
-    if (!pgh_exec(&cluster, "postgres", "DROP DATABASE IF EXISTS m_todo WITH (FORCE)") ||
-        !pgh_exec(&cluster, "postgres", "CREATE DATABASE m_todo TEMPLATE template0 ENCODING 'UTF8' "
-                                        "LC_COLLATE 'C' LC_CTYPE 'C'"))
+    if (!ok(pgh_exec(&cluster, "postgres", "DROP DATABASE IF EXISTS m_todo WITH (FORCE)") &&
+                pgh_exec(&cluster, "postgres", "CREATE DATABASE m_todo TEMPLATE template0 ENCODING 'UTF8' "
+                                               "LC_COLLATE 'C' LC_CTYPE 'C'"),
+            "set-up: a UTF-8 database m_todo"))
         return;
     PGconn *conn = connect_db("m_todo");
     if (!conn)
@@ -415,8 +418,9 @@ static void test_adoption_and_dirty(void)
                                "dirty boolean not null);"
                                "CREATE TABLE adopt_a (id int); CREATE TABLE adopt_b (id int);";
     PGconn *conn = fresh_db("m_adopt");
-    if (!conn || !pgh_exec(&cluster, "m_adopt", golang_table) ||
-        !pgh_exec(&cluster, "m_adopt", "INSERT INTO schema_migrations VALUES (2, false)")) {
+    if (!conn || !ok(pgh_exec(&cluster, "m_adopt", golang_table) &&
+                         pgh_exec(&cluster, "m_adopt", "INSERT INTO schema_migrations VALUES (2, false)"),
+                     "set-up: a golang-migrate table at version 2")) {
         PQfinish(conn);
         return;
     }
@@ -433,8 +437,9 @@ static void test_adoption_and_dirty(void)
     PQfinish(conn);
 
     conn = fresh_db("m_dirty");
-    if (!conn || !pgh_exec(&cluster, "m_dirty", golang_table) ||
-        !pgh_exec(&cluster, "m_dirty", "INSERT INTO schema_migrations VALUES (2, true)")) {
+    if (!conn || !ok(pgh_exec(&cluster, "m_dirty", golang_table) &&
+                         pgh_exec(&cluster, "m_dirty", "INSERT INTO schema_migrations VALUES (2, true)"),
+                     "set-up: a dirty golang-migrate table at version 2")) {
         PQfinish(conn);
         return;
     }
@@ -533,7 +538,7 @@ static void race_child(void)
 
 static void test_race(void)
 {
-    if (!pgh_create_db(&cluster, "m_race"))
+    if (!ok(pgh_create_db(&cluster, "m_race"), "set-up: create database m_race"))
         return;
     fflush(stdout);
     pid_t kids[4];
