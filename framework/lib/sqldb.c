@@ -384,6 +384,57 @@ static keel_error *stream_start(keel_pconn *c, const char *dbname, const char *s
     return err;
 }
 
+/* What the blocking path runs on a connection. */
+typedef enum { OP_STATEMENT, OP_STREAM, OP_BEGIN } op_kind;
+
+static keel_error *op_run(op_kind kind, keel_pconn *c, const char *dbname, const char *sql, const params *p,
+                          PGresult **out)
+{
+    if (kind == OP_STATEMENT)
+        return statement_run(c, dbname, sql, p, out);
+    if (kind == OP_STREAM)
+        return stream_start(c, dbname, sql, p, out);
+    *out = NULL;
+    PGconn *pg = keel_pconn_pg(c);
+    PGresult *r = PQexec(pg, "BEGIN");
+    keel_error *err = r && PQresultStatus(r) == PGRES_COMMAND_OK ? NULL : keel__pg_error(pg, r, dbname);
+    PQclear(r);
+    return err;
+}
+
+/* The blocking path's one way to run kind on e's connection: the
+ * transaction's, else a pooled one.  A pooled connection goes back to the
+ * pool after an error (closed when it is dead), and an error on one found
+ * dead (the server closed it while it sat in the pool) is retried once on a
+ * fresh connection; an error in a transaction fails the transaction.  On
+ * success *conn is the connection used, still checked out unless it is the
+ * transaction's (the caller puts it back or keeps it). */
+static keel_error *run_pooled(keel_req *req, db_entry *e, op_kind kind, const char *sql, const params *p,
+                              PGresult **out, keel_pconn **conn)
+{
+    *conn = NULL;
+    for (int attempt = 0;; attempt++) {
+        keel_pconn *c = e->tx;
+        keel_error *err;
+        if (!c && (err = keel_pool_get(e->db->pool, &c)) != NULL)
+            return err;
+        err = op_run(kind, c, e->db->name, sql, p, out);
+        if (!err) {
+            *conn = c;
+            return NULL;
+        }
+        if (e->tx) {
+            tx_fail(req, e);
+            return err;
+        }
+        bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
+        keel_pool_put(e->db->pool, c, lost);
+        if (!lost || attempt > 0)
+            return err;
+        keel_error_free(err);
+    }
+}
+
 /* Runs a statement to completion on the transaction's connection or a pooled
  * one, with one retry on a fresh connection when a pooled one turns out dead. */
 static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
@@ -420,27 +471,10 @@ static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const
         params_free(&p);
         return err;
     }
-    for (int attempt = 0;; attempt++) {
-        keel_pconn *c = e->tx;
-        if (!c && (err = keel_pool_get(pool, &c)) != NULL)
-            break;
-        err = statement_run(c, e->db->name, sql, &p, out);
-        if (!err) {
-            if (!e->tx)
-                keel_pool_put(pool, c, false);
-            break;
-        }
-        if (e->tx) {
-            tx_fail(req, e);
-            break;
-        }
-        bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
-        keel_pool_put(pool, c, lost);
-        if (!lost || attempt > 0)
-            break;
-        keel_error_free(err);
-        err = NULL;
-    }
+    keel_pconn *c;
+    err = run_pooled(req, e, OP_STATEMENT, sql, &p, out, &c);
+    if (!err && !e->tx)
+        keel_pool_put(pool, c, false);
     params_free(&p);
     return err;
 }
@@ -606,7 +640,6 @@ keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, 
     params p;
     if ((err = params_build(args, nargs, &p)) != NULL)
         return err;
-    keel_pool *pool = e->db->pool;
     keel_pconn *c = NULL;
     keel_pipe_conn *ac = NULL;
     PGresult *first = NULL;
@@ -616,27 +649,10 @@ keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, 
         if (err)
             return err;
     }
-    for (int attempt = 0; !ac; attempt++) {
-        c = e->tx;
-        if (!c && (err = keel_pool_get(pool, &c)) != NULL)
-            break;
-        err = stream_start(c, e->db->name, sql, &p, &first);
-        if (!err)
-            break;
-        if (e->tx) {
-            tx_fail(req, e);
-            break;
-        }
-        bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
-        keel_pool_put(pool, c, lost);
-        c = NULL;
-        if (!lost || attempt > 0)
-            break;
-        keel_error_free(err);
-        err = NULL;
-    }
-    if (!ac)
+    if (!ac) {
+        err = run_pooled(req, e, OP_STREAM, sql, &p, &first, &c);
         params_free(&p);
+    }
     if (err)
         return err;
     db_state *st = req->db_state;
@@ -801,27 +817,14 @@ keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
             return err;
         keel_error_free(err);
     }
-    for (int attempt = 0;; attempt++) {
-        keel_pconn *c;
-        if ((err = keel_pool_get(e->db->pool, &c)) != NULL)
-            return err;
-        PGconn *pg = keel_pconn_pg(c);
-        PGresult *r = PQexec(pg, "BEGIN");
-        if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
-            PQclear(r);
-            e->tx = c;
-            e->tx_failed = false;
-            e->tx_stream = NULL;
-            return NULL;
-        }
-        err = keel__pg_error(pg, r, e->db->name);
-        PQclear(r);
-        bool lost = PQstatus(pg) == CONNECTION_BAD;
-        keel_pool_put(e->db->pool, c, lost);
-        if (!lost || attempt > 0)
-            return err;
-        keel_error_free(err);
-    }
+    keel_pconn *c;
+    PGresult *none;
+    if ((err = run_pooled(req, e, OP_BEGIN, "BEGIN", NULL, &none, &c)) != NULL)
+        return err;
+    e->tx = c;
+    e->tx_failed = false;
+    e->tx_stream = NULL;
+    return NULL;
 }
 
 keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
