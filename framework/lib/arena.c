@@ -14,6 +14,12 @@
 #define ARENA_MIN_BLOCK 4096u
 #define ARENA_MAX_BLOCK 65536u
 
+struct keel_arena_cleanup {
+    keel_arena_cleanup *next;
+    void (*dispose)(void *);
+    void *ptr;
+};
+
 struct keel_arena_chunk {
     keel_arena_chunk *next;
     size_t size;
@@ -31,6 +37,7 @@ void keel_arena_init(keel_arena *a, void *buf, size_t len)
         a->end = (char *)buf + len;
     }
     a->chunks = NULL;
+    a->cleanups = NULL;
 }
 
 /* Starts a new block that can hold at least n bytes; NULL on exhaustion. */
@@ -127,8 +134,41 @@ char *keel_arena_printf(keel_arena *a, const char *fmt, ...)
     return s;
 }
 
+void *keel_arena_alloc_shared(keel_arena *a, size_t n, void (*dispose)(void *))
+{
+    keel_arena_cleanup *c = keel_arena_alloc(a, sizeof *c);
+    void *p = c ? keel_arena_calloc(a, 1, n) : NULL;
+    if (!p)
+        return NULL;
+    c->dispose = dispose;
+    c->ptr = p;
+    c->next = a->cleanups;
+    a->cleanups = c;
+    return p;
+}
+
+void *keel_arena_find_shared(const keel_arena *a, void (*dispose)(void *))
+{
+    for (const keel_arena_cleanup *c = a->cleanups; c; c = c->next)
+        if (c->dispose == dispose)
+            return c->ptr;
+    return NULL;
+}
+
+void keel_arena_dispose(keel_arena *a)
+{
+    /* Each is unlinked before it runs, so a disposer that looks for its own
+     * state (or one that runs twice by mistake) finds it gone. */
+    while (a->cleanups) {
+        keel_arena_cleanup *c = a->cleanups;
+        a->cleanups = c->next;
+        c->dispose(c->ptr);
+    }
+}
+
 void keel_arena_release(keel_arena *a)
 {
+    keel_arena_dispose(a);
     keel_arena_chunk *c = a->chunks;
     while (c) {
         keel_arena_chunk *next = c->next;

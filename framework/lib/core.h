@@ -113,7 +113,6 @@ struct keel_req {
     size_t body_held;         /* counted in app->body_bytes, given back at free */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
-    void *db_state;           /* sqldb.c: pinned connections, open rows */
     void *mounted_cls;        /* a mounted handler's own per-request pointer */
     keel_resp resp;
     keel_coro *coro;          /* while the handler runs as a coroutine */
@@ -156,10 +155,6 @@ keel_error *keel__req_body_fits(const keel_req *req, size_t bytes);
 enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */
 void keel__resp_set_error(keel_req *req, keel_error *err);
-
-/* sqldb.c: releases what req holds from databases (rolls back open
- * transactions, closes open row streams, returns connections). */
-void keel__sqldb_request_done(keel_req *req);
 
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);

@@ -96,8 +96,6 @@ void keel__req_free(keel_req *req)
         return;
     if (req->body_held)
         atomic_fetch_sub_explicit(&req->app->body_bytes, req->body_held, memory_order_relaxed);
-    if (req->db_state)
-        keel__sqldb_request_done(req);
     keel_error_free(req->error);
     keel_arena_release(&req->arena);
     free(req);

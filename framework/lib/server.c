@@ -261,10 +261,11 @@ static void handler_main(void *arg)
 {
     keel_req *req = arg;
     keel__dispatch(req);
-    /* What the handler left open on databases is released here, where a
-     * wait is allowed; a streamed response may still read from it. */
-    if (req->db_state && req->resp.kind != RESP_STREAM)
-        keel__sqldb_request_done(req);
+    /* What the handler left open (on databases, say) is disposed of here,
+     * where a wait is allowed; a streamed response may still read from it,
+     * and keeps it until the request is freed. */
+    if (req->resp.kind != RESP_STREAM)
+        keel_arena_dispose(&req->arena);
     req->state = REQ_READY;
     req->coro = NULL;
     if (req->suspended) {

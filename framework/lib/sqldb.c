@@ -1,10 +1,11 @@
 /* sqldb.c - queries, row streams, transactions and typed getters on the pools
  * of pool.c.
  *
- * Per request, req->db_state (in the request's arena) records for each database
- * the request touched its pinned transaction connection, plus the open row
- * streams and the results that keel_db_query_row handed out: all of it is
- * released by keel__sqldb_request_done when the request completes.
+ * Per request, a db_state (in the request's arena, registered with
+ * keel_arena_alloc_shared) records for each database the request touched its
+ * pinned transaction connection, plus the open row streams and the results
+ * that keel_db_query_row handed out: the arena disposes of all of it
+ * (state_dispose) when the request's work ends.
  *
  * Two ways to the server, one API: on a request's coroutine (its I/O thread)
  * statements go through pipeline.c without blocking: single statements
@@ -69,6 +70,7 @@ struct keel_row {
 struct keel_rows {
     keel_rows *next_open;  /* the request's list of open streams */
     keel_req *req;
+    struct db_state *state; /* the request's, which lists this stream */
     db_entry *entry;
     keel_pconn *conn;      /* off the I/O threads */
     keel_pipe_conn *aconn; /* on the request's I/O thread */
@@ -81,6 +83,7 @@ struct keel_rows {
 };
 
 typedef struct db_state {
+    keel_req *req;
     db_entry *dbs;
     keel_rows *open;
     kept_result *kept;
@@ -106,6 +109,14 @@ static bool in_tx(const db_entry *e)
     return e->tx || e->atx;
 }
 
+static void state_dispose(void *p);
+
+/* The request's database state; NULL when it has touched no database. */
+static db_state *state_of(keel_req *req)
+{
+    return keel_arena_find_shared(&req->arena, state_dispose);
+}
+
 static const keel_pipe_params no_params = {0, NULL, NULL, NULL};
 
 static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
@@ -118,12 +129,12 @@ static keel_error *entry_for(keel_req *req, keel_sqldb *db, db_entry **out)
         return keel_error_new(KEEL_INTERNAL,
                               "sqldb: database \"%s\" is not open (is it listed in its service's .databases?)",
                               target->name ? target->name : "?");
-    db_state *st = req->db_state;
+    db_state *st = state_of(req);
     if (!st) {
-        st = keel_arena_calloc(&req->arena, 1, sizeof *st);
+        st = keel_arena_alloc_shared(&req->arena, sizeof *st, state_dispose);
         if (!st)
             return oom();
-        req->db_state = st;
+        st->req = req;
     }
     for (db_entry *e = st->dbs; e; e = e->next)
         if (e->db == target) {
@@ -156,9 +167,7 @@ static keel_error *entry_usable(const db_entry *e)
 
 static void rows_unlink(keel_rows *rows)
 {
-    db_state *st = rows->req->db_state;
-    if (!st)
-        return;
+    db_state *st = rows->state;
     for (keel_rows **p = &st->open; *p; p = &(*p)->next_open)
         if (*p == rows) {
             *p = rows->next_open;
@@ -508,7 +517,7 @@ keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row
         PQclear(r);
         return keel_error_detail(keel_error_new(KEEL_NOT_FOUND, NO_ROWS_MESSAGE), KEEL_DETAIL_NO_ROWS);
     }
-    db_state *st = req->db_state;
+    db_state *st = state_of(req);
     kept_result *k = keel_arena_alloc(&req->arena, sizeof *k);
     keel_row *rw = keel_arena_alloc(&req->arena, sizeof *rw);
     if (!k || !rw) {
@@ -655,8 +664,9 @@ keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, 
     }
     if (err)
         return err;
-    db_state *st = req->db_state;
+    db_state *st = state_of(req);
     rs->req = req;
+    rs->state = st;
     rs->entry = e;
     rs->conn = c;
     rs->aconn = ac;
@@ -866,11 +876,12 @@ keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
     return NULL;
 }
 
-void keel__sqldb_request_done(keel_req *req)
+/* What the request left open on databases: row streams closed, open
+ * transactions rolled back, kept results freed. */
+static void state_dispose(void *p)
 {
-    db_state *st = req ? req->db_state : NULL;
-    if (!st)
-        return;
+    db_state *st = p;
+    keel_req *req = st->req;
     while (st->open)
         rows_close(st->open, true);
     for (db_entry *e = st->dbs; e; e = e->next)
@@ -882,7 +893,6 @@ void keel__sqldb_request_done(keel_req *req)
     for (kept_result *k = st->kept; k; k = k->next)
         PQclear(k->res);
     st->kept = NULL;
-    req->db_state = NULL;
 }
 
 /* ---- getters ------------------------------------------------------------------------ */

@@ -103,6 +103,51 @@ static void test_arena(void)
     ok(a.chunks == NULL, "release frees every block");
 }
 
+/* Disposers record the order they ran in. */
+static char dispose_log[16];
+static size_t dispose_len;
+
+static void dispose_mark(void *p)
+{
+    const char *tag = p;
+    if (dispose_len + 1 < sizeof dispose_log)
+        dispose_log[dispose_len++] = tag[0];
+    dispose_log[dispose_len] = '\0';
+}
+
+static void dispose_other(void *p)
+{
+    dispose_mark(p);
+}
+
+static void test_arena_shared(void)
+{
+    char mem[256];
+    keel_arena a;
+    keel_arena_init(&a, mem, sizeof mem);
+    dispose_len = 0;
+    dispose_log[0] = '\0';
+    ok(keel_arena_find_shared(&a, dispose_mark) == NULL, "nothing is registered at first");
+    char *x = keel_arena_alloc_shared(&a, 8, dispose_mark);
+    char *y = keel_arena_alloc_shared(&a, 8, dispose_other);
+    ok(x && y && x[0] == 0 && y[7] == 0, "shared memory comes zeroed");
+    x[0] = 'a';
+    y[0] = 'b';
+    ok(keel_arena_find_shared(&a, dispose_mark) == x, "a subsystem finds its state by its disposer");
+    ok(keel_arena_find_shared(&a, dispose_other) == y, "and another finds its own");
+    keel_arena_dispose(&a);
+    is_str(dispose_log, "ba", "dispose runs the newest registration first");
+    ok(keel_arena_find_shared(&a, dispose_mark) == NULL, "a disposed state is no longer found");
+    keel_arena_dispose(&a);
+    is_str(dispose_log, "ba", "disposing twice runs nothing twice");
+    char *z = keel_arena_alloc_shared(&a, 4000, dispose_mark);
+    ok(z != NULL, "registration after a dispose works (in a block of its own)");
+    z[0] = 'c';
+    keel_arena_release(&a);
+    is_str(dispose_log, "bac", "release runs what is still registered");
+    ok(a.cleanups == NULL && a.chunks == NULL, "release leaves nothing behind");
+}
+
 static void test_buf(void)
 {
     keel_arena a;
@@ -247,6 +292,7 @@ int main(void)
     test_codes();
     test_errors();
     test_arena();
+    test_arena_shared();
     test_buf();
     test_registry();
     return tap_done();
