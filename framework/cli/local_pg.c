@@ -8,6 +8,7 @@
  * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
 #include "../lib/pg_bin.h"
+#include "../lib/pg_error.h"
 #include "../lib/wipe.h"
 
 #include <arpa/inet.h>
@@ -571,7 +572,7 @@ static PGconn *superuser_connect(const local_pg *pg, const char *dbname, keel_er
     PGconn *conn = PQconnectdbParams(keys, values, 0);
     if (PQstatus(conn) != CONNECTION_OK) {
         *err = keel_error_new(KEEL_UNAVAILABLE, "cannot connect to the local PostgreSQL cluster");
-        keel_error_cause(*err, "%s", PQerrorMessage(conn));
+        keel__pg_cause(*err, conn, NULL);
         PQfinish(conn);
         return NULL;
     }
@@ -584,8 +585,7 @@ static bool exec_ok(PGconn *conn, const char *sql, keel_error **err)
     PGresult *r = PQexec(conn, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok && !*err)
-        *err = keel_error_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), "%s",
-                                PQresultErrorMessage(r));
+        *err = keel__pg_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), conn, r);
     PQclear(r);
     return ok;
 }
@@ -681,8 +681,7 @@ static void grant_in_database(const local_pg *pg, const char *name, const char *
                                "(SELECT oid FROM pg_roles WHERE rolname = $1) ORDER BY 1",
                                1, NULL, &admin, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK && !*err)
-        *err = keel_error_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), "%s",
-                                PQresultErrorMessage(r));
+        *err = keel__pg_cause(keel_error_new(KEEL_INTERNAL, "provisioning the local database failed"), conn, r);
     for (int i = 0; !*err && PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
         const char *schema = PQgetvalue(r, i, 0);
         char *is = PQescapeIdentifier(conn, schema, strlen(schema));

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "infra.h"
+#include "pg_error.h"
 #include "pool.h"
 #include "wipe.h"
 
@@ -123,7 +124,7 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
     keel__free_secret(conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
         err = keel_error_new(KEEL_UNAVAILABLE, "%s: could not connect to the database to migrate it", db->name);
-        keel_error_cause(err, "%s", PQerrorMessage(conn));
+        keel__pg_cause(err, conn, NULL);
     } else {
         PQsetNoticeProcessor(conn, log_notice, (void *)db->name);
         int applied = 0;

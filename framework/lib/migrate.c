@@ -21,6 +21,7 @@
  * only SQL text Keel does not write itself is the migration files' own. */
 #include "keel/migrate.h"
 #include "format.h"
+#include "pg_error.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -363,14 +364,14 @@ static bool result_ok(const PGresult *r)
  * were doing and PostgreSQL's message.  Does not take r. */
 static keel_error *query_error(PGconn *conn, const PGresult *r, const char *what)
 {
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!msg)
-        msg = PQerrorMessage(conn);
-    size_t n = strlen(msg);
-    while (n > 0 && isspace((unsigned char)msg[n - 1]))
-        n--;
-    keel_code code = PQstatus(conn) == CONNECTION_OK ? KEEL_INTERNAL : KEEL_UNAVAILABLE;
-    return keel_error_new(code, "migrations: %s: %.*s", what, (int)n, msg);
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    char *msg = keel__pg_clean_message(r && PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                                           ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                                           : PQerrorMessage(conn));
+    keel_error *err = keel_error_new(keel__pg_code(st, PQstatus(conn) != CONNECTION_OK), "migrations: %s: %s", what,
+                                     msg ? msg : "out of memory");
+    free(msg);
+    return keel__pg_cause(err, conn, r);
 }
 
 /* Runs a statement with no parameters and discards its result. */

@@ -51,94 +51,6 @@ struct keel_pool {
     unsigned open;          /* connections that exist or are being made */
 };
 
-/* ---- errors --------------------------------------------------------------- */
-
-/* Overwrites the value of every password=... in s (case-insensitive) with *. */
-static void scrub_password(char *s)
-{
-    for (char *p = s; (p = strcasestr(p, "password")) != NULL;) {
-        p += 8;
-        char *q = p;
-        while (*q == ' ' || *q == '\t')
-            q++;
-        if (*q != '=')
-            continue;
-        q++;
-        while (*q == ' ' || *q == '\t')
-            q++;
-        char quote = (*q == '\'' || *q == '"') ? *q : 0;
-        if (quote)
-            q++;
-        for (; *q && (quote ? *q != quote : (*q != ' ' && *q != '\t' && *q != '\n')); q++)
-            *q = '*';
-        p = q;
-    }
-}
-
-/* A copy of a libpq message without its trailing newline, tabs flattened and
- * passwords scrubbed; NULL on exhaustion. */
-static char *clean_message(const char *msg)
-{
-    char *s = strdup(msg ? msg : "");
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\t' || *p == '\r')
-            *p = ' ';
-    scrub_password(s);
-    return s;
-}
-
-static keel_code code_for_sqlstate(const char *st, bool conn_bad)
-{
-    if (!st || strlen(st) != 5)
-        return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
-    if (!strcmp(st, "23505"))
-        return KEEL_ALREADY_EXISTS;
-    if (!strcmp(st, "23503") || !strcmp(st, "23514"))
-        return KEEL_FAILED_PRECONDITION;
-    if (!strcmp(st, "23502") || !strncmp(st, "22", 2) || !strcmp(st, "42804"))
-        return KEEL_INVALID_ARGUMENT;
-    if (!strcmp(st, "57014"))
-        return KEEL_DEADLINE_EXCEEDED;
-    if (!strcmp(st, "08P01")) /* protocol violation: a bug (e.g. wrong parameter count) */
-        return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
-    if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") || !strcmp(st, "57P03"))
-        return KEEL_UNAVAILABLE;
-    if (!strcmp(st, "40001") || !strcmp(st, "40P01"))
-        return KEEL_ABORTED;
-    return conn_bad ? KEEL_UNAVAILABLE : KEEL_INTERNAL;
-}
-
-keel_error *keel__pg_error(PGconn *conn, const PGresult *r, const char *dbname)
-{
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!primary || !*primary)
-        primary = r ? PQresultErrorMessage(r) : NULL;
-    if ((!primary || !*primary) && conn)
-        primary = PQerrorMessage(conn);
-    if (!primary || !*primary)
-        primary = "unknown database error";
-    bool bad = conn && PQstatus(conn) == CONNECTION_BAD;
-    keel_code code = code_for_sqlstate(st, bad);
-    char *text = clean_message(primary);
-    keel_error *err;
-    if (code == KEEL_UNAVAILABLE)
-        err = keel_error_new(code, "database \"%s\" is unavailable", dbname);
-    else if (code == KEEL_INTERNAL)
-        err = keel_error_new(code, "database \"%s\" error", dbname);
-    else
-        err = keel_error_new(code, "%s", text ? text : "database error");
-    if (text)
-        keel_error_cause(err, "%s%s%s", st ? st : "", st ? ": " : "", text);
-    free(text);
-    return err;
-}
-
 /* ---- pool ------------------------------------------------------------------ */
 
 static void secret_free(char *s)
@@ -338,11 +250,11 @@ static keel_error *pconn_open(keel_pool *pool, bool wait, keel_pconn **out)
     c->pg = wait ? PQconnectdbParams(pool->keywords, values, 0) : PQconnectStartParams(pool->keywords, values, 0);
     ConnStatusType st = c->pg ? PQstatus(c->pg) : CONNECTION_BAD;
     if (wait ? st != CONNECTION_OK : st == CONNECTION_BAD) {
-        char *text = clean_message(c->pg ? PQerrorMessage(c->pg) : "out of memory");
         keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
-        if (text)
-            keel_error_cause(err, "%s", text);
-        free(text);
+        if (c->pg)
+            keel__pg_cause(err, c->pg, NULL);
+        else
+            keel_error_cause(err, "out of memory");
         pconn_close(c);
         return err;
     }

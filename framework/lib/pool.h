@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "keel/error.h"
+#include "pg_error.h"
 
 typedef struct keel_pool keel_pool;
 typedef struct keel_pconn keel_pconn;
@@ -57,10 +58,5 @@ void keel_pconn_stmt_failed(keel_pconn *conn, const char *sql);
  * use (statements are prepared once per connection and reused). */
 keel_error *keel_pconn_prepare(keel_pconn *conn, const char *sql, int nparams, const char **stmt_name);
 
-/* The keel_error for a failed libpq call (the one place SQLSTATEs are mapped to
- * codes): r may be NULL (then conn's message is used); conn may be NULL.  The
- * client message is PostgreSQL's primary message, or a generic one naming
- * dbname for internal and unavailable errors (the detail goes to the cause). */
-keel_error *keel__pg_error(PGconn *conn, const PGresult *r, const char *dbname);
 
 #endif
