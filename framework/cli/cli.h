@@ -19,6 +19,7 @@ int cli_app_model(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_secrets(int argc, char **argv);
 int cli_db_shell(int argc, char **argv);
+int cli_db_add_external(int argc, char **argv);
 int cli_db_proxy(int argc, char **argv);
 int cli_db_reset(int argc, char **argv);
 int cli_migrate(int argc, char **argv);
@@ -48,8 +49,6 @@ const char *cli_find_app(const char *given);
  * cluster's superuser (postgres over the Unix socket). */
 enum { CLI_ROLE_SUPERUSER = 100 };
 
-/* The app root: $KEEL_APP_ROOT, else the current folder. */
-
 /* True when env names the local environment (NULL means the default). */
 bool cli_env_is_local(const char *env);
 
@@ -61,17 +60,10 @@ keel_infra *cli_open_infra(const char *cmd, const char *env);
 /* Prints "cmd: message: cause" on stderr, frees err, returns CLI_FAILED. */
 int cli_fail(const char *cmd, keel_error *err);
 
-/* libpq connection parameters (host, port, dbname, user, password, sslmode)
- * for database name as role (a keel_db_role or CLI_ROLE_SUPERUSER, local
- * only).  Free with PQconninfoFree after wiping the password. */
-keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role,
-                            PQconninfoOption **out);
-
-/* The value of keyword in opts, or NULL. */
-const char *cli_param(const PQconninfoOption *opts, const char *keyword);
-
-/* Wipes the password and frees opts (NULL allowed). */
-void cli_params_free(PQconninfoOption *opts);
+/* The settings for database name as role (a keel_db_role or
+ * CLI_ROLE_SUPERUSER, local only: the cluster's socket as postgres).  Free
+ * with keel__db_settings_free; nothing to free on error. */
+keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role, keel_db_settings *out);
 
 /* Connects to database name as its admin (owner) role; NULL after printing. */
 PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name);

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "local_pg.h"
+#include "../lib/pg_error.h"
 #include "../lib/wipe.h"
 
 bool cli_env_is_local(const char *env)
@@ -66,18 +67,14 @@ static const char *infra_path(const char *cmd, const char *env, char *buf, size_
 
 /* An infra config may say which environment it describes ("env"); a
  * mismatch means the wrong file is in KEEL_INFRA_CONFIG. */
-static bool env_matches(const char *cmd, const char *path, const char *env)
+static bool env_matches(const char *cmd, const keel_infra *infra, const char *env)
 {
-    if (cli_env_is_local(env))
+    const char *declared = keel__infra_env(infra);
+    if (cli_env_is_local(env) || !declared || strcmp(declared, env) == 0)
         return true;
-    json_t *j = json_load_file(path, 0, NULL);
-    const char *declared = json_string_value(json_object_get(j, "env"));
-    bool ok = !declared || strcmp(declared, env) == 0;
-    if (!ok)
-        fprintf(stderr, "%s: unknown environment \"%s\": KEEL_INFRA_CONFIG (%s) is for environment \"%s\"\n", cmd,
-                env, path, declared);
-    json_decref(j);
-    return ok;
+    fprintf(stderr, "%s: unknown environment \"%s\": KEEL_INFRA_CONFIG (%s) is for environment \"%s\"\n", cmd,
+            env, keel__infra_path(infra), declared);
+    return false;
 }
 
 keel_infra *cli_open_infra(const char *cmd, const char *env)
@@ -101,32 +98,16 @@ keel_infra *cli_open_infra(const char *cmd, const char *env)
         keel_error_free(err);
         return NULL;
     }
-    if (!env_matches(cmd, path, env)) {
+    if (!env_matches(cmd, infra, env)) {
         keel__infra_free(infra);
         return NULL;
     }
     return infra;
 }
 
-const char *cli_param(const PQconninfoOption *opts, const char *keyword)
-{
-    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, keyword) == 0)
-            return o->val && *o->val ? o->val : NULL;
-    return NULL;
-}
-
-void cli_params_free(PQconninfoOption *opts)
-{
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (o->val && strcmp(o->keyword, "password") == 0)
-            sodium_memzero(o->val, strlen(o->val));
-    PQconninfoFree(opts);
-}
-
 /* Turns the superuser request into the local socket connection: the cluster
  * trusts local connections from its owner (and root), no password. */
-static keel_error *superuser_params(const char *env, PQconninfoOption *opts)
+static keel_error *superuser_params(const char *env, keel_conn_params *p)
 {
     if (!cli_env_is_local(env))
         return keel_error_new(KEEL_INVALID_ARGUMENT, "--superuser works on the local environment only");
@@ -136,43 +117,18 @@ static keel_error *superuser_params(const char *env, PQconninfoOption *opts)
         return err;
     char port[16];
     snprintf(port, sizeof port, "%u", pg.port);
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        const char *v = strcmp(o->keyword, "host") == 0       ? pg.socket_dir
-                        : strcmp(o->keyword, "port") == 0     ? port
-                        : strcmp(o->keyword, "user") == 0     ? "postgres"
-                        : strcmp(o->keyword, "password") == 0 ? ""
-                        : strcmp(o->keyword, "sslmode") == 0  ? "disable"
-                                                              : NULL;
-        if (!v)
-            continue;
-        if (o->val)
-            sodium_memzero(o->val, strlen(o->val));
-        free(o->val);
-        o->val = strdup(v);
-    }
-    return NULL;
+    bool ok = keel__conn_param_set(p, "host", pg.socket_dir) && keel__conn_param_set(p, "port", port) &&
+              keel__conn_param_set(p, "user", "postgres") && keel__conn_param_set(p, "password", NULL) &&
+              keel__conn_param_set(p, "sslmode", "disable") && keel__conn_param_set(p, "sslrootcert", NULL);
+    return ok ? NULL : keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role,
-                            PQconninfoOption **out)
+keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name, int role, keel_db_settings *out)
 {
-    char *conninfo = NULL;
     keel_db_role r = role == CLI_ROLE_SUPERUSER ? KEEL_ROLE_APP : (keel_db_role)role;
-    keel_error *err = keel__infra_conninfo(infra, name, r, &conninfo);
-    if (err)
-        return err;
-    char *msg = NULL;
-    *out = PQconninfoParse(conninfo, &msg);
-    keel__free_secret(conninfo);
-    if (!*out) {
-        err = keel_error_new(KEEL_INVALID_ARGUMENT, "the infra config's entry for \"%s\" is not usable", name);
-        PQfreemem(msg);
-        return err;
-    }
-    if (role == CLI_ROLE_SUPERUSER && (err = superuser_params(env, *out)) != NULL) {
-        cli_params_free(*out);
-        *out = NULL;
-    }
+    keel_error *err = keel__infra_settings(infra, name, r, NULL, out);
+    if (!err && role == CLI_ROLE_SUPERUSER && (err = superuser_params(env, &out->conn)) != NULL)
+        keel__db_settings_free(out);
     return err;
 }
 
@@ -185,16 +141,17 @@ static void quiet(void *arg, const char *message)
 
 PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name)
 {
-    char *conninfo = NULL;
-    keel_error *err = keel__infra_conninfo(infra, name, KEEL_ROLE_ADMIN, &conninfo);
+    keel_db_settings admin;
+    keel_error *err = keel__infra_settings(infra, name, KEEL_ROLE_ADMIN, NULL, &admin);
     if (err) {
         cli_fail(cmd, err);
         return NULL;
     }
-    PGconn *conn = PQconnectdb(conninfo);
-    keel__free_secret(conninfo);
+    PGconn *conn = PQconnectdbParams(admin.conn.keywords, (const char *const *)admin.conn.values, 0);
+    keel__db_settings_free(&admin);
     if (PQstatus(conn) != CONNECTION_OK) {
-        fprintf(stderr, "%s: cannot connect to database \"%s\": %s", cmd, name, PQerrorMessage(conn));
+        err = keel_error_new(KEEL_UNAVAILABLE, "cannot connect to database \"%s\"", name);
+        cli_fail(cmd, keel__pg_cause(err, conn, NULL));
         PQfinish(conn);
         return NULL;
     }
@@ -224,28 +181,6 @@ char *cli_migrations_dir(const char *cmd, json_t *model, const char *name)
     }
     fprintf(stderr, "%s: the app declares no database \"%s\"\n", cmd, name);
     return NULL;
-}
-
-/* Appends s percent-encoded (RFC 3986 unreserved characters stay). */
-static void uri_add(FILE *f, const char *s)
-{
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
-            *c == '.' || *c == '_' || *c == '~')
-            fputc(*c, f);
-        else
-            fprintf(f, "%%%02X", *c);
-    }
-}
-
-/* The superuser's URI: the socket folder goes in the query string. */
-static void print_superuser_uri(const PQconninfoOption *opts)
-{
-    fputs("postgresql://postgres@/", stdout);
-    uri_add(stdout, cli_param(opts, "dbname"));
-    fputs("?host=", stdout);
-    uri_add(stdout, cli_param(opts, "host"));
-    printf("&port=%s\n", cli_param(opts, "port"));
 }
 
 /* Reads a role flag; false when arg is not one. */
@@ -296,17 +231,16 @@ static int conn_uri(int argc, char **argv)
     if (!infra)
         return CLI_FAILED;
     char *uri = NULL;
-    PQconninfoOption *opts = NULL;
-    keel_error *err = role == CLI_ROLE_SUPERUSER ? cli_conn_params(infra, env, name, role, &opts)
-                                                 : keel__infra_uri(infra, name, (keel_db_role)role, &uri);
+    keel_db_settings s;
+    keel_error *err = cli_conn_params(infra, env, name, role, &s);
     keel__infra_free(infra);
+    if (!err) {
+        err = keel__conn_uri(&s.conn, &uri);
+        keel__db_settings_free(&s);
+    }
     if (err)
         return cli_fail("keel db conn-uri", err);
-    if (opts)
-        print_superuser_uri(opts);
-    else
-        printf("%s\n", uri);
-    cli_params_free(opts);
+    printf("%s\n", uri);
     keel__free_secret(uri);
     return CLI_OK;
 }
@@ -316,7 +250,8 @@ int cli_db(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } subs[] = {{"conn-uri", conn_uri}, {"shell", cli_db_shell}, {"proxy", cli_db_proxy}, {"reset", cli_db_reset}};
+    } subs[] = {{"conn-uri", conn_uri}, {"shell", cli_db_shell}, {"proxy", cli_db_proxy}, {"reset", cli_db_reset},
+                 {"add-external", cli_db_add_external}};
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         cli_print_usage(stdout, "db");
         return CLI_OK;

@@ -52,36 +52,31 @@ static void on_signal(int sig)
 
 /* The single server of a non-local infra config; CLI_OK, or the exit status
  * after printing why not. */
-static int infra_target(const char *path)
+static int infra_target(const keel_infra *infra)
 {
-    json_t *j = json_load_file(path, 0, NULL);
-    json_t *servers = json_object_get(j, "sql_servers");
-    size_t n = json_array_size(servers);
-    json_t *s = json_array_get(servers, 0);
-    const char *host = json_string_value(json_object_get(s, "host"));
-    json_int_t port = json_integer_value(json_object_get(s, "port"));
-    /* libpq takes a host starting with / as a socket folder, and one
-     * starting with @ as an abstract socket. */
-    bool socket = host && (host[0] == '/' || host[0] == '@');
-    int rc = n == 1 && host && !socket ? CLI_OK : CLI_FAILED;
-    if (n != 1)
+    const char *path = keel__infra_path(infra), *host = NULL;
+    unsigned port = 0;
+    size_t n = keel__infra_servers(infra);
+    if (n != 1) {
         fprintf(stderr, CMD ": %s lists %zu servers; the proxy forwards to exactly one (run one proxy per "
                         "environment with a single-server infra config)\n", path, n);
-    else if (!host)
-        fprintf(stderr, CMD ": %s: the server has no \"host\"\n", path);
-    else if (socket) {
+        return CLI_FAILED;
+    }
+    keel_error *err = keel__infra_server(infra, 0, &host, &port);
+    if (err)
+        return cli_fail(CMD, err);
+    /* libpq takes a host starting with / as a socket folder, and one
+     * starting with @ as an abstract socket. */
+    if (host[0] == '/' || host[0] == '@') {
         fprintf(stderr, CMD ": %s: the server's host \"%s\" is a Unix socket; the proxy forwards to TCP servers "
                         "only (anyone who reached the proxy's port would connect with this user's socket access: "
                         "peer or trust authentication). Use psql or keel db shell on the socket directly.\n",
                 path, host);
-        rc = CLI_USAGE;
+        return CLI_USAGE;
     }
-    if (rc == CLI_OK) {
-        snprintf(dest.host, sizeof dest.host, "%s", host);
-        snprintf(dest.port, sizeof dest.port, "%lld", (long long)(port > 0 ? port : 5432));
-    }
-    json_decref(j);
-    return rc;
+    snprintf(dest.host, sizeof dest.host, "%s", host);
+    snprintf(dest.port, sizeof dest.port, "%u", port ? port : 5432);
+    return CLI_OK;
 }
 
 /* Decides the target from --env like the other db commands do; CLI_OK, or
@@ -92,9 +87,9 @@ static int find_target(const char *env)
     bool use_infra = cli_env_is_local(env) ? !env && given && *given : true;
     if (use_infra) {
         keel_infra *infra = cli_open_infra(CMD, env); /* checks env and file */
-        bool loaded = infra != NULL;
+        int rc = infra ? infra_target(infra) : CLI_FAILED;
         keel__infra_free(infra);
-        return loaded ? infra_target(given) : CLI_FAILED;
+        return rc;
     }
     /* The local cluster listens on 127.0.0.1 too: its TCP port needs a
      * password, unlike its socket. */

@@ -26,7 +26,7 @@ static void env_from(const char *var, const char *value)
 
 /* Builds psql's argument vector: connection pieces without the password,
  * then whatever followed "--" on keel's command line. */
-static char **psql_argv(const PQconninfoOption *opts, int argc, char **argv, int rest)
+static char **psql_argv(const keel_conn_params *p, int argc, char **argv, int rest)
 {
     char **out = calloc((size_t)(argc - rest) + 10, sizeof *out);
     if (!out)
@@ -35,7 +35,7 @@ static char **psql_argv(const PQconninfoOption *opts, int argc, char **argv, int
     out[n++] = "psql";
     const char *flags[] = {"-h", "host", "-p", "port", "-U", "user", "-d", "dbname"};
     for (size_t i = 0; i < 8; i += 2) {
-        const char *v = cli_param(opts, flags[i + 1]);
+        const char *v = keel__conn_param(p, flags[i + 1]);
         if (v) {
             out[n++] = (char *)flags[i];
             out[n++] = (char *)v;
@@ -57,22 +57,23 @@ int cli_db_shell(int argc, char **argv)
     keel_infra *infra = cli_open_infra(CMD, env);
     if (!infra)
         return CLI_FAILED;
-    PQconninfoOption *opts = NULL;
-    keel_error *err = cli_conn_params(infra, env, name, role, &opts);
+    keel_db_settings s;
+    keel_error *err = cli_conn_params(infra, env, name, role, &s);
     keel__infra_free(infra);
     if (err)
         return cli_fail(CMD, err);
-    env_from("PGPASSWORD", cli_param(opts, "password"));
-    env_from("PGSSLMODE", cli_param(opts, "sslmode"));
+    env_from("PGPASSWORD", keel__conn_param(&s.conn, "password"));
+    env_from("PGSSLMODE", keel__conn_param(&s.conn, "sslmode"));
+    env_from("PGSSLROOTCERT", keel__conn_param(&s.conn, "sslrootcert"));
     /* Other PG* variables would override nothing we pass, but a stray
      * PGSERVICE or PGPASSFILE could; the connection is fully specified. */
     unsetenv("PGSERVICE");
-    char **args = psql_argv(opts, argc, argv, rest);
+    char **args = psql_argv(&s.conn, argc, argv, rest);
     if (args)
         execvp("psql", args);
     fprintf(stderr, CMD ": cannot start psql: %s (install it: apt-get install -y postgresql-client)\n",
             strerror(errno));
     free(args);
-    cli_params_free(opts);
+    keel__db_settings_free(&s);
     return CLI_FAILED;
 }

@@ -265,8 +265,7 @@ static keel_error *set_socket_dir(local_pg *pg)
     return NULL;
 }
 
-/* Writes a file readable by its owner only, atomically (temp, fsync, rename). */
-static keel_error *write_private_file(const char *path, const char *text)
+keel_error *local_pg_write_private(const char *path, const char *text)
 {
     char tmp[PATH_MAX];
     if (!path_fmt(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()))
@@ -291,7 +290,7 @@ static keel_error *save_location(const local_pg *pg)
     char *text = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
     char path[PATH_MAX];
-    keel_error *err = path_fmt(path, sizeof path, "%s/pg.json", pg->state_dir) ? write_private_file(path, text)
+    keel_error *err = path_fmt(path, sizeof path, "%s/pg.json", pg->state_dir) ? local_pg_write_private(path, text)
                                                                                : too_long(".keel/pg.json");
     free(text);
     return err;
@@ -635,7 +634,7 @@ static keel_error *load_passwords(const local_pg *pg, const char *const *databas
     keel_error *err = NULL;
     if (changed) {
         char *text = json_dumps(all, JSON_INDENT(2));
-        err = write_private_file(path, text);
+        err = local_pg_write_private(path, text);
         keel__free_secret(text);
     }
     *out = all;
@@ -762,6 +761,38 @@ keel_error *local_pg_provision(local_pg *pg, const char *const *databases)
     return err;
 }
 
+/* The existing infra config at path without the local cluster's server
+ * (rewritten by the caller) and without entries for the managed databases
+ * (an older file listed them on a server of its own): the servers a team
+ * added (external databases) are kept as they are. */
+static keel_error *keep_other_servers(const char *path, const char *const *databases, json_t **out)
+{
+    json_error_t e;
+    json_t *old = access(path, F_OK) == 0 ? json_load_file(path, JSON_REJECT_DUPLICATES | JSON_PRESERVE_ORDER, &e)
+                                          : json_object();
+    if (!old || !json_is_object(old) ||
+        (json_object_get(old, "sql_servers") && !json_is_array(json_object_get(old, "sql_servers")))) {
+        json_decref(old);
+        return keel_error_new(KEEL_FAILED_PRECONDITION,
+                              "%s is not an infra config keel can update (fix it, or delete it to start afresh: "
+                              "keel run writes the local cluster's part again)", path);
+    }
+    json_t *kept = json_array(), *s;
+    size_t i;
+    json_array_foreach(json_object_get(old, "sql_servers"), i, s) {
+        if (json_is_true(json_object_get(s, "local_cluster")))
+            continue;
+        json_t *dbs = json_object_get(s, "databases");
+        for (size_t j = 0; databases[j]; j++)
+            json_object_del(dbs, databases[j]);
+        if (json_object_size(dbs))
+            json_array_append(kept, s);
+    }
+    json_object_set_new(old, "sql_servers", kept);
+    *out = old;
+    return NULL;
+}
+
 keel_error *local_pg_write_infra(const local_pg *pg, const char *const *databases, char *out, size_t out_len)
 {
     json_t *passwords = NULL;
@@ -783,12 +814,21 @@ keel_error *local_pg_write_infra(const local_pg *pg, const char *const *database
                                                "admin_password", json_object_get(pw, "admin"), "readonly_user", ro,
                                                "readonly_password", json_object_get(pw, "ro")));
     }
-    json_t *infra = json_pack("{s:[{s:s, s:i, s:s, s:o}]}", "sql_servers", "host", "127.0.0.1", "port",
-                              (json_int_t)pg->port, "sslmode", "disable", "databases", dbs);
-    char *text = json_dumps(infra, JSON_INDENT(2));
-    err = path_fmt(out, out_len, "%s/infra.local.json", pg->state_dir) ? write_private_file(out, text)
-                                                                        : too_long(".keel/infra.local.json");
-    keel__free_secret(text);
+    json_t *infra = NULL;
+    if (path_fmt(out, out_len, "%s/infra.local.json", pg->state_dir))
+        err = keep_other_servers(out, databases, &infra);
+    else
+        err = too_long(".keel/infra.local.json");
+    if (!err) {
+        json_t *local = json_pack("{s:s, s:i, s:s, s:b, s:o}", "host", "127.0.0.1", "port", (json_int_t)pg->port,
+                                  "sslmode", "disable", "local_cluster", 1, "databases", dbs);
+        dbs = NULL;
+        json_array_insert_new(json_object_get(infra, "sql_servers"), 0, local);
+        char *text = json_dumps(infra, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        err = text ? local_pg_write_private(out, text) : keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+        keel__free_secret(text);
+    }
+    json_decref(dbs);
     json_decref(infra);
     json_decref(passwords);
     return err;

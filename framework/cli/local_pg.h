@@ -35,10 +35,16 @@ keel_error *local_pg_ensure(const char *root, local_pg *pg);
  * are revoked. */
 keel_error *local_pg_provision(local_pg *pg, const char *const *databases);
 
-/* Writes .keel/infra.local.json (0600) for the provisioned databases and
- * returns its path in out (an error, with nothing written, when the path
- * does not fit in out_len). */
+/* Writes .keel/infra.local.json (0600): the local cluster's server (marked
+ * "local_cluster": true) with the provisioned databases, followed by every
+ * other server the file already lists (external databases), and returns its
+ * path in out (an error, with nothing written, when the path does not fit
+ * in out_len or the existing file is not an infra config). */
 keel_error *local_pg_write_infra(const local_pg *pg, const char *const *databases, char *out, size_t out_len);
+
+/* Writes text to path readable by its owner only, atomically (temp file,
+ * fsync, rename). */
+keel_error *local_pg_write_private(const char *path, const char *text);
 
 /* Drops and recreates a database (used by keel db reset and tests). */
 keel_error *local_pg_drop_database(local_pg *pg, const char *name);

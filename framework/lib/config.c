@@ -2,10 +2,23 @@
  * the environment at start-up. */
 #include "core.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* One rule for every name the app declares (services, databases, external
+ * databases): they become role, folder and variable names. */
+bool keel__name_valid(const char *name)
+{
+    if (!name || !islower((unsigned char)name[0]))
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_')
+            return false;
+    return strlen(name) <= KEEL_NAME_MAX;
+}
 
 const char *keel_app_root(void)
 {

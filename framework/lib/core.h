@@ -156,6 +156,11 @@ enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */
 void keel__resp_set_error(keel_req *req, keel_error *err);
 
+/* extdb.c: an error with directions when the settings file or environment
+ * overrides of external databases from before the infra config held them
+ * are still there; NULL otherwise. */
+keel_error *keel__extdb_check_legacy(void);
+
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);
 /* Decides the body limit for req's endpoint. */

@@ -114,14 +114,14 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
     free(dir);
     if (err)
         return keel_error_prefix(err, "%s", db->name);
-    char *conninfo = NULL;
-    err = keel__infra_conninfo(infra, db->name, KEEL_ROLE_ADMIN, &conninfo);
+    keel_db_settings admin;
+    err = keel__infra_settings(infra, db->name, KEEL_ROLE_ADMIN, NULL, &admin);
     if (err) {
         keel_migrations_free(set);
         return err;
     }
-    PGconn *conn = PQconnectdb(conninfo);
-    keel__free_secret(conninfo);
+    PGconn *conn = PQconnectdbParams(admin.conn.keywords, (const char *const *)admin.conn.values, 0);
+    keel__db_settings_free(&admin);
     if (PQstatus(conn) != CONNECTION_OK) {
         err = keel_error_new(KEEL_UNAVAILABLE, "%s: could not connect to the database to migrate it", db->name);
         keel__pg_cause(err, conn, NULL);
@@ -143,36 +143,56 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
 
 static keel_error *open_pool(const keel_infra *infra, keel_sqldb *db)
 {
-    char *conninfo = NULL;
-    keel_error *err = keel__infra_conninfo(infra, db->name, KEEL_ROLE_APP, &conninfo);
+    keel_db_settings app;
+    keel_error *err = keel__infra_settings(infra, db->name, KEEL_ROLE_APP, NULL, &app);
     if (err)
         return err;
-    keel_pool_settings ps;
-    keel__infra_pool(infra, &ps);
-    keel_pool_config cfg = {db->name, conninfo, ps.max_connections, ps.checkout_timeout_ms,
-                            ps.statement_timeout_ms};
+    keel_pool_config cfg = {db->name, app.conn.keywords, (const char *const *)app.conn.values,
+                            app.pool.max_connections, app.pool.checkout_timeout_ms, app.pool.statement_timeout_ms};
     err = keel_pool_new(&cfg, &db->pool);
-    keel__free_secret(conninfo);
+    keel__db_settings_free(&app);
     return err;
+}
+
+/* External databases connect on first use, so one the infra config does not
+ * list would only show as 503s: it is named in the log at start-up. */
+static void warn_unlisted_external(const keel_app *app, const keel_infra *infra)
+{
+    for (size_t i = 0; app->services[i]; i++) {
+        const keel_service *s = app->services[i];
+        for (size_t j = 0; s->external_databases && s->external_databases[j]; j++) {
+            const char *name = s->external_databases[j]->name;
+            if (!infra)
+                keel_log(KEEL_LOG_WARN, "%s: external database \"%s\": KEEL_INFRA_CONFIG is not set, so it will "
+                         "answer 503 until the app runs with an infra config that lists it", s->name, name);
+            else if (!keel__infra_has(infra, name))
+                keel_log(KEEL_LOG_WARN, "%s: external database \"%s\" is not in the infra config %s: its requests "
+                         "will answer 503 (add it with keel db add-external)", s->name, name,
+                         keel__infra_path(infra));
+        }
+    }
 }
 
 keel_error *keel__databases_open(keel_app *app)
 {
+    keel_error *err = keel__extdb_check_legacy();
+    if (err)
+        return err;
+    const keel_infra *infra = NULL;
+    const char *path = getenv("KEEL_INFRA_CONFIG");
+    if (app->ndbs > 0 || (path && *path)) {
+        err = keel__infra_process(&infra);
+        if (err)
+            return app->ndbs > 0 ? keel_error_prefix(err, "the app declares databases") : err;
+    }
+    warn_unlisted_external(app, infra);
     if (app->ndbs == 0)
         return NULL;
-    const char *path = getenv("KEEL_INFRA_CONFIG");
-    if (!path || !*path)
-        return keel_error_new(KEEL_FAILED_PRECONDITION,
-                              "the app declares databases but KEEL_INFRA_CONFIG is not set: run it with `keel run` "
-                              "(which provisions the local cluster), or point KEEL_INFRA_CONFIG at an infra config");
-    keel_infra *infra = NULL;
-    keel_error *err = keel__infra_load(path, &infra);
     for (size_t i = 0; !err && i < app->ndbs; i++) {
         err = migrate_database(infra, app->dbs[i]);
         if (!err)
             err = open_pool(infra, app->dbs[i]);
     }
-    keel__infra_free(infra);
     return err;
 }
 

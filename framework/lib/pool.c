@@ -3,6 +3,7 @@
  * lock.  Each connection carries its cache of prepared statements: an
  * open-addressing hash table keyed by the SQL text. */
 #include "pool.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -53,21 +54,11 @@ struct keel_pool {
 
 /* ---- pool ------------------------------------------------------------------ */
 
-static void secret_free(char *s)
-{
-    if (!s)
-        return;
-    volatile char *v = s;
-    while (*v)
-        *v++ = '\0';
-    free(s);
-}
-
 static void pool_destroy_params(keel_pool *p)
 {
     for (size_t i = 0; i < p->nparams; i++) {
         if (p->values)
-            secret_free(p->values[i]);
+            keel__free_secret(p->values[i]);
         if (p->keywords)
             free((char *)p->keywords[i]);
     }
@@ -92,41 +83,48 @@ static bool param_add(keel_pool *p, const char *kw, const char *val)
     return true;
 }
 
-/* Builds the keyword arrays: the conninfo's own settings, then options with
- * the session settings Keel relies on (UTC, ISO dates, exact floats, the
- * statement timeout), UTF-8, an application name and a connect timeout unless
- * the conninfo sets them. */
+/* Builds the keyword arrays: the given settings, then options with the
+ * session settings Keel relies on (UTC, ISO dates, exact floats, the
+ * statement timeout), UTF-8, an application name and a connect timeout
+ * unless the settings give them. */
 static keel_error *pool_build_params(keel_pool *p, const keel_pool_config *cfg)
 {
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &errmsg);
-    if (!opts) {
-        /* libpq's message may quote a piece of the string (a password
-         * perhaps): it is not passed on. */
-        if (errmsg)
-            PQfreemem(errmsg);
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "database \"%s\": invalid connection settings", cfg->name);
-    }
     size_t n = 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
+    while (cfg->keywords[n])
         n++;
+    /* A misspelt setting is refused now, naming it (never its value), not
+     * at every connect. */
+    PQconninfoOption *known = PQconndefaults();
+    for (size_t i = 0; known && i < n; i++) {
+        bool found = false;
+        for (PQconninfoOption *o = known; o->keyword && !found; o++)
+            found = !strcmp(o->keyword, cfg->keywords[i]);
+        if (!found) {
+            keel_error *err = keel_error_new(KEEL_INVALID_ARGUMENT,
+                                             "database \"%s\": unknown connection setting \"%.64s\"", cfg->name,
+                                             cfg->keywords[i]);
+            PQconninfoFree(known);
+            return err;
+        }
+    }
+    PQconninfoFree(known);
     p->keywords = calloc(n + 6, sizeof *p->keywords);
     p->values = calloc(n + 6, sizeof *p->values);
     bool ok = p->keywords && p->values;
     const char *user_options = NULL;
     bool has_app = false, has_timeout = false, has_encoding = false;
-    for (PQconninfoOption *o = opts; ok && o->keyword; o++) {
-        if (!o->val)
+    for (size_t i = 0; ok && i < n; i++) {
+        const char *kw = cfg->keywords[i], *val = cfg->values[i];
+        if (!val)
             continue;
-        if (!strcmp(o->keyword, "options")) {
-            user_options = o->val;
+        if (!strcmp(kw, "options")) {
+            user_options = val;
             continue;
         }
-        const char *kw = o->keyword;
         has_app |= !strcmp(kw, "application_name");
         has_timeout |= !strcmp(kw, "connect_timeout");
         has_encoding |= !strcmp(kw, "client_encoding");
-        ok = param_add(p, kw, o->val);
+        ok = param_add(p, kw, val);
     }
     char timeout[64] = "";
     if (cfg->statement_timeout_ms)
@@ -152,14 +150,6 @@ static keel_error *pool_build_params(keel_pool *p, const keel_pool_config *cfg)
         snprintf(secs, sizeof secs, "%u", s < 2 ? 2 : s);
         ok = param_add(p, "connect_timeout", secs);
     }
-    /* PQconninfoFree does not clear the password: do it first. */
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (o->val) {
-            volatile char *v = o->val;
-            while (*v)
-                *v++ = '\0';
-        }
-    PQconninfoFree(opts);
     if (!ok) {
         pool_destroy_params(p);
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
@@ -170,8 +160,8 @@ static keel_error *pool_build_params(keel_pool *p, const keel_pool_config *cfg)
 keel_error *keel_pool_new(const keel_pool_config *cfg, keel_pool **out)
 {
     *out = NULL;
-    if (!cfg || !cfg->name || !cfg->conninfo)
-        return keel_error_new(KEEL_INTERNAL, "keel_pool_new: name and conninfo are required");
+    if (!cfg || !cfg->name || !cfg->keywords || !cfg->values)
+        return keel_error_new(KEEL_INTERNAL, "keel_pool_new: a name and connection settings are required");
     keel_pool *p = calloc(1, sizeof *p);
     if (!p)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");

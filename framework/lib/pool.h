@@ -15,7 +15,8 @@ typedef struct keel_pconn keel_pconn;
 
 typedef struct keel_pool_config {
     const char *name;                /* logical database name, for messages */
-    const char *conninfo;            /* libpq keyword=value string; copied */
+    const char *const *keywords;     /* libpq's keyword/value arrays, */
+    const char *const *values;       /* NULL-terminated; copied */
     unsigned max_conns;              /* 0: 20 */
     unsigned checkout_timeout_ms;    /* 0: 5000 */
     unsigned statement_timeout_ms;   /* 0: no limit */

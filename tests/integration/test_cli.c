@@ -599,6 +599,41 @@ static void test_standin_password(void)
     free(run("rm -f standin.pw standin.trace", NULL));
 }
 
+/* keel run's infra config validates against the schema; an external
+ * database added with keel db add-external is in it in the same shape, is
+ * reachable with the same tools, and survives the next keel run. */
+static void test_infra_config(void)
+{
+    char validate[1200];
+    snprintf(validate, sizeof validate,
+             "python3 -c \"import json, sys; from jsonschema import Draft202012Validator as V; "
+             "V(json.load(open('%s/doc/infra-config.schema.json'))).validate(json.load(open('.keel/infra.local.json'))); "
+             "print('valid')\"", getenv("KEEL_SRCDIR"));
+    check(validate, 0, "valid", "keel run's .keel/infra.local.json validates against doc/infra-config.schema.json");
+    check("grep -c '\"local_cluster\": true' .keel/infra.local.json", 0, "1",
+          "it marks the local cluster's server as keel's");
+    char add[600];
+    snprintf(add, sizeof add,
+             "\"$KEEL_CLI\" db add-external crm --host 127.0.0.1 --port %u --dbname todo --user todo_ro "
+             "--sslmode disable --password-secret CRM_PASSWORD", pg_port);
+    check(add, 0, "database \"crm\" on 127.0.0.1", "keel db add-external lists an external database");
+    check(validate, 0, "valid", "the file still validates");
+    char *ro = password("ro");
+    char shell[700];
+    snprintf(shell, sizeof shell, "KEEL_SECRET_CRM_PASSWORD='%s' \"$KEEL_CLI\" db shell crm --write -- -Atc "
+             "'select current_user, current_database()'", ro ? ro : "");
+    check(shell, 0, "todo_ro|todo", "keel db shell reaches it with the password from its secret");
+    check("\"$KEEL_CLI\" db add-external todo --host 127.0.0.1 --user x", 1, "manages",
+          "a managed database cannot be replaced by an external one");
+    check("\"$KEEL_CLI\" db add-external Bad --host h --user u", 2, "not a database name",
+          "a name that is not a database name is refused");
+    check("KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 0, "starting",
+          "keel run writes the local cluster's part again");
+    check("grep -c '\"crm\"' .keel/infra.local.json", 0, "1", "and keeps the external database");
+    check(shell, 0, "todo_ro|todo", "which still works");
+    free(ro);
+}
+
 int main(void)
 {
     if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR") || !getenv("KEEL_EXAMPLE")) {
@@ -627,6 +662,7 @@ int main(void)
     test_role_isolation();
     test_long_app_root();
     test_standin_password();
+    test_infra_config();
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
     test_cluster_symlinks();
     ht_remove_app_root(root);

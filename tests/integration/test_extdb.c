@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <keel/keel.h>
@@ -94,26 +96,30 @@ static bool require_passwords(void)
     return system(cmd) == 0 && pgh_exec(&pg, "postgres", "SELECT pg_reload_conf()");
 }
 
+/* The infra config, external databases in the same shape as managed ones:
+ * four on the harness's socket, one on the fake server that refuses SSL, one
+ * on a non-loopback address with sslmode left to its default. */
 static bool write_config(void)
 {
     char path[400];
-    snprintf(path, sizeof path, "%s/extdb.json", dir);
+    snprintf(path, sizeof path, "%s/infra.json", dir);
     FILE *f = fopen(path, "w");
     if (!f)
         return false;
     const char *names[] = {"ext", "ext_wrong", "ext_down", "ext_many"};
-    fprintf(f, "{\"databases\": {");
+    fprintf(f, "{\"sql_servers\": [{\"host\": \"%s\", \"port\": %u, \"sslmode\": \"disable\", \"databases\": {",
+            pg.socket_dir, pg.port);
     for (size_t i = 0; i < 4; i++)
-        fprintf(f, "\"%s\": {\"host\": \"%s\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
-                   "\"sslmode\": \"disable\"}, ", names[i], pg.socket_dir, pg.port);
-    fprintf(f, "\"ext_ssl\": {\"host\": \"127.0.0.1\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\", "
-               "\"sslmode\": \"require\"}, ", fake_port);
-    fprintf(f, "\"ext_remote\": {\"host\": \"%s\", \"port\": %u, \"dbname\": \"extdb\", \"user\": \"extuser\"}}, "
-               "\"pool\": {\"checkout_timeout_ms\": %u}}\n", nonlocal_ip[0] ? nonlocal_ip : "192.0.2.1", fake_port,
+        fprintf(f, "%s\"%s\": {\"name\": \"extdb\", \"user\": \"extuser\"}", i ? ", " : "", names[i]);
+    fprintf(f, "}}, {\"host\": \"127.0.0.1\", \"port\": %u, \"sslmode\": \"require\", "
+               "\"databases\": {\"ext_ssl\": {\"name\": \"extdb\", \"user\": \"extuser\"}}}, ", fake_port);
+    fprintf(f, "{\"host\": \"%s\", \"port\": %u, \"databases\": {\"ext_remote\": {\"name\": \"extdb\", "
+               "\"user\": \"extuser\"}}}], \"pool\": {\"checkout_timeout_ms\": %u}}\n",
+            nonlocal_ip[0] ? nonlocal_ip : "192.0.2.1", fake_port,
             /* the connect timeout follows it: under valgrind, SCRAM alone can take seconds */
             getenv("KEEL_TEST_VALGRIND") ? 10000u : 2000u);
     fclose(f);
-    setenv("KEEL_EXTDB_CONFIG", path, 1);
+    setenv("KEEL_INFRA_CONFIG", path, 1);
     return true;
 }
 
@@ -251,6 +257,49 @@ static void *get_many(void *arg)
     return NULL;
 }
 
+/* Settings in the old places are refused with directions, and a database
+ * the infra config does not list says where it must go. */
+static keel_extdb ext_unlisted = KEEL_EXTDB("ext_unlisted", "EXT_PASSWORD");
+
+static void test_settings_moved(void)
+{
+    keel_sqldb *db;
+    keel_error *err = keel_extdb_get(&ext_unlisted, &db);
+    ok(err && err->code == KEEL_UNAVAILABLE, "a database the infra config does not list is unavailable");
+    like(err ? err->cause : NULL, "is not in the infra config", "the cause says it is not listed");
+    like(err ? err->cause : NULL, "keel db add-external ext_unlisted", "and how to add it");
+    keel_error_free(err);
+
+    setenv("KEEL_EXTDB_EXT_HOST", "db.example.com", 1);
+    err = keel__extdb_check_legacy();
+    like(err ? err->message : NULL, "KEEL_EXTDB_EXT_HOST is no longer read", "an old override variable is named");
+    like(err ? err->message : NULL, "{\"$env\": \"VAR\"}", "with what replaces it");
+    keel_error_free(err);
+    unsetenv("KEEL_EXTDB_EXT_HOST");
+
+    char keel_dir[400], old[500];
+    snprintf(keel_dir, sizeof keel_dir, "%s/.keel", dir);
+    snprintf(old, sizeof old, "%s/extdb.local.json", keel_dir);
+    FILE *f = (mkdir(keel_dir, 0700) == 0 || errno == EEXIST) ? fopen(old, "w") : NULL;
+    if (f) {
+        fputs("{\"databases\": {\"ext\": {\"host\": \"db.example.com\", \"user\": \"u\"}}}\n", f);
+        fclose(f);
+    }
+    setenv("KEEL_APP_ROOT", dir, 1);
+    err = keel__extdb_check_legacy();
+    like(err ? err->message : NULL, "no longer read from", "an old extdb.local.json is refused");
+    like(err ? err->message : NULL, old, "naming the file");
+    like(err ? err->message : NULL, "keel db add-external", "and saying how to move it");
+    keel_error_free(err);
+    keel_sqldb *again = NULL;
+    err = keel_extdb_get(&ext_unlisted, &again);
+    like(err ? err->cause : NULL, "no longer read from", "first use says the same");
+    keel_error_free(err);
+    unlink(old);
+    unsetenv("KEEL_APP_ROOT");
+    ok(keel__extdb_check_legacy() == NULL, "with the old file gone, nothing is refused");
+}
+
 static void test_concurrent(void)
 {
     pthread_t t[THREADS];
@@ -288,6 +337,7 @@ int main(void)
     test_ssl_mismatch();
     test_tls_by_default();
     test_concurrent();
+    test_settings_moved();
     test_down_then_up();
     keel_extdb_close(&ext);
     keel_extdb_close(&ext_down);

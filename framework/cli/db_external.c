@@ -1,0 +1,145 @@
+/* db_external.c - `keel db add-external`: lists an external database (the
+ * team's existing one) in an environment's infra config, so settings are
+ * written by a tool that checks them rather than by hand or by printf.  The
+ * result is read back through the same parser the app uses before it
+ * replaces the file. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "local_pg.h"
+#include "../lib/core.h"
+#include "../lib/wipe.h"
+
+#define CMD "keel db add-external"
+
+typedef struct ext_args {
+    const char *name, *env, *host, *port, *dbname, *user, *sslmode, *sslrootcert, *secret;
+} ext_args;
+
+static int parse(int argc, char **argv, ext_args *a)
+{
+    struct { const char *flag; const char **slot; } flags[] = {
+        {"--env", &a->env},         {"--host", &a->host},       {"--port", &a->port},
+        {"--dbname", &a->dbname},   {"--user", &a->user},       {"--sslmode", &a->sslmode},
+        {"--sslrootcert", &a->sslrootcert}, {"--password-secret", &a->secret},
+    };
+    for (int i = 0; i < argc; i++) {
+        bool known = false;
+        for (size_t f = 0; f < sizeof flags / sizeof *flags && !known; f++)
+            if (!strcmp(argv[i], flags[f].flag) && i + 1 < argc) {
+                *flags[f].slot = argv[++i];
+                known = true;
+            }
+        if (known)
+            continue;
+        if (argv[i][0] == '-' || a->name)
+            return CLI_USAGE;
+        a->name = argv[i];
+    }
+    return a->name && a->host && a->user ? CLI_OK : CLI_USAGE;
+}
+
+/* The server entry with the same connection target, appended when none. */
+static json_t *server_for(json_t *servers, const ext_args *a, json_int_t port)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(servers, i, s) {
+        json_t *sp = json_object_get(s, "port"), *mode = json_object_get(s, "sslmode");
+        json_t *cert = json_object_get(s, "sslrootcert");
+        if (json_is_true(json_object_get(s, "local_cluster")) ||
+            !json_equal(json_object_get(s, "host"), json_string(a->host)))
+            continue;
+        bool same = (port ? json_integer_value(sp) == port : !sp) &&
+                    (a->sslmode ? json_is_string(mode) && !strcmp(json_string_value(mode), a->sslmode) : !mode) &&
+                    (a->sslrootcert ? json_is_string(cert) && !strcmp(json_string_value(cert), a->sslrootcert)
+                                    : !cert);
+        if (same)
+            return s;
+    }
+    json_t *n = json_pack("{s:s, s:o}", "host", a->host, "databases", json_object());
+    if (port)
+        json_object_set_new(n, "port", json_integer(port));
+    if (a->sslmode)
+        json_object_set_new(n, "sslmode", json_string(a->sslmode));
+    if (a->sslrootcert)
+        json_object_set_new(n, "sslrootcert", json_string(a->sslrootcert));
+    json_array_append_new(servers, n);
+    return n;
+}
+
+int cli_db_add_external(int argc, char **argv)
+{
+    ext_args a = {0};
+    if (parse(argc, argv, &a) != CLI_OK) {
+        cli_print_usage(stderr, "db");
+        return CLI_USAGE;
+    }
+    if (!keel__name_valid(a.name)) {
+        fprintf(stderr, CMD ": \"%s\" is not a database name ([a-z][a-z0-9_]*, at most %d characters)\n", a.name,
+                KEEL_NAME_MAX);
+        return CLI_USAGE;
+    }
+    char *end = NULL;
+    long port = a.port ? strtol(a.port, &end, 10) : 0;
+    if (a.port && (*end || port < 1 || port > 65535)) {
+        fprintf(stderr, CMD ": --port must be a number from 1 to 65535\n");
+        return CLI_USAGE;
+    }
+    char local[1200];
+    const char *path = getenv("KEEL_INFRA_CONFIG");
+    if (cli_env_is_local(a.env)) {
+        snprintf(local, sizeof local, "%s/.keel/infra.local.json", keel_app_root());
+        path = local;
+    } else if (!path || !*path) {
+        fprintf(stderr, CMD ": environment \"%s\": KEEL_INFRA_CONFIG is not set (point it at its infra config)\n",
+                a.env);
+        return CLI_FAILED;
+    }
+    json_error_t e;
+    bool exists = access(path, F_OK) == 0;
+    json_t *root = exists ? json_load_file(path, JSON_REJECT_DUPLICATES | JSON_PRESERVE_ORDER, &e)
+                          : json_pack("{s:[]}", "sql_servers");
+    if (!root || !json_is_array(json_object_get(root, "sql_servers"))) {
+        fprintf(stderr, CMD ": %s is not an infra config (check it with keel db conn-uri)\n", path);
+        json_decref(root);
+        return CLI_FAILED;
+    }
+    json_t *servers = json_object_get(root, "sql_servers"), *s;
+    size_t i;
+    json_array_foreach(servers, i, s) {
+        if (!json_object_get(json_object_get(s, "databases"), a.name))
+            continue;
+        if (json_is_true(json_object_get(s, "local_cluster"))) {
+            fprintf(stderr, CMD ": \"%s\" is a database Keel manages on the local cluster\n", a.name);
+            json_decref(root);
+            return CLI_FAILED;
+        }
+        json_object_del(json_object_get(s, "databases"), a.name);
+    }
+    json_t *db = json_pack("{s:s, s:s}", "name", a.dbname ? a.dbname : a.name, "user", a.user);
+    if (a.secret)
+        json_object_set_new(db, "password", json_pack("{s:s}", "$secret", a.secret));
+    json_object_set_new(json_object_get(server_for(servers, &a, port), "databases"), a.name, db);
+    for (i = json_array_size(servers); i-- > 0;)
+        if (!json_object_size(json_object_get(json_array_get(servers, i), "databases")))
+            json_array_remove(servers, i);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    keel_infra *check = NULL;
+    keel_error *err = text ? keel__infra_parse(text, strlen(text), path, &check)
+                           : keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    keel__infra_free(check);
+    if (!err)
+        err = local_pg_write_private(path, text);
+    keel__free_secret(text);
+    if (err)
+        return cli_fail(CMD, err);
+    printf("%s: database \"%s\" on %s%s%s\n", path, a.name, a.host, a.port ? ":" : "", a.port ? a.port : "");
+    return CLI_OK;
+}
