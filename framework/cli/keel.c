@@ -21,7 +21,7 @@ static const struct {
      "Provisions the local PostgreSQL cluster (.keel/pg) and the app's databases, then replaces itself\n"
      "with the app (PORT, default 4000).  The app is --app PATH, $KEEL_APP, or build/services/keel-example.\n"
      "$KEEL_RUN_WRAPPER (e.g. \"valgrind --leak-check=full\") runs the app under a wrapper.\n"},
-    {"db", cli_db, "db shell|conn-uri|proxy|reset ...     work with the app's databases",
+    {"db", cli_db, "db shell|conn-uri|proxy|reset|add-external ...  work with the app's databases",
      "usage:\n"
      "  keel db shell NAME [--env E] [--write | --admin | --superuser] [-- PSQL-ARGS...]\n"
      "      open psql on database NAME; read-only unless --write (NAME_app), --admin (the owner)\n"
@@ -31,7 +31,11 @@ static const struct {
      "  keel db proxy [--port N] [--env E]\n"
      "      listen on 127.0.0.1:N (default 5439) and forward connections to the environment's server\n"
      "  keel db reset NAME [--yes] [--app PATH]\n"
-     "      drop and recreate a local database, then apply its migrations (asks unless --yes)\n\n"
+     "      drop and recreate a local database, then apply its migrations (asks unless --yes)\n"
+     "  keel db add-external NAME --host H --user U [--port P] [--dbname D] [--sslmode M]\n"
+     "                       [--sslrootcert FILE] [--password-secret SECRET] [--env E]\n"
+     "      list an external database in the environment's infra config (the password is the secret\n"
+     "      its keel_extdb declares, unless --password-secret names another)\n\n"
      "--env E picks the environment: local (the default: .keel/infra.local.json under $KEEL_APP_ROOT)\n"
      "or another name, whose infra config is read from $KEEL_INFRA_CONFIG.\n"},
     {"migrate", cli_migrate, "migrate status|up|down ...            show or move the databases' migrations",
@@ -43,16 +47,19 @@ static const struct {
      "  keel migrate down NAME [--steps N] [--env E] [--app PATH]\n"
      "      revert the last N (default 1) migrations with their .down.sql files\n\n"
      "Migrations folders come from the app model (--app PATH or $KEEL_APP), relative to $KEEL_APP_ROOT.\n"},
-    {"secrets", cli_secrets, "secrets set|list|rm|rotate-key ...    the encrypted secrets store",
+    {"secrets", cli_secrets, "secrets set|list|rm|rotate-key|check ...  the encrypted secrets store",
      "usage:\n"
      "  keel secrets set [--env NAME] SECRET_NAME     read the value from standard input (no echo)\n"
      "  keel secrets list [--env NAME]                names and when each was set; never values\n"
      "  keel secrets rm [--env NAME] SECRET_NAME\n"
-     "  keel secrets rotate-key [--env NAME]          re-encrypt the store with a new key\n\n"
+     "  keel secrets rotate-key [--env NAME]          re-encrypt the store with a new key\n"
+     "  keel secrets check [--env NAME] [--app PATH]  which secrets the app declares are missing\n"
+     "                                                (exit 1 when one is)\n\n"
      "Stores are secrets/<env>.enc (XChaCha20-Poly1305); the key is $KEEL_SECRETS_KEY (base64) or\n"
      "secrets/<env>.key (0600, created by the first set, git-ignored).  The default env is local.\n"},
     {"app-model", cli_app_model, "app-model [--app PATH]                print the app's services, endpoints and schemas",
-     "usage: keel app-model [--app PATH]\n\nPrints the app's services, endpoints, schemas and databases as JSON.\n"},
+     "usage: keel app-model [--app PATH]\n\nPrints the app model as JSON: each service's endpoints and schemas, databases,\n"
+     "external databases, secrets and calls (its JSON Schema is doc/app-model.schema.json).\n"},
     {"help", help_cmd, "help [COMMAND]                        show the usage of a command",
      "usage: keel help [COMMAND]\n"},
 };

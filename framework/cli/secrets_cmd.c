@@ -1,8 +1,10 @@
-/* secrets_cmd.c - `keel secrets set|list|rm|rotate-key`: the per-environment
- * encrypted stores in secrets/ (see keel/secrets.h).  Values are read from
- * stdin only (never argv, which other users can see in ps) and never printed. */
+/* secrets_cmd.c - `keel secrets set|list|rm|rotate-key|check`: the
+ * per-environment encrypted stores in secrets/ (see keel/secrets.h).  Values
+ * are read from stdin only (never argv, which other users can see in ps) and
+ * never printed.  What the app needs comes from its model (check). */
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,8 @@ static const char usage_text[] =
     "usage: keel secrets set [--env NAME] SECRET_NAME     (the value is read from stdin)\n"
     "       keel secrets list [--env NAME]\n"
     "       keel secrets rm [--env NAME] SECRET_NAME\n"
-    "       keel secrets rotate-key [--env NAME]\n";
+    "       keel secrets rotate-key [--env NAME]\n"
+    "       keel secrets check [--env NAME] [--app PATH]\n";
 
 static int usage(void)
 {
@@ -36,16 +39,19 @@ static int fail(const char *what, keel_error *err)
     return CLI_FAILED;
 }
 
-/* Parses [--env NAME] and at most one positional argument. */
-static int parse(int argc, char **argv, const char **env, const char **name)
+/* Parses [--env NAME] [--app PATH] and at most one positional argument. */
+static int parse(int argc, char **argv, const char **env, const char **app, const char **name)
 {
     *env = NULL;
+    *app = NULL;
     *name = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--env") == 0 && i + 1 < argc)
             *env = argv[++i];
         else if (strncmp(argv[i], "--env=", 6) == 0)
             *env = argv[i] + 6;
+        else if (strcmp(argv[i], "--app") == 0 && i + 1 < argc)
+            *app = argv[++i];
         else if (argv[i][0] != '-' && !*name)
             *name = argv[i];
         else
@@ -220,16 +226,63 @@ static int cmd_rotate(const char *env)
     return CLI_OK;
 }
 
+/* Lists every secret the app model declares with whether env has it, the
+ * way the app's start-up check reads it ($KEEL_SECRET_<NAME>, else the
+ * store), and the command that sets each missing one.  CLI_FAILED when one
+ * is missing, so that a deploy can stop before an app that would refuse to
+ * start. */
+static int cmd_check(const char *env, const char *app)
+{
+    const char *path = cli_find_app(app);
+    json_t *model = path ? cli_load_app_model(path) : NULL;
+    if (!model)
+        return CLI_FAILED;
+    keel_secrets *s = NULL;
+    keel_error *err = keel_secrets_open(NULL, env, 0, &s);
+    if (err) {
+        json_decref(model);
+        return fail("check", err);
+    }
+    size_t declared = 0, missing = 0, i, j;
+    json_t *svc, *item;
+    printf("%-32s %-20s %s\n", "NAME", "SERVICE", "STATUS");
+    json_array_foreach(json_object_get(model, "services"), i, svc) {
+        json_array_foreach(json_object_get(svc, "secrets"), j, item) {
+            const char *name = json_string_value(item);
+            char var[96];
+            snprintf(var, sizeof var, "KEEL_SECRET_%s", name ? name : "");
+            declared++;
+            printf("%-32s %-20s ", name, json_string_value(json_object_get(svc, "name")));
+            if (getenv(var)) {
+                printf("set ($%s)\n", var);
+            } else if (keel_secrets_get(s, name)) {
+                printf("set\n");
+            } else {
+                printf("missing: keel secrets set --env %s %s\n", env, name);
+                missing++;
+            }
+        }
+    }
+    if (missing)
+        fprintf(stderr, "keel secrets check: %zu of %zu declared secret%s missing for environment %s (%s)\n",
+                missing, declared, declared == 1 ? " is" : "s are", env, keel_secrets_path(s));
+    keel_secrets_free(s);
+    json_decref(model);
+    return missing ? CLI_FAILED : CLI_OK;
+}
+
 int cli_secrets(int argc, char **argv)
 {
     if (argc < 1)
         return usage();
     if (sodium_init() < 0) /* sodium_malloc needs it */
         return fail(argv[0], keel_error_new(KEEL_INTERNAL, "libsodium cannot be initialised"));
-    const char *env, *name;
-    if (parse(argc - 1, argv + 1, &env, &name) != CLI_OK)
+    const char *env, *app, *name;
+    if (parse(argc - 1, argv + 1, &env, &app, &name) != CLI_OK)
         return CLI_USAGE;
     const char *sub = argv[0];
+    if (app && strcmp(sub, "check") != 0)
+        return usage(); /* only check reads the app */
     if (strcmp(sub, "list") == 0 && !name)
         return cmd_list(env);
     if (!env)
@@ -240,5 +293,7 @@ int cli_secrets(int argc, char **argv)
         return cmd_rm(env, name);
     if (strcmp(sub, "rotate-key") == 0 && !name)
         return cmd_rotate(env);
+    if (strcmp(sub, "check") == 0 && !name)
+        return cmd_check(env, app);
     return usage();
 }

@@ -11,7 +11,8 @@
 static const char usage[] =
     "usage: %s [--port N] [--app-model] [--help]\n"
     "  --port N      listen on port N (default: $PORT, else 4000)\n"
-    "  --app-model   print the app model (services, endpoints, schemas) as JSON and exit\n"
+    "  --app-model   print the app model (services with their endpoints, schemas, databases,\n"
+    "                secrets and calls) as JSON and exit\n"
     "environment: PORT KEEL_HOST KEEL_IO_THREADS KEEL_WORKERS KEEL_MAX_BODY KEEL_BODY_BUDGET\n"
     "             KEEL_MAX_HEADER KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_MAX_CONNECTIONS\n"
     "             KEEL_MAX_CONNECTIONS_PER_IP KEEL_LOG_REQUESTS\n";

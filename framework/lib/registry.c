@@ -9,16 +9,6 @@
 #include <string.h>
 #include <sodium.h>
 
-bool keel__name_valid(const char *name)
-{
-    if (!name || !islower((unsigned char)name[0]))
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_')
-            return false;
-    return strlen(name) <= KEEL_NAME_MAX;
-}
-
 static bool valid_method(const char *m, bool allow_any)
 {
     if (!m || !*m)
@@ -81,7 +71,7 @@ static keel_error *check_path_fields(const keel_route *route)
 static keel_error *check_endpoint(const keel_route *route)
 {
     const keel_endpoint *ep = route->ep;
-    if (!ep->name || !ep->path)
+    if (!ep->name || !*ep->name || !ep->path)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: endpoint without name or path", route->label);
     if (ep->kind == KEEL_EP_MHD) {
         if (!valid_method(ep->method, true) || !ep->mhd_handler)
@@ -144,6 +134,113 @@ static keel_error *check_services(const keel_service *const *services, size_t *c
     return NULL;
 }
 
+/* True when one of the first end entries of list is name. */
+static bool listed_before(const char *const *list, size_t end, const char *name)
+{
+    for (size_t i = 0; i < end; i++)
+        if (strcmp(list[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* True when s declares secret name in .secrets. */
+static bool declares_secret(const keel_service *s, const char *name)
+{
+    for (size_t i = 0; s->secrets && s->secrets[i]; i++)
+        if (strcmp(s->secrets[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Checked here (not only when secrets are looked up at start) so that the
+ * app model never lists a name the store could not hold. */
+static keel_error *check_secrets(const keel_service *s)
+{
+    for (size_t i = 0; s->secrets && s->secrets[i]; i++) {
+        const char *name = s->secrets[i];
+        if (!keel_secret_name_valid(name))
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "service %s: .secrets: \"%s\" is not a valid secret name: use letters, digits "
+                                  "and _, starting with a letter (at most 64)", s->name, name);
+        if (listed_before(s->secrets, i, name))
+            return keel_error_new(KEEL_INVALID_ARGUMENT, "service %s: .secrets: \"%s\" is listed twice",
+                                  s->name, name);
+    }
+    return NULL;
+}
+
+/* An external database's password secret must be declared: only declared
+ * secrets are checked at start-up, so an undeclared one would surface as a
+ * 503 on the first request instead of a refusal to start. */
+static keel_error *check_external_databases(const keel_service *s)
+{
+    for (size_t i = 0; s->external_databases && s->external_databases[i]; i++) {
+        const keel_extdb *db = s->external_databases[i];
+        if (!keel__name_valid(db->name))
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "service %s: .external_databases: name \"%s\" is invalid: use lower-case "
+                                  "letters, digits and _, starting with a letter (at most %d)",
+                                  s->name, db->name ? db->name : "(null)", KEEL_NAME_MAX);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s->external_databases[j]->name, db->name) == 0)
+                return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                      "service %s: .external_databases: \"%s\" is listed twice", s->name, db->name);
+        if (db->password_secret && !declares_secret(s, db->password_secret))
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "service %s: .external_databases: the password secret %s of \"%s\" is not "
+                                  "in .secrets: declare it there so that start-up checks it is set",
+                                  s->name, db->password_secret, db->name);
+    }
+    return NULL;
+}
+
+/* A .calls entry that keel_call could only answer with not_found is refused
+ * now rather than found by the first request that makes the call. */
+static keel_error *check_call(const keel_app *app, const keel_service *s, const char *call)
+{
+    const char *dot = strchr(call, '.');
+    size_t len = dot ? (size_t)(dot - call) : strlen(call);
+    const keel_service *target = NULL;
+    for (size_t i = 0; !target && app->services[i]; i++)
+        if (strlen(app->services[i]->name) == len && memcmp(app->services[i]->name, call, len) == 0)
+            target = app->services[i];
+    if (!target)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "service %s: .calls: \"%s\" names no service of the app",
+                              s->name, call);
+    if (!dot)
+        return NULL;
+    const keel_route *r = keel__find_route(app, target->name, dot + 1);
+    if (!r)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "service %s: .calls: \"%s\": service %s has no endpoint \"%s\"",
+                              s->name, call, target->name, dot + 1);
+    if (r->ep->kind != KEEL_EP_TYPED)
+        return keel_error_new(KEEL_INVALID_ARGUMENT,
+                              "service %s: .calls: \"%s\" is not a typed endpoint (keel_call reaches typed "
+                              "endpoints only)", s->name, call);
+    return NULL;
+}
+
+/* Checks what each service declares it depends on (secrets, external
+ * databases, calls); the routes must be registered (calls name endpoints). */
+static keel_error *check_dependencies(const keel_app *app)
+{
+    for (size_t i = 0; app->services[i]; i++) {
+        const keel_service *s = app->services[i];
+        keel_error *err = check_secrets(s);
+        if (!err)
+            err = check_external_databases(s);
+        for (size_t j = 0; !err && s->calls && s->calls[j]; j++) {
+            err = check_call(app, s, s->calls[j]);
+            if (!err && listed_before(s->calls, j, s->calls[j]))
+                err = keel_error_new(KEEL_INVALID_ARGUMENT, "service %s: .calls: \"%s\" is listed twice",
+                                     s->name, s->calls[j]);
+        }
+        if (err)
+            return err;
+    }
+    return NULL;
+}
+
 /* Registers every endpoint of every service with the router. */
 static keel_error *register_routes(keel_app *app)
 {
@@ -190,6 +287,8 @@ keel_error *keel_app_new(const keel_service *const *services, const keel_config 
     if (!err)
         err = register_routes(app);
     if (!err)
+        err = check_dependencies(app);
+    if (!err)
         err = keel__databases_register(app);
     if (err) {
         keel_app_free(app);
@@ -228,6 +327,41 @@ static json_t *endpoint_model(const keel_route *r)
     return e;
 }
 
+/* A NULL-terminated list of names (may be NULL) as a JSON array. */
+static json_t *names_model(const char *const *names)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && names && names[i]; i++)
+        json_array_append_new(list, json_string(names[i]));
+    return list;
+}
+
+static json_t *external_databases_model(const keel_service *s)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && s->external_databases && s->external_databases[i]; i++) {
+        const keel_extdb *db = s->external_databases[i];
+        json_array_append_new(list, json_pack("{s:s, s:s?}", "name", db->name, "password_secret",
+                                              db->password_secret));
+    }
+    return list;
+}
+
+/* Each entry split into service and endpoint (null: any of its endpoints),
+ * so that readers need not parse the declaration's "service.endpoint". */
+static json_t *calls_model(const keel_service *s)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && s->calls && s->calls[i]; i++) {
+        const char *call = s->calls[i], *dot = strchr(call, '.');
+        json_t *c = json_object();
+        json_object_set_new(c, "service", dot ? json_stringn(call, (size_t)(dot - call)) : json_string(call));
+        json_object_set_new(c, "endpoint", dot ? json_string(dot + 1) : json_null());
+        json_array_append_new(list, c);
+    }
+    return list;
+}
+
 json_t *keel_app_model(const keel_app *app)
 {
     json_t *services = json_array();
@@ -237,8 +371,10 @@ json_t *keel_app_model(const keel_app *app)
         for (size_t j = 0; j < app->nroutes; j++)
             if (app->routes[j].service == s)
                 json_array_append_new(eps, endpoint_model(&app->routes[j]));
-        json_array_append_new(services, json_pack("{s:s, s:o, s:o}", "name", s->name, "endpoints", eps,
-                                                  "databases", keel__databases_model(app, s)));
+        json_array_append_new(services, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "name", s->name,
+                                                  "endpoints", eps, "databases", keel__databases_model(app, s),
+                                                  "external_databases", external_databases_model(s),
+                                                  "secrets", names_model(s->secrets), "calls", calls_model(s)));
     }
     return json_pack("{s:s, s:o}", "keel_version", KEEL_VERSION, "services", services);
 }

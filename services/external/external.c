@@ -1,6 +1,6 @@
 /* services/external/external.c - a service that uses the team's existing
  * PostgreSQL database (not managed or migrated by Keel): settings from
- * .keel/extdb.<env>.json (or $KEEL_EXTDB_LEGACY_*), the password from the
+ * the infra config (like managed databases), the password from the
  * secrets store.  `./dev run` sets up a stand-in on the local cluster (its own
  * database and login role, SSL on, sslmode=require) and stores the password
  * with `keel secrets set`, so this works out of the box. */
@@ -52,4 +52,5 @@ const keel_service external_service = {
     },
     .databases = NULL,
     .secrets = external_secrets,
+    .external_databases = (keel_extdb *const[]){ &legacy_db, NULL },
 };

@@ -58,4 +58,5 @@ const keel_service hello_service = {
         KEEL_TYPED("POST", "/hello/compose", compose, hello_body, hello_reply, KEEL_PRIVATE),
         KEEL_ENDPOINT_END
     },
+    .calls = (const char *const[]){ "hello.compose", NULL },
 };

@@ -475,6 +475,36 @@ static void test_app_refuses(void)
     free(out);
 }
 
+/* `keel secrets check` takes the declared secrets from the example app's
+ * model and reads them as start-up would: the store, else $KEEL_SECRET_<NAME>. */
+static void test_check(void)
+{
+    const char *app = getenv("KEEL_EXAMPLE");
+    if (!app) {
+        skip("KEEL_EXAMPLE is not set");
+        return;
+    }
+    ok(keel("set --env chk EXTERNAL_DB_PASSWORD", "chk-value-1", NULL) == 0, "the chk store has one of the two");
+    char cmd[1400];
+    const char *unset = "unset KEEL_SECRET_EXTERNAL_DB_PASSWORD KEEL_SECRET_GITHUB_WEBHOOK_SECRET KEEL_ENV";
+    snprintf(cmd, sizeof cmd, "%s && '%s' secrets check --env chk --app '%s'", unset, getenv("KEEL_CLI"), app);
+    int st;
+    char *out = run(cmd, &st);
+    is_int(st, 1, "check fails when a declared secret is missing");
+    like(out, "missing: keel secrets set --env chk GITHUB_WEBHOOK_SECRET", "naming it with the command that sets it");
+    like(out, "1 of 2 declared secrets are missing for environment chk", "and counting what the model declares");
+    ok(!strstr(out, "set --env chk EXTERNAL_DB_PASSWORD"), "a secret in the store is not reported missing");
+    ok(!strstr(out, "chk-value-1"), "no value is printed");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s && KEEL_SECRET_GITHUB_WEBHOOK_SECRET=x '%s' secrets check --env chk --app '%s'",
+             unset, getenv("KEEL_CLI"), app);
+    out = run(cmd, &st);
+    is_int(st, 0, "check passes once the missing one comes from $KEEL_SECRET_<NAME>");
+    like(out, "set ($KEEL_SECRET_GITHUB_WEBHOOK_SECRET)", "and says where it comes from");
+    free(out);
+    is_int(keel("list --app x", NULL, NULL), 2, "--app is only for check");
+}
+
 int main(void)
 {
     if (!getenv("KEEL_CLI")) {
@@ -499,6 +529,7 @@ int main(void)
     test_names();
     test_startup_check();
     test_app_refuses();
+    test_check();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

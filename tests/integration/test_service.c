@@ -305,4 +305,5 @@ const keel_service test_service = {
         KEEL_RAW("GET", "/test/!other", route_fallback),
         KEEL_ENDPOINT_END
     },
+    .calls = (const char *const[]){ "test.secret_double", NULL },
 };

@@ -62,9 +62,14 @@ void keel_app_stop(keel_app *app);
 
 void keel_app_free(keel_app *app);
 
-/* The app model: {"services":[{"name":..,"endpoints":[{"name","method","path",
- * "kind":"typed|raw","access":"public|private","request":[..],"response":[..]}]}]}.
- * New reference. */
+/* The app model, the complete description of the app for tools (the keel
+ * command reads nothing else): {"keel_version", "services":[{"name",
+ * "endpoints":[{"name","method","path","kind":"typed|raw|mounted",
+ * "access":"public|private","blocking",("request","response")|"streams_body"}],
+ * "databases":[{"name","declared","migrations"}], "external_databases":[{"name",
+ * "password_secret"}], "secrets":[..], "calls":[{"service","endpoint"}]}]},
+ * services in the order given, keys in a fixed order.  doc/app-model.schema.json
+ * is its JSON Schema.  New reference. */
 json_t *keel_app_model(const keel_app *app);
 
 /* The whole life of a Keel program: parses the command line (--port N,

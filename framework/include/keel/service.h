@@ -126,13 +126,26 @@ typedef struct keel_endpoint {
 #define KEEL_ENDPOINT_END { .kind = KEEL_EP_END, .method = NULL, .path = NULL, .name = NULL }
 
 struct keel_sqldb;
+struct keel_extdb;
 
+/* Everything a service depends on is declared here, so that the app model
+ * (--app-model) describes the whole app and start-up checks it. */
 typedef struct keel_service {
     const char *name;                 /* [a-z][a-z0-9_]*, unique in the app */
     const keel_endpoint *endpoints;   /* ends with KEEL_ENDPOINT_END */
     struct keel_sqldb *const *databases; /* NULL-terminated; may be NULL */
     const char *const *secrets;       /* names the service needs (keel/secrets.h);
                                          NULL-terminated; may be NULL */
+    struct keel_extdb *const *external_databases;
+                                      /* the external databases it queries
+                                         (keel/extdb.h); each one's password
+                                         secret must be in .secrets.
+                                         NULL-terminated; may be NULL */
+    const char *const *calls;         /* what it calls with keel_call: "service"
+                                         (any of its endpoints) or
+                                         "service.endpoint" (a typed endpoint);
+                                         start-up refuses targets the app does
+                                         not have.  NULL-terminated; may be NULL */
 } keel_service;
 
 /* Calls the typed endpoint "service.endpoint" in-process, public or private, as
