@@ -2,7 +2,10 @@
  *
  * Each check prints "ok N - name" or "not ok N - name"; automake's TAP driver
  * counts them, so every check is one test in the suite's totals.  Call
- * tap_done() last: it prints the plan and returns the exit status. */
+ * tap_done() last: it returns the exit status and, unless plan(n) was called
+ * first, prints the plan.  A test whose count is fixed calls plan(n) before
+ * its first check: "1..n" goes out at once (so a crash part-way shows as
+ * too few checks), and tap_done() fails when the count ran differs. */
 #ifndef KEEL_TESTS_TAP_H
 #define KEEL_TESTS_TAP_H
 
@@ -11,6 +14,15 @@
 #include <string.h>
 
 static int tap_count, tap_failed;
+static int tap_planned = -1; /* set by plan(); -1: the plan is printed at the end */
+
+/* Announces that n checks will run; call it once, before the first check. */
+static inline void plan(int n)
+{
+    tap_planned = n;
+    printf("1..%d\n", n);
+    fflush(stdout);
+}
 
 static inline int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -71,7 +83,14 @@ static inline int tap_contains(const char *haystack, const char *needle)
 
 static inline int tap_done(void)
 {
-    printf("1..%d\n", tap_count);
+    if (tap_planned < 0)
+        printf("1..%d\n", tap_count);
+    else if (tap_count != tap_planned) {
+        printf("# planned %d checks but ran %d\n", tap_planned, tap_count);
+        fflush(stdout);
+        return 1;
+    }
+    fflush(stdout);
     return tap_failed ? 1 : 0;
 }
 
