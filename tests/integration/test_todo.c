@@ -421,7 +421,12 @@ static void test_racing_runs(const char *migrations)
     int waited = 0;
     while (count_lines(alog, "listening on") == 0 && waited++ < (ht_valgrind() ? 1200 : 300))
         usleep(100 * 1000);
-    ok(count_lines(alog, "listening on") == 1, "the first keel run serves too");
+    if (!ok(count_lines(alog, "listening on") == 1, "the first keel run serves too")) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "tail -n 15 '%s' | sed 's/^/#   /'", alog);
+        if (system(cmd) != 0)
+            diag("could not show %s", alog);
+    }
     is_int(count_lines(alog, "Creating PostgreSQL cluster") + count_lines(b.log_path, "Creating PostgreSQL cluster"),
            1, "exactly one of them created the cluster");
     is_int(count_lines(alog, "todo: applied 2 migrations") + count_lines(b.log_path, "todo: applied 2 migrations"),

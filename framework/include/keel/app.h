@@ -9,6 +9,10 @@
 #include "error.h"
 #include "service.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef struct keel_config {
     const char *host;            /* bind address; default "0.0.0.0" */
     unsigned port;               /* default 4000; 0 picks a free port */
@@ -78,5 +82,7 @@ json_t *keel_app_model(const keel_app *app);
  * a clean shutdown, 1 when start-up failed (the reason is printed on stderr), 2
  * for a usage error. */
 int keel_main(int argc, char **argv, const keel_service *const services[]);
+
+#pragma GCC visibility pop
 
 #endif

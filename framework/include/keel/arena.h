@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef struct keel_arena_chunk keel_arena_chunk;
 typedef struct keel_arena_cleanup keel_arena_cleanup;
 
@@ -86,5 +90,7 @@ void keel_buf_append(keel_buf *b, const void *data, size_t n);
 void keel_buf_putc(keel_buf *b, char c);
 void keel_buf_puts(keel_buf *b, const char *s);
 void keel_buf_printf(keel_buf *b, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+#pragma GCC visibility pop
 
 #endif

@@ -10,6 +10,10 @@
 
 #include <stdarg.h>
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef enum keel_code {
     KEEL_OK = 0,
     KEEL_CANCELED,
@@ -89,5 +93,7 @@ const char *keel_code_name(keel_code code);
 
 /* The HTTP status Encore uses for code (invalid_argument 400, not_found 404...). */
 unsigned keel_code_http_status(keel_code code);
+
+#pragma GCC visibility pop
 
 #endif

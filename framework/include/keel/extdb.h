@@ -32,6 +32,10 @@
 #include "lazy.h"
 #include "sqldb.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef struct keel_extdb {
     const char *name;             /* logical name: [a-z][a-z0-9_]* */
     const char *password_secret;  /* the secret holding the password; NULL: none */
@@ -53,5 +57,7 @@ keel_error *keel_extdb_get(keel_extdb *db, keel_sqldb **out);
 
 /* Closes the pool (no request may be using it); the next get opens a new one. */
 void keel_extdb_close(keel_extdb *db);
+
+#pragma GCC visibility pop
 
 #endif

@@ -12,6 +12,10 @@
 #include "arena.h"
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 struct MHD_Connection;
 
 typedef struct keel_req keel_req;
@@ -94,5 +98,7 @@ void keel_resp_stream(keel_resp *resp, uint64_t size, keel_stream_fn fn, void *c
 /* Makes err the response ({"code","message","details"} with its status) and
  * frees err.  Used by raw handlers that want Keel's error shape. */
 void keel_resp_error(keel_resp *resp, keel_error *err);
+
+#pragma GCC visibility pop
 
 #endif

@@ -18,6 +18,10 @@
 #include <stdbool.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 /* Makes the value into *out, or returns an error (then *out is ignored). */
 typedef keel_error *(*keel_lazy_init_fn)(void *arg, void **out);
 
@@ -41,5 +45,7 @@ void *keel_lazy_peek(keel_lazy *lazy);
 /* Forgets the value (passing it to destroy when given) so that the next get
  * makes a new one.  Only when no caller is using the value (shutdown, tests). */
 void keel_lazy_reset(keel_lazy *lazy, void (*destroy)(void *value));
+
+#pragma GCC visibility pop
 
 #endif

@@ -16,6 +16,10 @@
 #include <libpq-fe.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef struct keel_migration {
     int64_t version;
     char *name;       /* the file name of the up file, "0001_init.up.sql" */
@@ -58,5 +62,7 @@ keel_error *keel_migrate_up(PGconn *conn, const keel_migration_set *set, int *ap
  * each in a transaction, moving the version back.  A missing down file stops
  * with an error naming it.  *reverted (may be NULL) receives the count. */
 keel_error *keel_migrate_down(PGconn *conn, const keel_migration_set *set, int steps, int *reverted);
+
+#pragma GCC visibility pop
 
 #endif

@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 #define KEEL_MAX_PARAMS 16
 
 typedef struct keel_router keel_router;
@@ -78,5 +82,7 @@ keel_route_result keel_router_lookup(const keel_router *r, const char *method,
 void keel_router_each(const keel_router *r,
                       void (*fn)(void *cls, const char *method, const char *pattern, void *target),
                       void *cls);
+
+#pragma GCC visibility pop
 
 #endif

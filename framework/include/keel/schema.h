@@ -26,6 +26,10 @@
 #include "arena.h"
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef enum keel_type {
     KEEL_T_END = 0,
     KEEL_T_STRING,  /* const char *            JSON string  */
@@ -155,5 +159,7 @@ json_t *keel_schema_describe(const keel_field *fields);
 
 /* "string", "int64", ... */
 const char *keel_type_name(keel_type t);
+
+#pragma GCC visibility pop
 
 #endif

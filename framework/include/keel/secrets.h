@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 /* ---- in services ---------------------------------------------------------- */
 
 /* The value of a secret of the current environment: $KEEL_SECRET_<NAME> when
@@ -69,5 +73,7 @@ size_t keel_secrets_count(const keel_secrets *s);
 const char *keel_secrets_name_at(const keel_secrets *s, size_t i, int64_t *set_at);
 /* The store's path (for messages). */
 const char *keel_secrets_path(const keel_secrets *s);
+
+#pragma GCC visibility pop
 
 #endif

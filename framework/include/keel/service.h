@@ -22,6 +22,10 @@
 #include "http.h"
 #include "schema.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 /* Endpoint flags.  Handlers run as coroutines on the I/O thread that owns
  * their connection: Keel's own waits (database statements) yield to other
  * requests, so a slow query never delays a neighbour.  Code that blocks the
@@ -154,5 +158,7 @@ typedef struct keel_service {
  * exists, else what the handler returns. */
 keel_error *keel_call(keel_req *req, const char *service, const char *endpoint,
                       const void *in, void *out);
+
+#pragma GCC visibility pop
 
 #endif

@@ -25,6 +25,10 @@
 #include "error.h"
 #include "http.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 typedef struct keel_pool keel_pool;
 
 typedef struct keel_sqldb {
@@ -148,5 +152,7 @@ keel_error *keel_row_json(const keel_row *row, int col, json_t **out, bool *is_n
  * is an error.  Strings point into the row. */
 keel_error *keel_row_scan(const keel_row *row, const char *format, ...);
 
+
+#pragma GCC visibility pop
 
 #endif

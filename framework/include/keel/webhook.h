@@ -27,6 +27,10 @@
 #include <stdint.h>
 #include "error.h"
 
+/* Everything declared here is libkeel's public API: exported from the
+ * shared library, which builds with -fvisibility=hidden. */
+#pragma GCC visibility push(default)
+
 /* Default accepted clock skew / age of a signed timestamp, in seconds. */
 #define KEEL_WEBHOOK_TOLERANCE 300
 /* The most signatures a Stripe-Signature or webhook-signature header may list. */
@@ -102,5 +106,7 @@ keel_error *keel_webhook_standard_verify(const char *secret, const char *msg_id,
 #define KEEL_WEBHOOK_GITHUB_SIG_LEN (7 + 64 + 1)
 void keel_webhook_github_sign(const char *secret, const void *body, size_t len,
                               char out[KEEL_WEBHOOK_GITHUB_SIG_LEN]);
+
+#pragma GCC visibility pop
 
 #endif

@@ -1,0 +1,41 @@
+#!/bin/sh
+# tests/build/test_exports.sh - the shared library exports its public API
+# and nothing else: every defined dynamic symbol of libkeel.so is a keel_
+# function or object declared in framework/include/keel/ (the library is
+# built with -fvisibility=hidden; the public headers push default
+# visibility), and the private keel__ functions and the private keel_pool_*
+# and keel_pipe_* ones stay inside.
+set -u
+srcdir=${KEEL_SRCDIR:?run through make check}
+lib=$(ls framework/.libs/libkeel.so.*.*.* 2>/dev/null | head -n1)
+n=0
+fail=0
+ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+
+echo "1..7"
+[ -n "$lib" ] && [ -f "$lib" ]
+ok $? "the build has a shared libkeel ($lib)"
+syms=$(nm -D --defined-only "$lib" 2>/dev/null | awk '$2 ~ /^[TDBRV]$/ {print $3}' | sort)
+count=$(printf '%s\n' "$syms" | grep -c .)
+[ "$count" -gt 100 ]
+ok $? "it exports the public API ($count symbols)"
+others=$(printf '%s\n' "$syms" | grep -v '^keel_[a-z0-9]' | tr '\n' ' ')
+[ -z "$others" ]
+ok $? "every exported symbol is keel_<name> (others: ${others:-none})"
+private=$(printf '%s\n' "$syms" | grep -E '^keel__|^keel_pool_|^keel_pconn_|^keel_pipe_' | tr '\n' ' ')
+[ -z "$private" ]
+ok $? "no private function is exported (found: ${private:-none})"
+# Each exported name is declared in a public header.
+undeclared=""
+for s in $syms; do
+    grep -qw "$s" "$srcdir"/framework/include/keel/*.h || undeclared="$undeclared $s"
+done
+[ -z "$undeclared" ]
+ok $? "each exported name is declared in framework/include/keel/ (undeclared:${undeclared:- none})"
+printf '%s\n' "$syms" | grep -qx keel_main && printf '%s\n' "$syms" | grep -qx keel_db_query_row_args
+ok $? "keel_main and keel_db_query_row_args are exported"
+# The example app is built against the shared library alone.
+nm -D --undefined-only services/.libs/keel-example 2>/dev/null | grep -q ' keel_main$' ||
+    nm -D --undefined-only services/keel-example 2>/dev/null | grep -q ' keel_main$'
+ok $? "the example app takes keel_main from the shared library"
+exit $fail
