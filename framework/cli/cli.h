@@ -7,7 +7,7 @@
 #include <libpq-fe.h>
 
 #include "keel/app.h"
-#include "../lib/infra.h"
+#include "../lib/sql/infra.h"
 
 /* Exit statuses of every keel command. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };

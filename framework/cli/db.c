@@ -14,7 +14,7 @@
 
 #include "cli.h"
 #include "local_pg.h"
-#include "../lib/pg_error.h"
+#include "../lib/sql/pg_error.h"
 #include "../lib/wipe.h"
 
 bool cli_env_is_local(const char *env)

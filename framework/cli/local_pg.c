@@ -7,8 +7,8 @@
  * nothing in it without O_NOFOLLOW, changes owners with fchown on what it
  * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
-#include "../lib/pg_bin.h"
-#include "../lib/pg_error.h"
+#include "../lib/sql/pg_bin.h"
+#include "../lib/sql/pg_error.h"
 #include "../lib/wipe.h"
 
 #include <arpa/inet.h>
@@ -749,11 +749,19 @@ static void provision_one(const local_pg *pg, PGconn *conn, const char *name, js
     PQfreemem(ir);
 }
 
+/* Any constant: the lock serialises keel's own provisioning only. */
+#define PROVISION_LOCK_KEY "7046384011"
+
 keel_error *local_pg_provision(local_pg *pg, const char *const *databases)
 {
     json_t *passwords = NULL;
     keel_error *err = load_passwords(pg, databases, &passwords);
     PGconn *conn = err ? NULL : superuser_connect(pg, "postgres", &err);
+    /* Two keel runs starting at once would grant and revoke on the same
+     * catalog rows together ("tuple concurrently updated"): provisioning
+     * takes a cluster-wide advisory lock, released when conn closes. */
+    if (conn)
+        exec_ok(conn, "SELECT pg_advisory_lock(" PROVISION_LOCK_KEY ")", &err);
     for (size_t i = 0; conn && !err && databases[i]; i++)
         provision_one(pg, conn, databases[i], json_object_get(passwords, databases[i]), &err);
     PQfinish(conn);

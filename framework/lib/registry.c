@@ -2,7 +2,7 @@
  * once at start-up (read-only afterwards), the app model, and lookups by name
  * for service-to-service calls. */
 #include "core.h"
-#include "conn_limit.h"
+#include "http/conn_limit.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -16,14 +16,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CC=${KEEL_FUZZ_CC:-clang}
 
-# The framework sources (framework/lib/<name>.c) each target links.
+# The framework sources (framework/lib/<path>.c) each target links.
 declare -A DEPS=(
-    [router]="router error"
-    [schema]="schema arena error"
-    [migrate]="error pg_error"
+    [router]="http/router error"
+    [schema]="http/schema arena error"
+    [migrate]="error sql/pg_error"
     [secrets]="error lazy config"
-    [webhook]="webhook error"
-    [infra]="infra secrets schema arena error lazy config"
+    [webhook]="secrets/webhook error"
+    [infra]="sql/infra secrets/secrets http/schema arena error lazy config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 
@@ -44,7 +44,8 @@ LIBS=("${PKG_LIBS[@]}" -lm)
 
 # Every header a framework or target file may include: a change to any of
 # them rebuilds everything (simple; the whole build takes well under a minute).
-HEADERS=("$ROOT"/framework/include/keel/*.h "$ROOT"/framework/lib/*.h "$HERE"/fuzz.h "$HERE"/build.sh)
+HEADERS=("$ROOT"/framework/include/keel/*.h "$ROOT"/framework/lib/*.h "$ROOT"/framework/lib/*/*.h "$HERE"/fuzz.h
+         "$HERE"/build.sh)
 
 # stale OUTPUT INPUT...: true when OUTPUT is missing or older than an input.
 stale() {
@@ -61,7 +62,7 @@ for t in $TARGETS; do
     [ -n "${DEPS[$t]+x}" ] || { echo "tests/fuzz/build.sh: unknown target $t" >&2; exit 1; }
     objs=()
     for d in ${DEPS[$t]}; do
-        src="$ROOT/framework/lib/$d.c" obj="$OUT/obj/$d.o"
+        src="$ROOT/framework/lib/$d.c" obj="$OUT/obj/${d//\//_}.o"
         if stale "$obj" "$src" "${HEADERS[@]}"; then
             "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$src" -o "$obj"
         fi
@@ -69,7 +70,7 @@ for t in $TARGETS; do
     done
     src="$HERE/fuzz_$t.c" bin="$OUT/fuzz_$t"
     # The framework .c files the target #includes are inputs too.
-    mapfile -t included < <(sed -n 's|^#include "\(\.\./\.\./framework/lib/[a-z_]*\.c\)"$|'"$HERE"'/\1|p' "$src")
+    mapfile -t included < <(sed -n 's|^#include "\(\.\./\.\./framework/lib/[a-z_/]*\.c\)"$|'"$HERE"'/\1|p' "$src")
     if stale "$bin" "$src" "${objs[@]}" "${included[@]}" "${HEADERS[@]}"; then
         echo "==> building fuzz_$t" >&2
         "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer,address,undefined "$src" "${objs[@]}" "${LIBS[@]}" -o "$bin"

@@ -9,7 +9,7 @@
  * role, the settings are complete and libpq parses the URI made from them
  * into the same host, port, database, user, password and sslmode
  * (percent-encoding loses nothing). */
-#include "infra.h"
+#include "sql/infra.h"
 #include "fuzz.h"
 
 #include <jansson.h>

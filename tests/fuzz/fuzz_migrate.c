@@ -12,7 +12,7 @@
  * The splitter must make progress, cover the text exactly, end every
  * statement but the last at a ';', and split a statement given alone the
  * same way (what is sent to PostgreSQL does not depend on what came before). */
-#include "../../framework/lib/migrate.c"
+#include "../../framework/lib/sql/migrate.c"
 #include "fuzz.h"
 
 #include <regex.h>

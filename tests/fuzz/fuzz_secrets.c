@@ -14,7 +14,7 @@
  * serialised as store_write does, sealed, read into a second store and
  * compared, and serialising that one gives the same bytes.  A store that
  * opens but cannot be written back loses every secret on the next set. */
-#include "../../framework/lib/secrets.c"
+#include "../../framework/lib/secrets/secrets.c"
 #include "fuzz.h"
 
 static unsigned char fixed_key[KEY_LEN];

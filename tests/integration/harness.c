@@ -1,6 +1,6 @@
 /* tests/integration/harness.c - see harness.h. */
 #include "harness.h"
-#include "pg_bin.h"
+#include "sql/pg_bin.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -1,6 +1,6 @@
 /* tests/integration/pg_harness.c - see pg_harness.h. */
 #include "pg_harness.h"
-#include "pg_bin.h"
+#include "sql/pg_bin.h"
 
 #include <libpq-fe.h>
 #include <pwd.h>

@@ -7,7 +7,7 @@
 #include "pg_harness.h"
 #include "keel/sqldb.h"
 #include "core.h"
-#include "pool.h"
+#include "sql/pool.h"
 
 #include <inttypes.h>
 #include <math.h>

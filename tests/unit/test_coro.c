@@ -4,7 +4,7 @@
  * chain fits the default stack.  Runs under ASan and UBSan too, which check
  * the stack-switch annotations. */
 #include "tap.h"
-#include "coro.h"
+#include "http/coro.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infra.h"
+#include "sql/infra.h"
 #include "tap.h"
 
 #define PATH "infra.test.json"

@@ -16,7 +16,7 @@
  * The fixture files tests/integration/test_migrate.c applies are read from
  * $KEEL_FIXTURES/migrations (default tests/fixtures/migrations), for the
  * checks that need no server. */
-#include "../../framework/lib/migrate.c"
+#include "../../framework/lib/sql/migrate.c"
 
 #include <ftw.h>
 #include <sys/stat.h>

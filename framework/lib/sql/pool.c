@@ -2,7 +2,7 @@
  * idle list and a count of open connections; connecting happens outside the
  * lock.  Each connection carries its cache of prepared statements: an
  * open-addressing hash table keyed by the SQL text. */
-#include "pool.h"
+#include "sql/pool.h"
 #include "wipe.h"
 
 #include <errno.h>

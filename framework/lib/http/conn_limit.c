@@ -10,7 +10,7 @@
  * The check and the count are separate steps (libmicrohttpd asks before it
  * has a connection to count), so accepts racing on several threads can let a
  * client go over by at most one connection per I/O thread. */
-#include "conn_limit.h"
+#include "http/conn_limit.h"
 
 #include <netinet/in.h>
 #include <pthread.h>

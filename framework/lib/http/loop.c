@@ -7,9 +7,9 @@
  * so the kernel sends new connections to no one), keeps serving what it has
  * (responses then carry Connection: close), and ends when no request is left,
  * or when the grace period is over. */
-#include "loop.h"
+#include "http/loop.h"
 #include "core.h"
-#include "coro.h"
+#include "http/coro.h"
 
 #include <errno.h>
 #include <stdlib.h>

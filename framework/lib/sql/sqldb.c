@@ -25,8 +25,8 @@
  * "no rows": keel_db_query_row's empty result is KEEL_NOT_FOUND "no rows"
  * with the detail KEEL_DETAIL_NO_ROWS, which keel_db_no_rows compares. */
 #include "core.h"
-#include "pool.h"
-#include "pipeline.h"
+#include "sql/pool.h"
+#include "sql/pipeline.h"
 
 #include <errno.h>
 #include <inttypes.h>

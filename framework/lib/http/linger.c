@@ -10,7 +10,7 @@
  * read and dropped, until the client closes, LINGER_MS pass or LINGER_MAX
  * bytes were dropped.  The socket is a dup of libmicrohttpd's, so its close
  * of its own descriptor leaves the connection open for us. */
-#include "loop.h"
+#include "http/loop.h"
 
 #include <errno.h>
 #include <stddef.h>

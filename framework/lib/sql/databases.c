@@ -9,9 +9,9 @@
 #include <string.h>
 #include <sodium.h>
 
-#include "infra.h"
-#include "pg_error.h"
-#include "pool.h"
+#include "sql/infra.h"
+#include "sql/pg_error.h"
+#include "sql/pool.h"
 #include "wipe.h"
 
 /* The index of the declaration called name, or -1. */

@@ -9,9 +9,9 @@
  * response on the first call unless the connection is to be closed anyway:
  * in 0.9.75 that would turn off keep-alive. */
 #include "core.h"
-#include "coro.h"
-#include "loop.h"
-#include "conn_limit.h"
+#include "http/coro.h"
+#include "http/loop.h"
+#include "http/conn_limit.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  * values ({"$env"}, {"$secret"}) are resolved when a database's settings are
  * asked for.  No message ever contains a value from the file: any of them
  * may be a password. */
-#include "infra.h"
+#include "sql/infra.h"
 #include "core.h"
 #include "json_text.h"
 #include "keel/lazy.h"

@@ -1,7 +1,7 @@
 /* pg_error.c - the one place a PostgreSQL error becomes a keel_error: SQLSTATE
  * classes map to Keel codes, libpq's messages are cleaned (one line, no
  * trailing newline, no password) before they reach a message or a cause. */
-#include "pg_error.h"
+#include "sql/pg_error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * system call (swapcontext saves the signal mask with one).  A new coroutine's
  * stack is laid out as if it had switched away just before its entry
  * trampoline. */
-#include "coro.h"
+#include "http/coro.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* pg_bin.c - finds PostgreSQL's server programs (see pg_bin.h): one place
  * instead of a major version written into every caller. */
-#include "pg_bin.h"
+#include "sql/pg_bin.h"
 
 #include <dirent.h>
 #include <limits.h>

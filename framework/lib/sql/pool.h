@@ -8,7 +8,7 @@
 #include <libpq-fe.h>
 
 #include "keel/error.h"
-#include "pg_error.h"
+#include "sql/pg_error.h"
 
 typedef struct keel_pool keel_pool;
 typedef struct keel_pconn keel_pconn;

@@ -21,7 +21,7 @@
  * only SQL text Keel does not write itself is the migration files' own. */
 #include "keel/migrate.h"
 #include "format.h"
-#include "pg_error.h"
+#include "sql/pg_error.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "infra.h"
-#include "pool.h"
+#include "sql/infra.h"
+#include "sql/pool.h"
 
 /* The old settings file (extdb.<env>.json) and its KEEL_EXTDB_* overrides
  * are gone: they are found and refused with directions, so a team that

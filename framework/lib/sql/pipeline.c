@@ -20,11 +20,11 @@
  * the pool's checkout timeout; statements wait in the connection's queue
  * until it is up.  A connection that breaks fails every statement on it with
  * unavailable and *lost set; the caller retries once on a fresh one. */
-#include "pipeline.h"
+#include "sql/pipeline.h"
 #include "core.h"
-#include "coro.h"
-#include "loop.h"
-#include "pool.h"
+#include "http/coro.h"
+#include "http/loop.h"
+#include "sql/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
