@@ -1,7 +1,7 @@
 /* tests/unit/test_arena.c - framework/lib/arena.c: the arena (inline
  * buffer, alignment, large blocks, strndup/printf/calloc/grow, release), its
  * shared allocations with their disposers, and keel_buf.  Moved from
- * test_core.c. */
+ * test_core.c (now test_registry.c). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

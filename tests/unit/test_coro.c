@@ -55,6 +55,7 @@ static void run_deep(void *arg)
 
 int main(void)
 {
+    plan(12);
     keel_coro_pool *pool = keel__coro_pool_new(0, 4);
     ok(pool != NULL, "a stack pool is made");
 

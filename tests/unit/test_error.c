@@ -1,6 +1,6 @@
 /* tests/unit/test_error.c - framework/lib/error.c: the codes with their names
  * and HTTP statuses, and errors (message, cause, prefix, status, detail,
- * copy).  Moved from test_core.c. */
+ * copy).  Moved from test_core.c (now test_registry.c). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

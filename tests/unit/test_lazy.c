@@ -118,6 +118,7 @@ static void test_reset(void)
 
 int main(void)
 {
+    plan(10);
     test_failure_rearms();
     test_success_shared();
     test_reset();

@@ -560,6 +560,7 @@ static void test_each(void)
 
 int main(void)
 {
+    plan(269);
     test_static_and_root();
     test_trailing_slash();
     test_params();

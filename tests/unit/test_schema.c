@@ -743,6 +743,7 @@ static void test_describe(void)
 
 int main(void)
 {
+    plan(230);
     keel_arena_init(&arena, NULL, 0);
     test_type_names();
     test_check();

@@ -286,6 +286,7 @@ static void test_large(void)
 
 int main(void)
 {
+    plan(191);
     test_github();
     test_stripe();
     test_standard();

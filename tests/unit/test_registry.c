@@ -1,4 +1,4 @@
-/* tests/unit/test_core.c - the registry's start-up checks (routes, path
+/* tests/unit/test_registry.c - the registry's start-up checks (routes, path
  * parameters, service and database names, declared dependencies) and the app
  * model.  Errors are tested in test_error.c, the arena in test_arena.c. */
 #include <stdint.h>
@@ -234,6 +234,7 @@ static void test_dependencies(void)
 
 int main(void)
 {
+    plan(38);
     test_registry();
     test_dependencies();
     return tap_done();
