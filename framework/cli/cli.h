@@ -12,6 +12,34 @@
 /* Exit statuses of every keel command. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
+/* keel.json (project.c): the app as its team describes it for the keel
+ * command.  found is false when no keel.json was found (then error may say
+ * why one could not be read). */
+#define CLI_WATCH_MAX 32
+typedef struct cli_project {
+    bool found;
+    char root[4096];          /* the folder holding keel.json: the app root */
+    char app[4200];           /* the app binary, absolute */
+    char build[1024];         /* the build command ("" when none) */
+    char name[64];
+    char watch[CLI_WATCH_MAX][256]; /* relative to root; none: the whole root */
+    size_t nwatch;
+    char error[4800];
+} cli_project;
+
+/* Looks for keel.json in $KEEL_APP_ROOT or the current folder and its
+ * parents, once, at start; when found (and KEEL_APP_ROOT was not set) its
+ * folder becomes KEEL_APP_ROOT for the command and the app it starts. */
+void cli_project_init(void);
+/* What cli_project_init found; never NULL. */
+const cli_project *cli_project_get(void);
+
+int cli_new(int argc, char **argv);
+
+/* When env is the local one and its cluster exists but is stopped: a
+ * sentence saying so and which command starts it; else NULL. */
+const char *cli_stopped_hint(const char *env);
+
 /* Each command gets the arguments after its name. */
 int cli_run(int argc, char **argv);
 int cli_app_model(int argc, char **argv);
@@ -39,8 +67,9 @@ struct json_t *cli_load_app_model(const char *app_path);
 const char **cli_declared_databases(struct json_t *model);
 
 /* Finds the application binary: --app PATH (consumed from argv by the caller),
- * $KEEL_APP, else the example's usual build locations.  Returns a path or NULL
- * after printing what was tried. */
+ * $KEEL_APP, keel.json's "app", else (inside the Keel repository) the
+ * example's build locations.  Returns a path or NULL after printing what was
+ * tried and what to do. */
 const char *cli_find_app(const char *given);
 
 /* ---- shared by the db and migrate commands (db.c) ---- */

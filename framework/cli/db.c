@@ -150,7 +150,10 @@ PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name)
     PGconn *conn = PQconnectdbParams(admin.conn.keywords, (const char *const *)admin.conn.values, 0);
     keel__db_settings_free(&admin);
     if (PQstatus(conn) != CONNECTION_OK) {
-        err = keel_error_new(KEEL_UNAVAILABLE, "cannot connect to database \"%s\"", name);
+        bool local = strstr(keel__infra_path(infra), "/.keel/infra.local.json") != NULL;
+        const char *stopped = cli_stopped_hint(local ? NULL : "other");
+        err = keel_error_new(KEEL_UNAVAILABLE, "cannot connect to database \"%s\"%s%s", name, stopped ? ": " : "",
+                             stopped ? stopped : "");
         cli_fail(cmd, keel__pg_cause(err, conn, NULL));
         PQfinish(conn);
         return NULL;
@@ -245,13 +248,87 @@ static int conn_uri(int argc, char **argv)
     return CLI_OK;
 }
 
+/* keel db status|start|stop: the local cluster, which keeps running after
+ * the app exits (so the next keel run starts in milliseconds). */
+static int cluster_cmd(const char *sub, int argc)
+{
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "keel db %s", sub);
+    if (argc != 0) {
+        cli_print_usage(stderr, "db");
+        return CLI_USAGE;
+    }
+    local_pg pg;
+    keel_error *err;
+    if (!strcmp(sub, "start")) {
+        err = local_pg_ensure(keel_app_root(), &pg);
+        if (err)
+            return cli_fail(cmd, err);
+        printf("running on 127.0.0.1:%u (socket %s)\n", pg.port, pg.socket_dir);
+        return CLI_OK;
+    }
+    err = local_pg_locate(keel_app_root(), &pg);
+    if (err) {
+        if (!strcmp(sub, "stop")) {
+            keel_error_free(err);
+            printf("no local cluster here (nothing to stop)\n");
+            return CLI_OK;
+        }
+        return cli_fail(cmd, err);
+    }
+    if (!strcmp(sub, "stop")) {
+        err = local_pg_stop(&pg);
+        if (err)
+            return cli_fail(cmd, err);
+        printf("stopped (keel db start or keel run starts it again)\n");
+        return CLI_OK;
+    }
+    bool running = local_pg_running(&pg);
+    printf("%s on 127.0.0.1:%u (cluster %s)%s\n", running ? "running" : "stopped", pg.port, pg.pg_dir,
+           running ? "" : "; start it with keel db start");
+    return running ? CLI_OK : CLI_FAILED;
+}
+
+static int status_cmd(int argc, char **argv)
+{
+    (void)argv;
+    return cluster_cmd("status", argc);
+}
+
+static int start_cmd(int argc, char **argv)
+{
+    (void)argv;
+    return cluster_cmd("start", argc);
+}
+
+static int stop_cmd(int argc, char **argv)
+{
+    (void)argv;
+    return cluster_cmd("stop", argc);
+}
+
+const char *cli_stopped_hint(const char *env)
+{
+    if (!cli_env_is_local(env))
+        return NULL;
+    local_pg pg;
+    keel_error *err = local_pg_locate(keel_app_root(), &pg);
+    if (err) {
+        keel_error_free(err);
+        return NULL;
+    }
+    return local_pg_running(&pg) ? NULL : "the local PostgreSQL cluster is stopped: start it with keel db start "
+                                          "(keel run starts it too)";
+}
+
 int cli_db(int argc, char **argv)
 {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
     } subs[] = {{"conn-uri", conn_uri}, {"shell", cli_db_shell}, {"proxy", cli_db_proxy}, {"reset", cli_db_reset},
-                 {"add-external", cli_db_add_external}};
+                 {"add-external", cli_db_add_external}, {"status", status_cmd}, {"start", start_cmd},
+                 {"stop", stop_cmd}};
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         cli_print_usage(stdout, "db");
         return CLI_OK;

@@ -2,7 +2,8 @@
  * connected to a database as one of its roles (read-only unless asked).
  * The password travels in PGPASSWORD, never in psql's arguments, so it
  * does not show in ps or /proc/PID/cmdline (the environment is readable by
- * the same user only). */
+ * the same user only).  Piped input stops at the first failing statement
+ * with a non-zero exit, as a script should. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,24 @@ static void env_from(const char *var, const char *value)
         unsetenv(var);
 }
 
+/* Whether the user's psql arguments set ON_ERROR_STOP themselves (-v, --set
+ * or --variable, in any spelling): then theirs is left alone. */
+static bool sets_on_error_stop(int argc, char **argv, int rest)
+{
+    for (int i = rest; i < argc; i++)
+        if (strstr(argv[i], "ON_ERROR_STOP"))
+            return true;
+    return false;
+}
+
 /* Builds psql's argument vector: connection pieces without the password,
- * then whatever followed "--" on keel's command line. */
+ * ON_ERROR_STOP for piped input, then whatever followed "--" on keel's
+ * command line.  psql reading a script carries on after a failed statement
+ * and exits 0, so `... | keel db shell` would report success after
+ * "permission denied"; with ON_ERROR_STOP it stops there and exits 3. */
 static char **psql_argv(const keel_conn_params *p, int argc, char **argv, int rest)
 {
-    char **out = calloc((size_t)(argc - rest) + 10, sizeof *out);
+    char **out = calloc((size_t)(argc - rest) + 12, sizeof *out);
     if (!out)
         return NULL;
     size_t n = 0;
@@ -40,6 +54,10 @@ static char **psql_argv(const keel_conn_params *p, int argc, char **argv, int re
             out[n++] = (char *)flags[i];
             out[n++] = (char *)v;
         }
+    }
+    if (!isatty(STDIN_FILENO) && !sets_on_error_stop(argc, argv, rest)) {
+        out[n++] = "-v";
+        out[n++] = "ON_ERROR_STOP=1";
     }
     for (int i = rest; i < argc; i++)
         out[n++] = argv[i];
@@ -57,6 +75,13 @@ int cli_db_shell(int argc, char **argv)
     keel_infra *infra = cli_open_infra(CMD, env);
     if (!infra)
         return CLI_FAILED;
+    /* psql's own "Connection refused" would not say what to do. */
+    const char *stopped = strstr(keel__infra_path(infra), "/.keel/infra.local.json") ? cli_stopped_hint(NULL) : NULL;
+    if (stopped) {
+        keel__infra_free(infra);
+        fprintf(stderr, CMD ": %s\n", stopped);
+        return CLI_FAILED;
+    }
     keel_db_settings s;
     keel_error *err = cli_conn_params(infra, env, name, role, &s);
     keel__infra_free(infra);

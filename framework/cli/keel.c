@@ -16,22 +16,37 @@ static const struct {
     const char *summary;
     const char *usage;
 } commands[] = {
-    {"run", cli_run, "run [--port N] [--app PATH]           start the app on http://localhost:4000",
-     "usage: keel run [--port N] [--app PATH]\n\n"
-     "Provisions the local PostgreSQL cluster (.keel/pg) and the app's databases, then replaces itself\n"
-     "with the app (PORT, default 4000).  The app is --app PATH, $KEEL_APP, or build/services/keel-example.\n"
+    {"run", cli_run, "run [--port N] [--watch] [--app PATH]  build and start the app on http://localhost:4000",
+     "usage: keel run [--port N] [--watch] [--app PATH]\n\n"
+     "Builds the app with keel.json's \"build\" command, provisions the local PostgreSQL cluster (.keel/pg)\n"
+     "and the app's databases, then replaces itself with the app (PORT, default 4000).  The app is\n"
+     "--app PATH, $KEEL_APP, or keel.json's \"app\" (keel.json is looked for in this folder and its\n"
+     "parents; its folder is the app root).\n"
+     "--watch keeps keel running: when a watched file changes (keel.json's \"watch\", else the whole\n"
+     "app folder but build/ and hidden files) it rebuilds; a good build restarts the app (the cluster\n"
+     "stays up, new migrations are applied), a failed one prints the compiler's errors and leaves the\n"
+     "running app serving.\n"
      "$KEEL_RUN_WRAPPER (e.g. \"valgrind --leak-check=full\") runs the app under a wrapper.\n"},
-    {"db", cli_db, "db shell|conn-uri|proxy|reset|add-external ...  work with the app's databases",
+    {"new", cli_new, "new NAME [DIR]                         make a new app that builds and runs at once",
+     "usage: keel new NAME [DIR]\n\n"
+     "Creates DIR (default NAME) with keel.json, a Makefile (pkg-config keel, with the run path of the\n"
+     "installed libkeel), main.c, one service NAME with its own database, a migration, typed and raw\n"
+     "endpoints, a README and a .gitignore (build/, .keel/, secrets/*.key).  Then: cd DIR && keel run.\n"},
+    {"db", cli_db, "db shell|conn-uri|status|start|stop ...  work with the app's databases",
      "usage:\n"
      "  keel db shell NAME [--env E] [--write | --admin | --superuser] [-- PSQL-ARGS...]\n"
      "      open psql on database NAME; read-only unless --write (NAME_app), --admin (the owner)\n"
-     "      or --superuser (postgres over the local socket; local only).  Standard input may be piped.\n"
+     "      or --superuser (postgres over the local socket; local only).  Standard input may be piped:\n"
+     "      it stops at the first failing statement (psql -v ON_ERROR_STOP=1, exit status 3).\n"
      "  keel db conn-uri NAME [--env E] [--write | --admin | --superuser]\n"
      "      print a postgresql:// URI for the database (read-only role by default)\n"
      "  keel db proxy [--port N] [--env E]\n"
      "      listen on 127.0.0.1:N (default 5439) and forward connections to the environment's server\n"
      "  keel db reset NAME [--yes] [--app PATH]\n"
      "      drop and recreate a local database, then apply its migrations (asks unless --yes)\n"
+     "  keel db status | start | stop\n"
+     "      the local PostgreSQL cluster, which keeps running after the app exits: whether it runs\n"
+     "      (exit status 1 when stopped), start it (creating it on first use), stop it\n"
      "  keel db add-external NAME --host H --user U [--port P] [--dbname D] [--sslmode M]\n"
      "                       [--sslrootcert FILE] [--password-secret SECRET] [--env E]\n"
      "      list an external database in the environment's infra config (the password is the secret\n"
@@ -111,6 +126,7 @@ int main(int argc, char **argv)
         printf("keel %s\n", KEEL_VERSION);
         return CLI_OK;
     }
+    cli_project_init();
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 2, argv + 2);

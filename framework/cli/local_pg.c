@@ -8,6 +8,7 @@
  * opened, and the cluster's logs are opened as postgres. */
 #include "local_pg.h"
 #include "../lib/sql/pg_bin.h"
+#include "../lib/sql/migrate_lock.h"
 #include "../lib/sql/pg_error.h"
 #include "../lib/wipe.h"
 
@@ -433,7 +434,7 @@ static keel_error *create_cluster(local_pg *pg)
     return NULL;
 }
 
-static bool server_running(const local_pg *pg)
+bool local_pg_running(const local_pg *pg)
 {
     char data[PATH_MAX], pg_ctl[PATH_MAX];
     if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir) || !pg_program(pg_ctl, sizeof pg_ctl, "pg_ctl"))
@@ -448,7 +449,7 @@ static keel_error *start_server(local_pg *pg)
     if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir) ||
         !path_fmt(log, sizeof log, "%s/server.log", pg->pg_dir))
         return too_long("the cluster folder");
-    if (server_running(pg))
+    if (local_pg_running(pg))
         return NULL;
     uid_t uid;
     gid_t gid;
@@ -500,10 +501,42 @@ static keel_error *start_server(local_pg *pg)
     }
 }
 
-/* Holds .keel/lock for the life of the keel process (released at exit or
- * exec: the descriptor is close-on-exec). */
+keel_error *local_pg_stop(const local_pg *pg)
+{
+    char data[PATH_MAX], pg_ctl[PATH_MAX];
+    if (!path_fmt(data, sizeof data, "%s/data", pg->pg_dir))
+        return too_long("the cluster folder");
+    if (!pg_program(pg_ctl, sizeof pg_ctl, "pg_ctl"))
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "pg_ctl is missing (install PostgreSQL: apt-get install -y "
+                              "postgresql; or set KEEL_PG_BINDIR)");
+    if (!local_pg_running(pg))
+        return NULL;
+    /* Fast: connected clients (an app still running) are disconnected
+     * rather than waited for. */
+    char *argv[] = {pg_ctl, "-D", data, "-m", "fast", "-w", "-t", "60", "stop", NULL};
+    if (run_pg_tool(argv, NULL) != 0)
+        return keel_error_new(KEEL_UNAVAILABLE, "PostgreSQL did not stop (see %s/server.log)", pg->pg_dir);
+    return NULL;
+}
+
+/* The descriptor holding .keel/lock, or -1. */
+static int held_lock = -1;
+
+void local_pg_unlock(void)
+{
+    if (held_lock >= 0)
+        close(held_lock);
+    held_lock = -1;
+}
+
+/* Holds .keel/lock until local_pg_unlock, exit or exec (the descriptor is
+ * close-on-exec). */
 static keel_error *take_lock(const local_pg *pg)
 {
+    /* Taken once per process: a second flock on a new descriptor would
+     * wait for the process itself. */
+    if (held_lock >= 0)
+        return NULL;
     char path[PATH_MAX];
     if (!path_fmt(path, sizeof path, "%s/lock", pg->state_dir))
         return too_long(".keel/lock");
@@ -515,6 +548,7 @@ static keel_error *take_lock(const local_pg *pg)
         if (flock(fd, LOCK_EX) != 0)
             return keel_error_new(KEEL_FAILED_PRECONDITION, "cannot lock %s: %s", path, strerror(errno));
     }
+    held_lock = fd;
     return NULL;
 }
 
@@ -674,6 +708,9 @@ static void grant_in_database(const local_pg *pg, const char *name, const char *
     PGconn *conn = superuser_connect(pg, name, err);
     if (!conn)
         return;
+    /* The app of another keel run may be migrating this database right now;
+     * released when conn closes. */
+    exec_ok(conn, "SELECT pg_advisory_lock(" KEEL_MIGRATE_LOCK_KEY ")", err);
     char sql[4096];
     PGresult *r = PQexecParams(conn,
                                "SELECT nspname FROM pg_namespace WHERE nspname = 'public' OR nspowner = "

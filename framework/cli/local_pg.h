@@ -49,6 +49,18 @@ keel_error *local_pg_write_private(const char *path, const char *text);
 /* Drops and recreates a database (used by keel db reset and tests). */
 keel_error *local_pg_drop_database(local_pg *pg, const char *name);
 
+/* Releases .keel/lock, which local_pg_ensure takes and otherwise holds until
+ * the process exits or execs: a keel that goes on running (keel run
+ * --watch) must not keep other keel commands waiting. */
+void local_pg_unlock(void);
+
+/* Whether the cluster pg describes is running (pg_ctl status). */
+bool local_pg_running(const local_pg *pg);
+
+/* Stops the cluster (fast: open sessions are ended); nothing when it is not
+ * running. */
+keel_error *local_pg_stop(const local_pg *pg);
+
 /* Fills pg from .keel/pg.json of an existing cluster, without taking the lock
  * or starting the server (failed_precondition when there is none). */
 keel_error *local_pg_locate(const char *root, local_pg *pg);

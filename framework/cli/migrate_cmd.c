@@ -2,10 +2,13 @@
  * migrations of the app's databases, run by hand.  The migrations folder of
  * each database comes from the app model (the app binary knows it; the CLI
  * never guesses), and changes run as the database's admin (owner) role. */
+#include <ctype.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <keel/migrate.h>
@@ -71,6 +74,28 @@ static keel_migration_set *load_set(const char *cmd, json_t *model, const char *
     return set;
 }
 
+/* Names that look like a migration (they start with a digit) but do not end
+ * in .sql, which loading ignores as golang-migrate does (3_x.up.sql.bak is
+ * a backup); a .sql name that does not fit is an error already. */
+static int looks_like_migration(const struct dirent *de)
+{
+    size_t n = strlen(de->d_name);
+    return isdigit((unsigned char)de->d_name[0]) && !(n >= 4 && strcasecmp(de->d_name + n - 4, ".sql") == 0);
+}
+
+/* Lists the look-alikes of the folder, so that a file meant as a migration
+ * (3_add_tag.up, 3_add_tag.up.sql.txt) is not skipped without a word. */
+static void print_ignored(const char *dir)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, looks_like_migration, alphasort);
+    for (int i = 0; i < n; i++) {
+        printf("  ignored: %s (not <number>_<name>.up.sql: rename it if it is a migration)\n", names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+}
+
 static void print_status(const char *name, const keel_migration_state *st, const keel_migration_set *set)
 {
     size_t pending = 0;
@@ -84,6 +109,7 @@ static void print_status(const char *name, const keel_migration_state *st, const
     for (size_t i = 0; i < set->count; i++)
         if (set->items[i].version > st->version)
             printf("  pending: %s\n", set->items[i].name);
+    print_ignored(set->dir);
     if (st->dirty)
         printf("  the last migration failed half-way: repair the schema by hand, then set "
                "schema_migrations.dirty to false\n");

@@ -28,6 +28,7 @@ typedef struct keel_route {
     const keel_service *service;
     const keel_endpoint *ep;
     char label[128];          /* "service.endpoint" */
+    char method[32];          /* ep->method in upper case, as routed */
     atomic_bool warned_blocking; /* "held its thread" logged once */
 } keel_route;
 

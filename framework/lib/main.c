@@ -61,13 +61,21 @@ static int print_model(const keel_app *app)
     return rc;
 }
 
+/* Prints a start-up failure on stderr with its cause: the operator reading
+ * it has nothing else (PostgreSQL's SQLSTATE, detail and hint, why a
+ * connection failed), and causes never hold secrets. */
+static void print_failure(const char *what, const keel_error *err)
+{
+    fprintf(stderr, "keel: %s%s%s%s\n", what, err->message, err->cause ? ": " : "", err->cause ? err->cause : "");
+}
+
 /* Serves until SIGINT or SIGTERM.  The signals are blocked in every thread
  * (the mask is inherited) and taken here synchronously with sigwait. */
 static int serve(keel_app *app, const sigset_t *stop_signals)
 {
     keel_error *err = keel_app_start(app);
     if (err) {
-        fprintf(stderr, "keel: %s\n", err->message);
+        print_failure("", err);
         keel_error_free(err);
         return 1;
     }
@@ -95,7 +103,7 @@ int keel_main(int argc, char **argv, const keel_service *const services[])
     if (!err)
         err = keel_app_new(services, &cfg, &app);
     if (err) {
-        fprintf(stderr, "keel: start-up failed: %s\n", err->message);
+        print_failure("start-up failed: ", err);
         keel_error_free(err);
         return 1;
     }

@@ -3,22 +3,47 @@
  * for service-to-service calls. */
 #include "core.h"
 #include "http/conn_limit.h"
+#include "http/schema_check.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 
-static bool valid_method(const char *m, bool allow_any)
+/* Registers the endpoint's method in upper case: HTTP methods are
+ * case-sensitive and clients send them in upper case, so a route declared
+ * "get" would otherwise never match anything.  The endpoint is const data
+ * (often in read-only memory), so the normalised copy lives in the route.
+ * "*" (any method) is for raw and mounted endpoints: a typed endpoint decodes
+ * its request by method (query string or body). */
+static keel_error *normalise_method(keel_route *route)
 {
+    const keel_endpoint *ep = route->ep;
+    const char *m = ep->method;
     if (!m || !*m)
-        return false;
-    if (strcmp(m, "*") == 0)
-        return allow_any;
-    for (const char *p = m; *p; p++)
-        if (!isupper((unsigned char)*p))
-            return false;
-    return true;
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: endpoint has no method: give one such as \"GET\"%s",
+                              route->label, ep->kind == KEEL_EP_TYPED ? "" : ", or \"*\" for any method");
+    if (strcmp(m, "*") == 0) {
+        if (ep->kind == KEEL_EP_TYPED)
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "%s: a typed endpoint needs one method such as \"GET\", not \"*\" "
+                                  "(KEEL_RAW takes any method)", route->label);
+        memcpy(route->method, "*", 2);
+        return NULL;
+    }
+    size_t len = strlen(m);
+    if (len >= sizeof route->method)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: method \"%.*s...\" is longer than %zu characters",
+                              route->label, 32, m, sizeof route->method - 1);
+    for (size_t i = 0; i <= len; i++) {
+        char c = m[i];
+        bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        if (c && !letter && (i == 0 || (c != '-' && c != '_')))
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "%s: method \"%s\" is not an HTTP method: use letters (any case, registered "
+                                  "in upper case), '-' and '_', such as \"GET\"", route->label, m);
+        route->method[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+    }
+    return NULL;
 }
 
 /* Finds the IN_PATH field called name (len bytes) in a request table. */
@@ -68,36 +93,100 @@ static keel_error *check_path_fields(const keel_route *route)
     return NULL;
 }
 
-static keel_error *check_endpoint(const keel_route *route)
+/* Every field table the app's typed endpoints reach (request and response
+ * tables and the tables nested in them), sorted by address.  A table without
+ * KEEL_END runs on into what follows it in memory, usually another of these:
+ * knowing where they start lets the check say "has no KEEL_END" instead of
+ * reporting the next table's fields as this one's. */
+typedef struct known_tables {
+    const keel_field **t;
+    size_t n, cap;
+} known_tables;
+
+static bool known_add(known_tables *k, const keel_field *table)
+{
+    if (!table)
+        return true;
+    for (size_t i = 0; i < k->n; i++)
+        if (k->t[i] == table)
+            return true;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 16;
+        const keel_field **t = realloc(k->t, cap * sizeof *t);
+        if (!t)
+            return false;
+        k->t = t;
+        k->cap = cap;
+    }
+    k->t[k->n++] = table;
+    return true;
+}
+
+/* True when entry is the start of a listed table. */
+static bool known_listed(const known_tables *k, const keel_field *entry)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (k->t[i] == entry)
+            return true;
+    return false;
+}
+
+static keel_error *known_collect(const keel_service *const *services, known_tables *k)
+{
+    bool ok = known_add(k, keel_empty_fields);
+    for (size_t i = 0; ok && services[i]; i++)
+        for (const keel_endpoint *ep = services[i]->endpoints; ok && ep && ep->kind != KEEL_EP_END; ep++)
+            if (ep->kind == KEEL_EP_TYPED)
+                ok = known_add(k, ep->req_fields) && known_add(k, ep->resp_fields);
+    /* Nested tables, breadth first: a walk stops at the start of a table
+     * already listed, as a table without KEEL_END runs into one. */
+    for (size_t i = 0; ok && i < k->n; i++)
+        for (const keel_field *f = k->t[i]; ok && f->type != KEEL_T_END; f++) {
+            if (f != k->t[i] && known_listed(k, f))
+                break;
+            if (f->type == KEEL_T_OBJECT || (f->type == KEEL_T_ARRAY && f->elem_type == KEEL_T_OBJECT))
+                ok = known_add(k, f->fields);
+        }
+    if (!ok)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    keel__schema_sort_tables(k->t, k->n);
+    return NULL;
+}
+
+static keel_error *check_endpoint(keel_route *route, const known_tables *known)
 {
     const keel_endpoint *ep = route->ep;
     if (!ep->name || !*ep->name || !ep->path)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: endpoint without name or path", route->label);
-    if (ep->kind == KEEL_EP_MHD) {
-        if (!valid_method(ep->method, true) || !ep->mhd_handler)
-            return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a mounted handler needs a method and a handler",
-                                  route->label);
-        return NULL;
-    }
-    if (ep->kind == KEEL_EP_RAW) {
-        if (!valid_method(ep->method, true) || !ep->raw)
-            return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: raw endpoint needs a method and a handler",
-                                  route->label);
-        return NULL;
-    }
-    if (ep->kind != KEEL_EP_TYPED)
+    if (ep->kind != KEEL_EP_MHD && ep->kind != KEEL_EP_RAW && ep->kind != KEEL_EP_TYPED)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: unknown endpoint kind", route->label);
-    if (!valid_method(ep->method, false) || !ep->typed || !ep->req_fields || !ep->resp_fields)
-        return keel_error_new(KEEL_INVALID_ARGUMENT,
-                              "%s: typed endpoint needs one method (not \"*\"), a handler and field tables",
+    keel_error *err = normalise_method(route);
+    if (err)
+        return err;
+    if (ep->kind == KEEL_EP_MHD)
+        return ep->mhd_handler ? NULL : keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a mounted endpoint needs a handler",
+                                                       route->label);
+    if (ep->kind == KEEL_EP_RAW)
+        return ep->raw ? NULL : keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a raw endpoint needs a handler",
+                                               route->label);
+    if (!ep->typed)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a typed endpoint needs a handler", route->label);
+    if (!ep->req_fields || !ep->resp_fields)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: a typed endpoint needs request and response field tables",
                               route->label);
-    char what[160];
+    char what[160], table[128];
     snprintf(what, sizeof what, "%s request", route->label);
-    keel_error *err = keel_schema_check(ep->req_fields, what);
+    if (ep->req_type)
+        snprintf(table, sizeof table, "%s_fields", ep->req_type);
+    err = keel__schema_check_known(ep->req_fields, what, ep->req_type ? table : NULL,
+                                   known->t, known->n);
     if (err)
         return err;
     snprintf(what, sizeof what, "%s response", route->label);
-    err = keel_schema_check(ep->resp_fields, what);
+    if (ep->resp_type)
+        snprintf(table, sizeof table, "%s_fields", ep->resp_type);
+    err = keel__schema_check_known(ep->resp_fields, what, ep->resp_type ? table : NULL,
+                                   known->t, known->n);
     if (err)
         return err;
     return check_path_fields(route);
@@ -241,29 +330,44 @@ static keel_error *check_dependencies(const keel_app *app)
     return NULL;
 }
 
+/* Endpoint names come from handler names (#fn in the KEEL_ macros), which a
+ * user reusing one function for two routes cannot guess: say so. */
+static keel_error *declared_twice(const keel_route *first, const keel_route *again)
+{
+    return keel_error_new(KEEL_INVALID_ARGUMENT,
+                          "endpoint %s is declared twice (%s %s and %s %s): an endpoint's name is its handler "
+                          "function's name, and must be unique in its service; give each route a handler function "
+                          "of its own (a wrapper that calls the shared code will do)",
+                          again->label, first->method, first->ep->path, again->method, again->ep->path);
+}
+
 /* Registers every endpoint of every service with the router. */
 static keel_error *register_routes(keel_app *app)
 {
+    known_tables known = {NULL, 0, 0};
+    keel_error *err = known_collect(app->services, &known);
     size_t n = 0;
-    for (size_t i = 0; app->services[i]; i++) {
+    for (size_t i = 0; !err && app->services[i]; i++) {
         const keel_service *s = app->services[i];
-        for (const keel_endpoint *ep = s->endpoints; ep && ep->kind != KEEL_EP_END; ep++) {
+        for (const keel_endpoint *ep = s->endpoints; !err && ep && ep->kind != KEEL_EP_END; ep++) {
             keel_route *route = &app->routes[n];
             route->service = s;
             route->ep = ep;
             snprintf(route->label, sizeof route->label, "%s.%s", s->name, ep->name ? ep->name : "?");
-            keel_error *err = check_endpoint(route);
+            err = check_endpoint(route, &known);
             if (err)
-                return err;
-            if (keel__find_route(app, s->name, ep->name))
-                return keel_error_new(KEEL_INVALID_ARGUMENT, "endpoint %s is declared twice", route->label);
+                break;
+            const keel_route *first = keel__find_route(app, s->name, ep->name);
+            if (first) {
+                err = declared_twice(first, route);
+                break;
+            }
             app->nroutes = ++n;
-            err = keel_router_add(app->router, ep->method, ep->path, route, route->label);
-            if (err)
-                return err;
+            err = keel_router_add(app->router, route->method, ep->path, route, route->label);
         }
     }
-    return NULL;
+    free(known.t);
+    return err;
 }
 
 keel_error *keel_app_new(const keel_service *const *services, const keel_config *cfg, keel_app **out)
@@ -312,7 +416,7 @@ void keel_app_free(keel_app *app)
 static json_t *endpoint_model(const keel_route *r)
 {
     const keel_endpoint *ep = r->ep;
-    json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ep->name, "method", ep->method,
+    json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ep->name, "method", r->method,
                           "path", ep->path, "kind", ep->kind == KEEL_EP_TYPED ? "typed" : ep->kind == KEEL_EP_RAW ? "raw" : "mounted",
                           "access", (ep->flags & KEEL_PRIVATE) ? "private" : "public");
     if (!e)

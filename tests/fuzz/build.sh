@@ -22,7 +22,7 @@ declare -A DEPS=(
     [schema]="http/schema arena error"
     [migrate]="error sql/pg_error"
     [secrets]="error lazy config"
-    [webhook]="secrets/webhook error"
+    [webhook]="secrets/webhook secrets/secure error"
     [infra]="sql/infra secrets/secrets http/schema arena error lazy config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}

@@ -110,7 +110,7 @@ static void test_help(void)
 
 static void test_shell(void)
 {
-    check("echo \"INSERT INTO todo_item (title) VALUES ('ro')\" | \"$KEEL_CLI\" db shell todo", 0,
+    check("echo \"INSERT INTO todo_item (title) VALUES ('ro')\" | \"$KEEL_CLI\" db shell todo", 3,
           "permission denied", "the default shell is read-only: INSERT is refused");
     check("echo \"INSERT INTO todo_item (title) VALUES ('rw')\" | \"$KEEL_CLI\" db shell todo --write", 0,
           "INSERT 0 1", "--write can insert");
@@ -359,7 +359,7 @@ static void test_reset(void)
     check("\"$KEEL_CLI\" db shell todo -- -Atc 'select count(*) from todo_item'", 0, "0\n", "the rows are gone");
     check("\"$KEEL_CLI\" db shell todo -- -Atc 'select version, dirty from schema_migrations'", 0, "2|f\n",
           "schema_migrations is at the latest version");
-    check("echo \"INSERT INTO todo_item (title) VALUES ('x')\" | \"$KEEL_CLI\" db shell todo", 0,
+    check("echo \"INSERT INTO todo_item (title) VALUES ('x')\" | \"$KEEL_CLI\" db shell todo", 3,
           "permission denied", "the roles still apply after the reset (read-only)");
     check("echo \"INSERT INTO todo_item (title) VALUES ('x')\" | \"$KEEL_CLI\" db shell todo --write", 0,
           "INSERT 0 1", "the roles still apply after the reset (write)");
@@ -390,8 +390,8 @@ static void test_role_isolation(void)
     free(out);
     check("echo \"INSERT INTO other_secret VALUES ('todo-was-here')\" | \"$KEEL_CLI\" db shell todo --write -- "
           "-d keel_other",
-          0, "permission denied", "nor write to it");
-    check("echo \"SELECT v FROM other_secret\" | \"$KEEL_CLI\" db shell todo -- -d keel_other", 0,
+          3, "permission denied", "nor write to it");
+    check("echo \"SELECT v FROM other_secret\" | \"$KEEL_CLI\" db shell todo -- -d keel_other", 3,
           "permission denied", "nor can todo_ro read it");
 
     /* A cluster provisioned by an older keel: the memberships are revoked
@@ -426,7 +426,7 @@ static void test_role_isolation(void)
           "todo_app reads the new table");
     check("\"$KEEL_CLI\" db shell todo -- -Atc 'SELECT name FROM todo_tag'", 0, "later\n",
           "todo_ro reads the new table");
-    check("echo \"INSERT INTO todo_tag (name) VALUES ('ro')\" | \"$KEEL_CLI\" db shell todo", 0, "permission denied",
+    check("echo \"INSERT INTO todo_tag (name) VALUES ('ro')\" | \"$KEEL_CLI\" db shell todo", 3, "permission denied",
           "todo_ro cannot write it");
     check("echo \"UPDATE todo_tag SET name = 'renamed'; DELETE FROM todo_tag\" | \"$KEEL_CLI\" db shell todo --write",
           0, "DELETE 1", "todo_app updates and deletes in it");
@@ -599,6 +599,29 @@ static void test_standin_password(void)
     free(run("rm -f standin.pw standin.trace", NULL));
 }
 
+/* Piped input stops at the first failing statement with exit 3 (psql's
+ * ON_ERROR_STOP); the user's own setting wins; migrate status names
+ * misnamed files; a stopped local cluster is named with the command that
+ * starts it. */
+static void test_shell_stops_on_error(void)
+{
+    check("echo \"DROP DATABASE postgres\" | \"$KEEL_CLI\" db shell todo", 3, "must be owner",
+          "piped input: a refused statement makes db shell exit 3");
+    int status;
+    char *out = run("printf \"INSERT INTO todo_item (title) VALUES ('ro');\\nSELECT 'after' || 'wards';\\n\" | "
+                    "\"$KEEL_CLI\" db shell todo -- -At", &status);
+    ok(status == 3 && tap_contains(out, "permission denied") && !tap_contains(out, "afterwards"),
+       "piped input: nothing after the failing statement runs");
+    free(out);
+    check("printf \"SELECT 1/0;\\nSELECT 'after' || 'wards';\\n\" | \"$KEEL_CLI\" db shell todo -- -At -v ON_ERROR_STOP=0",
+          0, "afterwards", "the user's own -v ON_ERROR_STOP=0 after -- is kept");
+    check("touch migrations/todo/0003_tag.up && \"$KEEL_CLI\" migrate status todo; rc=$?; rm migrations/todo/0003_tag.up; exit $rc",
+          0, "ignored: 0003_tag.up (not <number>_<name>.up.sql", "migrate status lists a look-alike it ignores");
+    check("echo 'SELECT 1;' > migrations/todo/0003-tag.up.sql && \"$KEEL_CLI\" migrate status todo; rc=$?; "
+          "rm migrations/todo/0003-tag.up.sql; exit $rc",
+          1, "\"0003-tag.up.sql\" does not fit <number>_<name>.up.sql", "a misnamed .sql file: status exits 1 naming it");
+}
+
 /* keel run's infra config validates against the schema; an external
  * database added with keel db add-external is in it in the same shape, is
  * reachable with the same tools, and survives the next keel run. */
@@ -663,6 +686,7 @@ int main(void)
     test_long_app_root();
     test_standin_password();
     test_infra_config();
+    test_shell_stops_on_error();
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
     test_cluster_symlinks();
     ht_remove_app_root(root);

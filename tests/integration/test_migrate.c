@@ -1,6 +1,7 @@
 /* tests/integration/test_migrate.c - keel/migrate.h against a real, throw-away
  * PostgreSQL 15 cluster: folder loading and naming errors, applying in number
- * order, rollback and error positions, golang-migrate adoption, the dirty
+ * order, rollback and error positions (the failed statement when PostgreSQL
+ * gives none, a DO body's statement), golang-migrate adoption, the dirty
  * flag, no-transaction files, several processes migrating at once, down
  * migrations, and a timing figure for 1,000 migrations.
  *
@@ -664,8 +665,10 @@ static void test_file_contents(void)
     const char *boom = "DO $$ BEGIN RAISE EXCEPTION 'boom %', 42; END $$;\n";
     write_file(dir, "1_boom.up.sql", boom, strlen(boom));
     err = up_dir(conn, dir, &n);
-    like(message_of(err), "1_boom.up.sql failed: boom 42 (PL/pgSQL function inline_code_block line 1 at RAISE)",
-         "files: without a position the error carries PostgreSQL's context");
+    like(message_of(err),
+         "1_boom.up.sql failed in the statement at line 1, column 1: boom 42 (PL/pgSQL function inline_code_block "
+         "line 1 at RAISE)",
+         "files: without a position the error names the statement and carries PostgreSQL's context");
     keel_error_free(err);
     remove_dir(dir);
 
@@ -685,6 +688,60 @@ static void test_file_contents(void)
     keel_error_free(err);
     ok(state_of(conn).version == INT64_MAX, "big: recorded as INT64_MAX (bound as a parameter)");
     PQfinish(conn);
+}
+
+/* Where a failed migration is reported when PostgreSQL gives no statement
+ * position: the statement that failed (most DDL errors), or the position
+ * inside a DO body.  Each case rewrites 2_bad.up.sql over 1_note.up.sql;
+ * a failure in a transaction leaves the database at version 1. */
+static void test_error_places(void)
+{
+    PGconn *conn = fresh_db("m_places");
+    if (!conn)
+        return;
+    char dir[64];
+    snprintf(dir, sizeof dir, "%s", temp_dir());
+    const char *note = "CREATE TABLE note (id int, tags text);\n";
+    write_file(dir, "1_note.up.sql", note, strlen(note));
+    static const struct {
+        const char *sql, *want, *what;
+    } cases[] = {
+        {"-- add x; then index it\nALTER TABLE note ADD COLUMN x int;;\n/* the index */\n"
+         "  CREATE INDEX note_tagz ON note (tagz);\n",
+         "2_bad.up.sql failed in the statement at line 4, column 3: column \"tagz\" does not exist",
+         "a DDL error without a position names the statement's line and column"},
+        {"ALTER TABLE note ADD COLUMN x int; UPDATE note SET tagz = 1;\n",
+         "2_bad.up.sql failed at line 1, column 52: column \"tagz\" of relation \"note\" does not exist",
+         "a semantic error after another statement on the line has its position"},
+        {"DO $$\nBEGIN\n  UPDATE note SET tagz = 1;\nEND $$;\n",
+         "2_bad.up.sql failed at line 3, column 19: column \"tagz\" of relation \"note\" does not exist "
+         "(PL/pgSQL function inline_code_block line 3 at SQL statement)",
+         "an error inside a DO body is placed in the file, with PostgreSQL's context"},
+        {"CREATE FUNCTION one() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; END;\nCREATE TABLE note (id int);\n",
+         "2_bad.up.sql failed: relation \"note\" already exists",
+         "after a BEGIN ATOMIC body no statement is guessed"},
+        {"CREATE TABLE c (id int);\nCOPY c FROM STDIN;\n",
+         "2_bad.up.sql failed in the statement at line 2, column 1: COPY to or from the client is not possible",
+         "COPY from the client names its statement"},
+        {"-- keel:no-transaction\nCREATE TABLE nt (id int);\n\nCREATE TABLE nt (id int);\n",
+         "2_bad.up.sql failed in the statement at line 4, column 1: relation \"nt\" already exists",
+         "a no-transaction file names the statement that failed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(dir, "2_bad.up.sql", cases[i].sql, strlen(cases[i].sql));
+        int n;
+        keel_error *err = up_dir(conn, dir, &n);
+        like(message_of(err), cases[i].want, "places: %s", cases[i].what);
+        if (i == 0) {
+            ok(err && tap_contains(err->cause, "SQLSTATE 42703"), "places: the SQLSTATE is in the cause");
+            ok(state_of(conn).version == 1 &&
+                   scalar_is(conn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'x'", "0"),
+               "places: the file was rolled back (no column x), version 1");
+        }
+        keel_error_free(err);
+    }
+    PQfinish(conn);
+    remove_dir(dir);
 }
 
 static void test_thousand(void)
@@ -731,6 +788,7 @@ int main(void)
     test_race();
     test_killed_mid_migration();
     test_file_contents();
+    test_error_places();
     test_thousand();
     pgh_stop(&cluster);
     return tap_done();

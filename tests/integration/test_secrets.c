@@ -2,7 +2,8 @@
  * `keel secrets` command and the library: set/list/rm/rotate-key round trips,
  * no plaintext on disk, private file modes, tampered, truncated and wrong-key
  * stores, invalid names, $KEEL_SECRET_<NAME>, and the start-up check naming
- * every missing secret with the command that sets it. */
+ * every missing secret with the command that sets it and the store file it
+ * read (or that there is none). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,10 @@ static void test_startup_check(void)
     like(m, "MISSING_ONE (service billing): keel secrets set --env local MISSING_ONE", "names the first and its command");
     like(m, "keel secrets set --env local MISSING_TWO", "and the second");
     ok(!strstr(m, "DB_PASSWORD"), "a secret that is set is not listed");
+    char where[600];
+    snprintf(where, sizeof where,
+             "missing for environment local (looked in $KEEL_SECRET_<NAME> and the store %s/local.enc):", secrets);
+    like(m, where, "it names the store file it read and the variables");
     keel_error_free(err);
     setenv("KEEL_SECRET_MISSING_ONE", "from-env", 1);
     setenv("KEEL_SECRET_MISSING_TWO", "from-env-2", 1);
@@ -452,6 +457,10 @@ static void test_startup_check(void)
     const char *v;
     err = keel_secret_lookup("NOPE", &v);
     like(err ? err->message : NULL, "keel secrets set --env local NOPE", "keel_secret_lookup explains how to set it");
+    snprintf(where, sizeof where,
+             "secret NOPE is not set for environment local (looked in $KEEL_SECRET_NOPE and the store %s/local.enc): "
+             "run `keel secrets set --env local NOPE`", secrets);
+    is_str(err ? err->message : NULL, where, "and says where it looked: the variable and the store file");
     keel_error_free(err);
 }
 
@@ -472,6 +481,9 @@ static void test_app_refuses(void)
     is_int(st, 1, "the example app without its secret refuses to start");
     like(out, "EXTERNAL_DB_PASSWORD", "naming the missing secret");
     like(out, "keel secrets set --env local EXTERNAL_DB_PASSWORD", "and the command that sets it");
+    char where[600];
+    snprintf(where, sizeof where, "(looked in $KEEL_SECRET_<NAME>; no store: %s/empty/local.enc does not exist)", dir);
+    like(out, where, "and that no store file exists where it looked");
     free(out);
 }
 

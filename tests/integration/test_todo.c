@@ -2,8 +2,9 @@
  * user meets it: `keel run` in a fresh app root creates the local cluster,
  * provisions the database and its roles, the app migrates and serves the todo
  * service; then restarts, shared databases, conn-uri with psql, a read-only
- * role, a PostgreSQL restart, a database that is down, a failing migration,
- * and two keel runs racing on a fresh root. */
+ * role, a PostgreSQL restart, a database that is down, a failing migration
+ * (a syntax error, and semantic errors with and without a position), and two
+ * keel runs racing on a fresh root. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -384,6 +385,43 @@ static void test_failing_migration(void)
     is_int(ht_stop(&s3), 0, "that app stops cleanly");
 }
 
+/* A migration failing on a semantic error, not a syntax error, also stops
+ * keel run with the file, line and column, and start-up prints the
+ * SQLSTATE (the error's cause) too.  PostgreSQL gives a position for the
+ * UPDATE but none for CREATE INDEX: then the statement's start is named. */
+static void test_semantic_migration_error(void)
+{
+    static const struct {
+        const char *sql, *where, *message, *sqlstate;
+    } cases[] = {
+        {"ALTER TABLE todo_item ADD COLUMN x int; UPDATE todo_item SET tagz = 1;\n", "failed at line 1, column 62",
+         "column \"tagz\" of relation \"todo_item\" does not exist", "SQLSTATE 42703"},
+        {"ALTER TABLE todo_item ADD COLUMN x int;\n\nCREATE INDEX todo_item_tagz ON todo_item (tagz);\n",
+         "failed in the statement at line 3, column 1", "column \"tagz\" does not exist", "SQLSTATE 42703"},
+    };
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/migrations/todo/0004_semantic.up.sql", root);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(bad, "w");
+        if (!ok(f != NULL, "semantic %zu: the migration is written", i))
+            return;
+        fputs(cases[i].sql, f);
+        fclose(f);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && KEEL_APP_ROOT='%s' PORT=0 \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\" 2>&1", root, root);
+        int status;
+        char *out = ht_shell(cmd, &status);
+        is_int(status, 1, "semantic %zu: the app refuses to start", i);
+        char want[300];
+        snprintf(want, sizeof want, "0004_semantic.up.sql %s: %s", cases[i].where, cases[i].message);
+        like(out, want, "semantic %zu: keel run names the file, the place and PostgreSQL's message", i);
+        like(out, cases[i].sqlstate, "semantic %zu: and the SQLSTATE", i);
+        free(out);
+    }
+    unlink(bad);
+}
+
 /* Counts the lines of a file that contain needle. */
 static int count_lines(const char *path, const char *needle)
 {
@@ -468,6 +506,7 @@ int main(void)
     test_shutdown_under_load();
     test_restart_during_writes();
     test_failing_migration();
+    test_semantic_migration_error();
     test_infra_error_hides_password();
     test_racing_runs(migrations);
     is_int(ht_stop(&srv), 0, "the app stops cleanly");

@@ -5,7 +5,9 @@
  * byte order mark, the "-- keel:no-transaction" marker), the statement
  * splitter that runs no-transaction files (quotes, E'' strings, quoted
  * identifiers, dollar quotes, nested comments, empty and unterminated
- * statements), error positions, the repair instructions for a dirty database,
+ * statements), error positions (which statement failed, a DO body's
+ * statement), hidden files and folders named like migrations, the repair
+ * instructions for a dirty database,
  * and the argument checks of keel_migrate_up/down.
  *
  * The splitter, the name parser and the file reader are static, so this file
@@ -400,6 +402,67 @@ static void test_load_refused(void)
 }
 #define LOAD_REFUSED_CHECKS (12 + 5 + 2 + 2)
 
+/* Hidden names are skipped (an editor's lock file must not stop the app),
+ * and a folder named like a migration is refused when loading, not when it
+ * would be applied after the migrations before it. */
+static void test_hidden_and_folders(void)
+{
+    entry_list list = {0};
+    static const char *const hidden[] = {".#0001_x.up.sql", "._0001_x.up.sql", ".0001_x.up.sql", ".x.sql"};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+        keel_error *err = consider_name("dir", hidden[i], &list);
+        ok(!err && list.count == 0, "consider_name: hidden \"%s\" is skipped", hidden[i]);
+        if (err)
+            diag("%s", err->message);
+        keel_error_free(err);
+    }
+    entries_free(&list);
+
+    static const char *const editor[] = {"1_a.up.sql", ".#1_a.up.sql", "._1_a.up.sql", "._1_a.down.sql",
+                                         ".2_b.up.sql/", NULL};
+    char *dir = make_folder(editor);
+    keel_migration_set *set = NULL;
+    keel_error *err = keel_migrations_load(dir, &set);
+    ok(!err && set && set->count == 1 && set->items[0].version == 1 && !set->items[0].down_path,
+       "load: lock, AppleDouble and other hidden files and folders beside a migration are skipped");
+    if (err)
+        diag("%s", err->message);
+    keel_error_free(err);
+    keel_migrations_free(set);
+    remove_folder(dir);
+
+    folder_refused((const char *const[]){"1_a.up.sql", "2_b.up.sql/", NULL},
+                   "\"2_b.up.sql\" is a folder, but a migration must be a file: rename or move the folder",
+                   "a folder named like an up migration");
+    folder_refused((const char *const[]){"1_a.up.sql", "1_a.down.sql/", NULL},
+                   "\"1_a.down.sql\" is a folder, but a migration must be a file: rename or move the folder",
+                   "a folder named like a down migration");
+    folder_refused((const char *const[]){"1_a.up.sql", "old.sql/", NULL},
+                   "\"old.sql\" does not fit <number>_<name>.up.sql", "a folder ending in .sql that does not fit");
+
+    /* A symbolic link to a folder is a folder too; one to a file is a file. */
+    dir = make_folder((const char *const[]){"1_a.up.sql", "real/", NULL});
+    char *target = keel__format("%s/real", dir), *link_path = keel__format("%s/2_b.up.sql", dir);
+    char *want = keel__format("%s: \"2_b.up.sql\" is a folder, but a migration must be a file: rename or move "
+                              "the folder", dir);
+    char *msg = symlink(target, link_path) == 0 ? load_error(dir) : NULL;
+    is_str(msg, want, "load: a link to a folder, named like a migration, is refused");
+    free(msg);
+    free(want);
+    unlink(link_path);
+    free(target);
+    target = keel__format("%s/1_a.up.sql", dir);
+    set = NULL;
+    err = symlink(target, link_path) == 0 ? keel_migrations_load(dir, &set) : keel_error_new(KEEL_INTERNAL, "symlink");
+    ok(!err && set && set->count == 2, "load: a link to a file, named like a migration, loads");
+    keel_error_free(err);
+    keel_migrations_free(set);
+    free(target);
+    free(link_path);
+    remove_folder(dir);
+}
+#define HIDDEN_AND_FOLDERS_CHECKS (4 + 1 + 3 + 2)
+
 /* ------------------------------------------------------------------------
  * Reading a file, and the no-transaction marker
  * ------------------------------------------------------------------------ */
@@ -715,6 +778,85 @@ static void test_locate(void)
 }
 #define LOCATE_CHECKS 6
 
+/* A sql_file over text, as read_sql_file would give it. */
+static sql_file file_of(const char *text)
+{
+    return (sql_file){"m.up.sql", (char *)text, strlen(text), has_no_transaction_marker(text, strlen(text))};
+}
+
+/* The line:column where find_statement puts statement index (from byte
+ * from), as a new string; "none" when it finds none. */
+static char *statement_at(const char *text, size_t from, size_t index)
+{
+    sql_file f = file_of(text);
+    size_t at = 0, end = 0;
+    if (!find_statement(&f, from, index, &at, &end))
+        return strdup("none");
+    unsigned long line, column;
+    locate(f.text, f.len, at, 1, true, &line, &column);
+    return keel__format("%lu:%lu", line, column);
+}
+
+/* Which statement failed when PostgreSQL gives no position (most DDL), and
+ * where a statement of a DO body that PostgreSQL reports by its internal
+ * position is in the file. */
+static void test_statements(void)
+{
+    const char *t = "-- keel:no-transaction\nCREATE TABLE a (id int);;\n/* c; */\n  -- x\n"
+                    "  CREATE INDEX i ON a (tagz);\nSELECT 1";
+    struct {
+        size_t index;
+        const char *want, *what;
+    } cases[] = {
+        {0, "2:1", "the first statement, past the marker comment"},
+        {1, "5:3", "the second, past an empty statement, comments and blanks"},
+        {2, "6:1", "the last, without ';'"},
+        {3, "none", "no fourth statement"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = statement_at(t, 0, cases[i].index);
+        is_str(got, cases[i].want, "statement %zu: %s", cases[i].index, cases[i].what);
+        free(got);
+    }
+    char *got = statement_at(t, (size_t)(strstr(t, ";\n/*") - t) + 1, 0);
+    is_str(got, "5:3", "statement: counted from an offset (a no-transaction file's piece)");
+    free(got);
+    const char *atomic = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; END;\nSELECT 2;";
+    got = statement_at(atomic, 0, 1);
+    is_str(got, "none", "statement: after a BEGIN ATOMIC body the count is not trusted");
+    free(got);
+    got = statement_at(atomic, 0, 0);
+    is_str(got, "1:1", "statement: but the first statement is still found");
+    free(got);
+
+    const char *body = "DO $$\nBEGIN\n  UPDATE note SET tagz = 1;\nEND $$;\n";
+    sql_file f = file_of(body);
+    size_t at = 0;
+    unsigned long line = 0, column = 0;
+    bool found = find_internal_query(&f, 0, f.len, "UPDATE note SET tagz = 1", &at);
+    if (found)
+        locate(f.text, f.len, at, 17, true, &line, &column);
+    ok(found && line == 3 && column == 19, "internal: position 17 of the body's UPDATE is line 3, column 19");
+    if (line != 3 || column != 19)
+        diag("found %d at %lu:%lu", found, line, column);
+    f = file_of("DO $$ BEGIN UPDATE t SET a = 1; UPDATE t SET a = 1; END $$;");
+    ok(!find_internal_query(&f, 0, f.len, "UPDATE t SET a = 1", &at), "internal: a query found twice is not guessed");
+    ok(!find_internal_query(&f, 0, f.len, "UPDATE t SET b = 1", &at), "internal: a query not in the file");
+    ok(!find_internal_query(&f, 0, f.len, "", &at), "internal: an empty query");
+    f = file_of(body);
+    ok(!find_internal_query(&f, 0, 12, "UPDATE note SET tagz = 1", &at),
+       "internal: only within the failed statement's bytes");
+
+    char where[96];
+    f = file_of(t);
+    bool context = describe_place(NULL, &f, (failed_at){0, 1}, NULL, where, sizeof where);
+    is_str(where, " in the statement at line 5, column 3", "place: without a position, the failed statement");
+    ok(context, "place: and PostgreSQL's context follows the message");
+    describe_place(NULL, &f, (failed_at){0, NO_STATEMENT}, NULL, where, sizeof where);
+    is_str(where, "", "place: nothing when the statement is unknown (at COMMIT)");
+}
+#define STATEMENTS_CHECKS (4 + 1 + 2 + 5 + 3)
+
 /* Whether previous_version(set, version) is want. */
 static bool previous_is(const keel_migration_set *set, int64_t version, int64_t want)
 {
@@ -810,16 +952,19 @@ static void test_repair(void)
 
 int main(void)
 {
-    plan(PARSE_NAME_CHECKS + CONSIDER_NAME_CHECKS + LOAD_GOOD_CHECKS + LOAD_REFUSED_CHECKS + MARKER_CHECKS +
-         READ_FILE_CHECKS + SPLIT_CHECKS + LOCATE_CHECKS + REPAIR_CHECKS);
+    plan(PARSE_NAME_CHECKS + CONSIDER_NAME_CHECKS + LOAD_GOOD_CHECKS + LOAD_REFUSED_CHECKS +
+         HIDDEN_AND_FOLDERS_CHECKS + MARKER_CHECKS + READ_FILE_CHECKS + SPLIT_CHECKS + LOCATE_CHECKS +
+         STATEMENTS_CHECKS + REPAIR_CHECKS);
     test_parse_name();
     test_consider_name();
     test_load_good();
     test_load_refused();
+    test_hidden_and_folders();
     test_marker();
     test_read_file();
     test_split();
     test_locate();
+    test_statements();
     test_repair();
     return tap_done();
 }

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "keel/keel.h"
+#include "core.h" /* the app's router, to see what a route was registered as */
 #include "tap.h"
 
 /* ---- the registry's start-up checks ---------------------------------------- */
@@ -126,6 +127,153 @@ static void test_registry(void)
     like(startup_error(&db49_svc, NULL), "at most 48", "a 49-byte database name is refused, saying the limit");
 }
 
+/* ---- start-up messages a new user meets (issue 12) -------------------------- */
+
+/* Two tables laid out back to back, as the compiler often places separate
+ * ones: the first has no KEEL_END, so it runs on into the second. */
+typedef struct { const char *id; } unended_req;
+typedef struct { const char *id; } next_req;
+static const keel_field back_to_back[] = {
+    KEEL_STRING(unended_req, id, KEEL_IN_PATH),
+    /* KEEL_END forgotten here */
+    KEEL_STRING(next_req, id, KEEL_IN_PATH),
+    KEEL_END
+};
+#define unended_req_fields back_to_back
+#define next_req_fields (&back_to_back[1])
+
+/* The same, written with KEEL_FIELDS, which cannot forget the end. */
+typedef struct { const char *id; } fields_req;
+static const keel_field fields_req_fields[] = KEEL_FIELDS(KEEL_STRING(fields_req, id, KEEL_IN_PATH));
+typedef struct { const char *id; } next_fields_req;
+static const keel_field next_fields_req_fields[] = KEEL_FIELDS(KEEL_STRING(next_fields_req, id, KEEL_IN_PATH));
+
+static keel_error *unended(keel_req *req, const unended_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *next_one(keel_req *req, const next_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *with_fields(keel_req *req, const fields_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *next_with_fields(keel_req *req, const next_fields_req *in, keel_empty *out)
+{
+    (void)req; (void)in; (void)out;
+    return NULL;
+}
+static keel_error *raw_ok(keel_req *req, keel_resp *resp)
+{
+    (void)req; (void)resp;
+    return NULL;
+}
+
+/* What the app's router does with method on path ("found", "405" or "404"),
+ * or NULL when svc does not build. */
+static const char *route_of(const keel_service *svc, const char *method, const char *path)
+{
+    keel_config cfg;
+    keel_config_defaults(&cfg);
+    keel_app *app = NULL;
+    const keel_service *list[] = {svc, NULL};
+    keel_error *err = keel_app_new(list, &cfg, &app);
+    if (err) {
+        diag("unexpected error: %s", err->message);
+        keel_error_free(err);
+        return NULL;
+    }
+    char scratch[KEEL_ROUTER_SCRATCH(64)];
+    keel_route_match match;
+    keel_route_result r = keel_router_lookup(app->router, method, path, scratch, sizeof scratch, &match);
+    keel_app_free(app);
+    return r == KEEL_ROUTE_FOUND ? "found" : r == KEEL_ROUTE_METHOD_NOT_ALLOWED ? "405" : "404";
+}
+
+/* The method the app model gives the service's first endpoint. */
+static char *model_method(const keel_service *svc)
+{
+    static char method[32];
+    keel_config cfg;
+    keel_config_defaults(&cfg);
+    keel_app *app = NULL;
+    const keel_service *list[] = {svc, NULL};
+    keel_error *err = keel_app_new(list, &cfg, &app);
+    if (err) {
+        keel_error_free(err);
+        return NULL;
+    }
+    json_t *model = keel_app_model(app);
+    json_t *ep = json_array_get(json_object_get(json_array_get(json_object_get(model, "services"), 0),
+                                                "endpoints"), 0);
+    const char *m = json_string_value(json_object_get(ep, "method"));
+    snprintf(method, sizeof method, "%s", m ? m : "(none)");
+    json_decref(model);
+    keel_app_free(app);
+    return method;
+}
+
+static void test_startup_messages(void)
+{
+    /* Methods in any case are registered in upper case. */
+    const keel_service lower = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("get", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    ok(startup_error(&lower, NULL) == NULL, "a lower-case method (\"get\") is accepted");
+    is_str(route_of(&lower, "GET", "/orders/1"), "found", "and routes GET requests");
+    is_str(route_of(&lower, "get", "/orders/1"), "405", "not requests whose method is spelled \"get\"");
+    is_str(model_method(&lower), "GET", "the app model shows it in upper case");
+    const keel_service mixed = {"orders", (const keel_endpoint[]){
+        KEEL_RAW("Post", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    is_str(route_of(&mixed, "POST", "/orders/ping"), "found", "a raw endpoint's \"Post\" routes POST");
+    const keel_service spaced = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GE T", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    is_str(startup_error(&spaced, NULL),
+           "orders.by_id: method \"GE T\" is not an HTTP method: use letters (any case, registered in upper case), "
+           "'-' and '_', such as \"GET\"", "a method that is no token is refused, saying what a method is");
+    const keel_service any = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("*", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    is_str(startup_error(&any, NULL),
+           "orders.by_id: a typed endpoint needs one method such as \"GET\", not \"*\" (KEEL_RAW takes any method)",
+           "\"*\" on a typed endpoint is refused on its own, naming the alternative");
+    const keel_service none = {"orders", (const keel_endpoint[]){
+        KEEL_RAW("", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    like(startup_error(&none, NULL), "orders.raw_ok: endpoint has no method", "an empty method is refused");
+
+    /* One function for two routes: the name clash is explained. */
+    const keel_service reused = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
+        KEEL_TYPED("delete", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    is_str(startup_error(&reused, NULL),
+           "endpoint orders.by_id is declared twice (GET /orders/:id and DELETE /orders/:id): an endpoint's name is "
+           "its handler function's name, and must be unique in its service; give each route a handler function of "
+           "its own (a wrapper that calls the shared code will do)",
+           "one handler on two routes: says names come from handler functions and what to do");
+
+    /* A table without KEEL_END that runs into another table. */
+    const keel_service unended_svc = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", unended, unended_req, keel_empty),
+        KEEL_TYPED("GET", "/next/:id", next_one, next_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL};
+    is_str(startup_error(&unended_svc, NULL),
+           "orders.unended request: the field table unended_req_fields has no KEEL_END: after its field \"id\" it "
+           "runs on into another table; end it with KEEL_END, or write it as KEEL_FIELDS(...), which adds the end",
+           "a field table without KEEL_END is reported as such, not as a duplicate name");
+    const keel_service ended_svc = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", with_fields, fields_req, keel_empty),
+        KEEL_TYPED("GET", "/next/:id", next_with_fields, next_fields_req, keel_empty), KEEL_ENDPOINT_END},
+        NULL, NULL, NULL, NULL};
+    ok(startup_error(&ended_svc, NULL) == NULL, "tables written with KEEL_FIELDS build");
+    static const keel_field empty_fields[] = KEEL_FIELDS();
+    ok(empty_fields[0].type == KEEL_T_END && sizeof empty_fields == sizeof(keel_field),
+       "KEEL_FIELDS() is the empty table");
+    ok(sizeof fields_req_fields == 2 * sizeof(keel_field) && fields_req_fields[1].type == KEEL_T_END,
+       "KEEL_FIELDS(field) is that field and KEEL_END");
+}
+
 /* ---- what services declare they depend on ------------------------------------ */
 
 static keel_error *raw_ping(keel_req *req, keel_resp *resp)
@@ -234,8 +382,9 @@ static void test_dependencies(void)
 
 int main(void)
 {
-    plan(38);
+    plan(51);
     test_registry();
+    test_startup_messages();
     test_dependencies();
     return tap_done();
 }

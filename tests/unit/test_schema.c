@@ -2,6 +2,7 @@
  * describe. */
 #include "tap.h"
 #include "keel/schema.h"
+#include "http/schema_check.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -238,7 +239,8 @@ static void test_check(void)
 
     static const keel_field dup[] = { KEEL_STRING(owner, name), KEEL_STRING(owner, email), KEEL_STRING(owner, name), KEEL_END };
     ERR_IS(keel_schema_check(dup, "dup.post request"),
-           "dup.post request: field \"name\": duplicate name", "check: duplicate name");
+           "dup.post request: field \"name\": duplicate name (or the table has no KEEL_END and this is a field "
+           "of the table after it)", "check: duplicate name, with the other way it arises");
 
     static const keel_field obj_no_table[] = {
         {.name = "o", .type = KEEL_T_OBJECT, .has_offset = KEEL_NO_OFFSET, .count_offset = KEEL_NO_OFFSET},
@@ -276,7 +278,8 @@ static void test_check(void)
     static const keel_field bad_item[] = { KEEL_STRING(item, title), KEEL_STRING(item, title), KEEL_END };
     static const keel_field nested_bad[] = { KEEL_ARRAY(todo, items, n_items, item, bad_item), KEEL_END };
     ERR_IS(keel_schema_check(nested_bad, "todo.put request"),
-           "todo.put request: field \"items[].title\": duplicate name", "check: nested path in message");
+           "todo.put request: field \"items[].title\": duplicate name (or the table has no KEEL_END and this is "
+           "a field of the table after it)", "check: nested path in message");
 
     static const keel_field inner_bad[] = { KEEL_STRING(owner, name, KEEL_IN_HEADER), KEEL_END };
     static const keel_field outer[] = { KEEL_OBJECT(todo, owner, inner_bad), KEEL_END };
@@ -284,6 +287,77 @@ static void test_check(void)
              "check: IN_ flag in a nested table");
 
     ERR_LIKE(keel_schema_check(NULL, "nil"), "nil", "check: NULL table");
+}
+
+/* Tables without KEEL_END, and KEEL_FIELDS which cannot lack it. */
+typedef struct person { const char *name; const char *email; } person;
+typedef struct team { person lead; const char *title; } team;
+/* person's table without KEEL_END, followed in memory by team's. */
+static const keel_field person_then_team[] = {
+    KEEL_STRING(person, name),
+    KEEL_STRING(person, email),
+    KEEL_OBJECT(team, lead, person_then_team),
+    KEEL_STRING(team, title),
+    KEEL_END
+};
+
+static void test_no_end(void)
+{
+    const keel_field *person_table = person_then_team, *team_table = &person_then_team[2];
+    const keel_field *known[] = {person_table, team_table};
+    keel__schema_sort_tables(known, 2);
+    ERR_IS(keel__schema_check_known(team_table, "teams.get response", "team_fields", known, 2),
+           "teams.get response: the member table of field \"lead\" has no KEEL_END: after its field \"email\" "
+           "it runs on into another table; end it with KEEL_END, or write it as KEEL_FIELDS(...), which adds "
+           "the end", "a nested table without KEEL_END that runs into a known table is named by its field");
+    ERR_LIKE(keel__schema_check_known(person_table, "people.get request", "person_fields", known, 2),
+             "people.get request: the field table person_fields has no KEEL_END: after its field \"email\"",
+             "a top-level one is named by its table");
+    const keel_field *reversed[] = {team_table, person_table};
+    keel__schema_sort_tables(reversed, 2);
+    ok(reversed[0] == known[0] && reversed[1] == known[1], "tables sort by address");
+    NO_ERR(keel__schema_check_known(todo_fields, "todo.create request", "todo_fields", known, 2),
+           "a sound table passes with known tables given");
+    const keel_field *self[] = {todo_fields};
+    NO_ERR(keel__schema_check_known(todo_fields, "todo.create request", "todo_fields", self, 1),
+           "a table is not taken for running into itself");
+
+    static const keel_field written[] = KEEL_FIELDS(
+        KEEL_STRING(owner, name),
+        KEEL_STRING(owner, email, KEEL_OPTIONAL)
+    );
+    ok(sizeof written == sizeof owner_fields && memcmp(written, owner_fields, sizeof written) == 0,
+       "KEEL_FIELDS(...) is the same table as the fields and KEEL_END");
+    static const keel_field none[] = KEEL_FIELDS();
+    ok(sizeof none == sizeof(keel_field) && none[0].type == KEEL_T_END && none[0].name == NULL,
+       "KEEL_FIELDS() is the empty table");
+    NO_ERR(keel_schema_check(written, "owner"), "a KEEL_FIELDS table passes the check");
+}
+
+/* The field macros' compile-time type checks leave the values as they were. */
+typedef struct consts { const int64_t *ids; size_t n_ids; char *s; const item *items; size_t n_items; } consts;
+
+static void test_macro_values(void)
+{
+    const keel_field i = KEEL_INT64_OPT(todo, priority, has_priority);
+    ok(i.offset == offsetof(todo, priority) && i.has_offset == offsetof(todo, has_priority) &&
+           i.type == KEEL_T_INT64 && i.flags == KEEL_OPTIONAL, "KEEL_INT64_OPT: offsets, type and flags");
+    const keel_field a = KEEL_ARRAY(todo, items, n_items, item, item_fields);
+    ok(a.offset == offsetof(todo, items) && a.count_offset == offsetof(todo, n_items) &&
+           a.elem_size == sizeof(item) && a.elem_type == KEEL_T_OBJECT && a.fields == item_fields,
+       "KEEL_ARRAY: offsets, element size and table");
+    const keel_field as = KEEL_ARRAY_STRING(todo, tags, n_tags);
+    ok(as.elem_size == sizeof(const char *) && as.elem_type == KEEL_T_STRING, "KEEL_ARRAY_STRING: element size");
+    const keel_field h = KEEL_HEADER_STRING(todo, auth, "Authorization", KEEL_OPTIONAL);
+    ok(h.offset == offsetof(todo, auth) && h.flags == (KEEL_IN_HEADER | KEEL_OPTIONAL) &&
+           strcmp(h.name, "Authorization") == 0, "KEEL_HEADER_STRING: offset, flags and name");
+    /* const elements and a char * string are accepted (the checks would
+     * stop this file compiling otherwise). */
+    const keel_field c[] = KEEL_FIELDS(KEEL_ARRAY_INT64(consts, ids, n_ids), KEEL_STRING(consts, s),
+                                       KEEL_ARRAY(consts, items, n_items, item, item_fields));
+    ok(c[0].offset == offsetof(consts, ids) && c[1].offset == offsetof(consts, s) &&
+           c[2].offset == offsetof(consts, items) && c[3].type == KEEL_T_END,
+       "const element pointers and char * strings are accepted");
 }
 
 static void test_parse_json(void)
@@ -743,10 +817,12 @@ static void test_describe(void)
 
 int main(void)
 {
-    plan(230);
+    plan(243);
     keel_arena_init(&arena, NULL, 0);
     test_type_names();
     test_check();
+    test_no_end();
+    test_macro_values();
     test_parse_json();
     test_decode_valid();
     test_decode_errors();

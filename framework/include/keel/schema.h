@@ -1,16 +1,27 @@
 /* keel/schema.h - field tables: the single description of a typed endpoint's
  * request and response structs.
  *
- * A table is an array of keel_field ending with KEEL_END.  The same table drives
- * decoding (JSON body, path, query string, headers), validation errors that name
- * the field path ("items[2].title"), encoding the response, and the app model.
+ * A table is an array of keel_field ending with KEEL_END; KEEL_FIELDS(...)
+ * writes that end itself.  The same table drives decoding (JSON body, path,
+ * query string, headers), validation errors that name the field path
+ * ("items[2].title"), encoding the response, and the app model.
  *
  *     typedef struct { const char *title; int64_t priority; bool has_priority; } todo_new;
- *     static const keel_field todo_new_fields[] = {
+ *     static const keel_field todo_new_fields[] = KEEL_FIELDS(
  *         KEEL_STRING(todo_new, title),
- *         KEEL_INT64_OPT(todo_new, priority, has_priority),
- *         KEEL_END
- *     };
+ *         KEEL_INT64_OPT(todo_new, priority, has_priority)
+ *     );
+ *
+ * The older spelling, a braced list whose last entry is KEEL_END, still works,
+ * but a table that forgets KEEL_END has no end: everything reading it runs on
+ * into whatever lies next in memory.  Start-up reports "... has no KEEL_END"
+ * when that is another field table of the app, but what lies next is up to
+ * the compiler and linker, so the omission can also show as a confusing error
+ * about some other table's field, or a crash.  KEEL_FIELDS cannot forget it.
+ *
+ * Each field macro checks at compile time that the member has the C type the
+ * macro stands for, e.g. "KEEL_INT64(todo_new, title): member title of todo_new
+ * must be int64_t".
  *
  * Fields are required unless declared optional (KEEL_OPTIONAL flag, or the *_OPT
  * macros for scalars, which set a presence flag).  Unknown JSON fields are
@@ -63,9 +74,28 @@ typedef struct keel_field {
     size_t count_offset;            /* ARRAY: offset of the size_t count */
 } keel_field;
 
-/* Compile-time checks that a member has the C type a macro expects. */
-#define KEEL__OFF(T, m, ctype) _Generic(((T *)0)->m, ctype: offsetof(T, m))
-#define KEEL__STROFF(T, m) _Generic(((T *)0)->m, const char *: offsetof(T, m), char *: offsetof(T, m))
+/* Compile-time checks that a member has the C type a macro expects.
+ * KEEL__ASSERT(cond, msg) is an integer constant expression of value 0 that
+ * fails compilation with msg when cond is false: a _Static_assert is a
+ * declaration, so it is wrapped in a struct inside sizeof to be usable inside
+ * the initializers of field tables (a bare _Generic without a matching
+ * association only says "not compatible with any association").  The selector
+ * is the member's address, so its type is matched exactly (an array member is
+ * not taken for a pointer, a const member not for a writable one). */
+#define KEEL__ASSERT(cond, msg) (0 * sizeof(struct { _Static_assert(cond, msg); int keel__ok; }))
+#define KEEL__IS(T, m, ctype) _Generic(&((T *)0)->m, ctype *: 1, default: 0)
+/* The offset of member m of T, which must have type ctype; macro and role
+ * name the declaration in the message ("KEEL_INT64(todo, title)", "member"). */
+#define KEEL__OFF(T, m, ctype, macro, role) \
+    (KEEL__ASSERT(KEEL__IS(T, m, ctype), macro ": " role " " #m " of " #T " must be " #ctype) + offsetof(T, m))
+#define KEEL__STROFF(T, m, macro) \
+    (KEEL__ASSERT(KEEL__IS(T, m, const char *) || KEEL__IS(T, m, char *), \
+                  macro ": member " #m " of " #T " must be const char * (or char *)") + offsetof(T, m))
+/* An array member: a pointer to elements of type ET (const or not); want
+ * spells that type for the message. */
+#define KEEL__ARROFF(T, m, ET, macro, want) \
+    (KEEL__ASSERT(KEEL__IS(T, m, ET *) || KEEL__IS(T, m, const ET *), \
+                  macro ": member " #m " of " #T " must be " want) + offsetof(T, m))
 /* Optional trailing flag arguments.  Uses __VA_OPT__ (C23, provided in C11
  * mode by GCC >= 8 and clang >= 6). */
 #define KEEL__FLAGS(...) (0u __VA_OPT__(| (__VA_ARGS__)))
@@ -76,19 +106,29 @@ typedef struct keel_field {
       .count_offset = KEEL_NO_OFFSET }
 
 /* Scalars.  The optional trailing argument holds flags: KEEL_OPTIONAL, KEEL_IN_*. */
-#define KEEL_STRING(T, m, ...) KEEL__SCALAR(T, m, #m, KEEL_T_STRING, KEEL__STROFF(T, m), KEEL_NO_OFFSET, __VA_ARGS__)
-#define KEEL_INT64(T, m, ...)  KEEL__SCALAR(T, m, #m, KEEL_T_INT64, KEEL__OFF(T, m, int64_t), KEEL_NO_OFFSET, __VA_ARGS__)
-#define KEEL_DOUBLE(T, m, ...) KEEL__SCALAR(T, m, #m, KEEL_T_DOUBLE, KEEL__OFF(T, m, double), KEEL_NO_OFFSET, __VA_ARGS__)
-#define KEEL_BOOL(T, m, ...)   KEEL__SCALAR(T, m, #m, KEEL_T_BOOL, KEEL__OFF(T, m, bool), KEEL_NO_OFFSET, __VA_ARGS__)
+#define KEEL_STRING(T, m, ...) KEEL__SCALAR(T, m, #m, KEEL_T_STRING, \
+    KEEL__STROFF(T, m, "KEEL_STRING(" #T ", " #m ")"), KEEL_NO_OFFSET, __VA_ARGS__)
+#define KEEL_INT64(T, m, ...)  KEEL__SCALAR(T, m, #m, KEEL_T_INT64, \
+    KEEL__OFF(T, m, int64_t, "KEEL_INT64(" #T ", " #m ")", "member"), KEEL_NO_OFFSET, __VA_ARGS__)
+#define KEEL_DOUBLE(T, m, ...) KEEL__SCALAR(T, m, #m, KEEL_T_DOUBLE, \
+    KEEL__OFF(T, m, double, "KEEL_DOUBLE(" #T ", " #m ")", "member"), KEEL_NO_OFFSET, __VA_ARGS__)
+#define KEEL_BOOL(T, m, ...)   KEEL__SCALAR(T, m, #m, KEEL_T_BOOL, \
+    KEEL__OFF(T, m, bool, "KEEL_BOOL(" #T ", " #m ")", "member"), KEEL_NO_OFFSET, __VA_ARGS__)
 
 /* Optional scalars: `has` is a bool member set to true when the value was
  * given (decoding) and consulted to omit the field (encoding). */
-#define KEEL_INT64_OPT(T, m, has, ...)  KEEL__SCALAR(T, m, #m, KEEL_T_INT64, KEEL__OFF(T, m, int64_t), KEEL__OFF(T, has, bool), KEEL_OPTIONAL __VA_OPT__(| (__VA_ARGS__)))
-#define KEEL_DOUBLE_OPT(T, m, has, ...) KEEL__SCALAR(T, m, #m, KEEL_T_DOUBLE, KEEL__OFF(T, m, double), KEEL__OFF(T, has, bool), KEEL_OPTIONAL __VA_OPT__(| (__VA_ARGS__)))
-#define KEEL_BOOL_OPT(T, m, has, ...)   KEEL__SCALAR(T, m, #m, KEEL_T_BOOL, KEEL__OFF(T, m, bool), KEEL__OFF(T, has, bool), KEEL_OPTIONAL __VA_OPT__(| (__VA_ARGS__)))
+#define KEEL__SCALAR_OPT(T, m, has, typ, ctype, macro, ...) \
+    KEEL__SCALAR(T, m, #m, typ, KEEL__OFF(T, m, ctype, macro "(" #T ", " #m ", " #has ")", "member"), \
+                 KEEL__OFF(T, has, bool, macro "(" #T ", " #m ", " #has ")", "presence flag"), \
+                 KEEL_OPTIONAL __VA_OPT__(| (__VA_ARGS__)))
+#define KEEL_INT64_OPT(T, m, has, ...)  KEEL__SCALAR_OPT(T, m, has, KEEL_T_INT64, int64_t, "KEEL_INT64_OPT", __VA_ARGS__)
+#define KEEL_DOUBLE_OPT(T, m, has, ...) KEEL__SCALAR_OPT(T, m, has, KEEL_T_DOUBLE, double, "KEEL_DOUBLE_OPT", __VA_ARGS__)
+#define KEEL_BOOL_OPT(T, m, has, ...)   KEEL__SCALAR_OPT(T, m, has, KEEL_T_BOOL, bool, "KEEL_BOOL_OPT", __VA_ARGS__)
 
 /* A string taken from a request header (or set as a response header). */
-#define KEEL_HEADER_STRING(T, m, header, ...) KEEL__SCALAR(T, m, header, KEEL_T_STRING, KEEL__STROFF(T, m), KEEL_NO_OFFSET, KEEL_IN_HEADER __VA_OPT__(| (__VA_ARGS__)))
+#define KEEL_HEADER_STRING(T, m, header, ...) KEEL__SCALAR(T, m, header, KEEL_T_STRING, \
+    KEEL__STROFF(T, m, "KEEL_HEADER_STRING(" #T ", " #m ", " #header ")"), KEEL_NO_OFFSET, \
+    KEEL_IN_HEADER __VA_OPT__(| (__VA_ARGS__)))
 
 /* An embedded struct member described by its own table. */
 #define KEEL_OBJECT(T, m, table, ...) \
@@ -97,22 +137,34 @@ typedef struct keel_field {
       .count_offset = KEEL_NO_OFFSET }
 #define KEEL_OBJECT_OPT(T, m, has, table, ...) \
     { .name = #m, .type = KEEL_T_OBJECT, .flags = KEEL_OPTIONAL __VA_OPT__(| (__VA_ARGS__)), .offset = offsetof(T, m), \
-      .has_offset = KEEL__OFF(T, has, bool), .fields = (table), .elem_type = KEEL_T_END, .elem_size = 0, \
-      .count_offset = KEEL_NO_OFFSET }
+      .has_offset = KEEL__OFF(T, has, bool, "KEEL_OBJECT_OPT(" #T ", " #m ", " #has ")", "presence flag"), \
+      .fields = (table), .elem_type = KEEL_T_END, .elem_size = 0, .count_offset = KEEL_NO_OFFSET }
 
-/* Arrays: member m is a pointer to the elements, member count a size_t. */
-#define KEEL__ARRAY(T, m, count, et, esize, table, ...) \
-    { .name = #m, .type = KEEL_T_ARRAY, .flags = KEEL__FLAGS(__VA_ARGS__), .offset = offsetof(T, m), \
-      .has_offset = KEEL_NO_OFFSET, .fields = (table), .elem_type = (et), .elem_size = (esize), \
-      .count_offset = KEEL__OFF(T, count, size_t) }
-#define KEEL_ARRAY(T, m, count, ET, table, ...) KEEL__ARRAY(T, m, count, KEEL_T_OBJECT, sizeof(ET), table, __VA_ARGS__)
-#define KEEL_ARRAY_STRING(T, m, count, ...) KEEL__ARRAY(T, m, count, KEEL_T_STRING, sizeof(const char *), NULL, __VA_ARGS__)
-#define KEEL_ARRAY_INT64(T, m, count, ...)  KEEL__ARRAY(T, m, count, KEEL_T_INT64, sizeof(int64_t), NULL, __VA_ARGS__)
-#define KEEL_ARRAY_DOUBLE(T, m, count, ...) KEEL__ARRAY(T, m, count, KEEL_T_DOUBLE, sizeof(double), NULL, __VA_ARGS__)
-#define KEEL_ARRAY_BOOL(T, m, count, ...)   KEEL__ARRAY(T, m, count, KEEL_T_BOOL, sizeof(bool), NULL, __VA_ARGS__)
+/* Arrays: member m is a pointer to the elements (of type ET, const or not),
+ * member count a size_t. */
+#define KEEL__ARRAY(T, m, count, ET, want, et, table, macro, ...) \
+    { .name = #m, .type = KEEL_T_ARRAY, .flags = KEEL__FLAGS(__VA_ARGS__), \
+      .offset = KEEL__ARROFF(T, m, ET, macro "(" #T ", " #m ", " #count ")", want), \
+      .has_offset = KEEL_NO_OFFSET, .fields = (table), .elem_type = (et), .elem_size = sizeof(ET), \
+      .count_offset = KEEL__OFF(T, count, size_t, macro "(" #T ", " #m ", " #count ")", "count member") }
+#define KEEL_ARRAY(T, m, count, ET, table, ...) \
+    KEEL__ARRAY(T, m, count, ET, #ET " * (or const " #ET " *)", KEEL_T_OBJECT, table, "KEEL_ARRAY", __VA_ARGS__)
+#define KEEL_ARRAY_STRING(T, m, count, ...) KEEL__ARRAY(T, m, count, char *, "const char ** (or char **)", \
+    KEEL_T_STRING, NULL, "KEEL_ARRAY_STRING", __VA_ARGS__)
+#define KEEL_ARRAY_INT64(T, m, count, ...) KEEL__ARRAY(T, m, count, int64_t, "int64_t * (or const int64_t *)", \
+    KEEL_T_INT64, NULL, "KEEL_ARRAY_INT64", __VA_ARGS__)
+#define KEEL_ARRAY_DOUBLE(T, m, count, ...) KEEL__ARRAY(T, m, count, double, "double * (or const double *)", \
+    KEEL_T_DOUBLE, NULL, "KEEL_ARRAY_DOUBLE", __VA_ARGS__)
+#define KEEL_ARRAY_BOOL(T, m, count, ...) KEEL__ARRAY(T, m, count, bool, "bool * (or const bool *)", \
+    KEEL_T_BOOL, NULL, "KEEL_ARRAY_BOOL", __VA_ARGS__)
 
 #define KEEL_END { .name = NULL, .type = KEEL_T_END, .flags = 0, .offset = 0, .has_offset = KEEL_NO_OFFSET, \
                    .fields = NULL, .elem_type = KEEL_T_END, .elem_size = 0, .count_offset = KEEL_NO_OFFSET }
+
+/* The initializer of a whole field table, KEEL_END included:
+ *     static const keel_field todo_new_fields[] = KEEL_FIELDS(KEEL_STRING(todo_new, title));
+ * No comma after the last field; KEEL_FIELDS() is the empty table. */
+#define KEEL_FIELDS(...) { __VA_ARGS__ __VA_OPT__(,) KEEL_END }
 
 /* An empty request or response. */
 typedef struct keel_empty { char unused_; } keel_empty;

@@ -74,6 +74,12 @@ const char *keel_secrets_name_at(const keel_secrets *s, size_t i, int64_t *set_a
 /* The store's path (for messages). */
 const char *keel_secrets_path(const keel_secrets *s);
 
+/* True when a (alen bytes) and b (blen bytes) are equal, in time that
+ * depends on the lengths only, never on where they differ: for comparing a
+ * presented token, signature or key with the expected one, where memcmp
+ * would tell an attacker how many leading bytes were right. */
+bool keel_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
+
 #pragma GCC visibility pop
 
 #endif

@@ -65,7 +65,8 @@ typedef enum { KEEL_EP_END = 0, KEEL_EP_TYPED, KEEL_EP_RAW, KEEL_EP_MHD } keel_e
 
 typedef struct keel_endpoint {
     keel_endpoint_kind kind;
-    const char *method;   /* "GET", "POST", ... or "*" (raw only) */
+    const char *method;   /* "GET", "POST", ... (any case: registered in upper
+                             case) or "*" (raw and mounted only) */
     const char *path;     /* router pattern */
     const char *name;     /* the handler's name, unique in its service */
     unsigned flags;
@@ -82,17 +83,36 @@ typedef struct keel_endpoint {
     void *mhd_cls;
     MHD_RequestCompletedCallback mhd_completed; /* may be NULL */
     void *mhd_completed_cls;
+    const char *req_type;  /* KEEL_TYPED: the struct names, for messages */
+    const char *resp_type;
 } keel_endpoint;
 
+/* The handler as a keel_typed_fn, after checking at compile time that its
+ * type is exactly keel_error *fn(keel_req *, const Tin *, Tout *): a mismatch
+ * is an error with every compiler and flag set, saying what the signature
+ * must be (a conditional between the two pointer types was only a warning
+ * about "pointer type mismatch").  Endpoint tables are file-scope constants,
+ * so this must stay an address constant: the _Static_assert sits in a struct
+ * inside sizeof, an integer constant expression, which selects between two
+ * address constants.  __typeof__ of the ?: gives fn's type after decay, a
+ * pointer to function, to compare with the pointer type wanted. */
 #define KEEL__TYPED_FN(fn, Tin, Tout) \
-    ((keel_typed_fn)(1 ? (fn) : (keel_error *(*)(keel_req *, const Tin *, Tout *))0))
+    (sizeof(struct { \
+         _Static_assert(__builtin_types_compatible_p(__typeof__(1 ? (fn) : (fn)), \
+                                                     keel_error *(*)(keel_req *, const Tin *, Tout *)), \
+                        "KEEL_TYPED: handler " #fn " must be: keel_error *" #fn "(keel_req *, const " \
+                        #Tin " *, " #Tout " *)"); \
+         int keel__ok; }) ? (keel_typed_fn)(fn) : (keel_typed_fn)0)
 
+/* name is the handler's name: it names the endpoint (logs, metrics, keel_call,
+ * the app model), so each route needs a handler function of its own.
+ * req_type and resp_type name the structs in start-up messages. */
 #define KEEL_TYPED(meth, pattern, fn, Tin, Tout, ...) \
     { .kind = KEEL_EP_TYPED, .method = (meth), .path = (pattern), .name = #fn, \
       .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = KEEL__TYPED_FN(fn, Tin, Tout), \
       .req_fields = Tin##_fields, .req_size = sizeof(Tin), \
       .resp_fields = Tout##_fields, .resp_size = sizeof(Tout), \
-      .raw = NULL, .on_body = NULL, .cleanup = NULL }
+      .raw = NULL, .on_body = NULL, .cleanup = NULL, .req_type = #Tin, .resp_type = #Tout }
 
 #define KEEL_RAW(meth, pattern, fn, ...) \
     { .kind = KEEL_EP_RAW, .method = (meth), .path = (pattern), .name = #fn, \

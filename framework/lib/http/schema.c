@@ -27,6 +27,7 @@
  *    rejects them inside nested tables. */
 #include "keel/schema.h"
 #include "json_text.h"
+#include "schema_check.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -229,6 +230,14 @@ typedef struct table_chain {
     const struct table_chain *up;
 } table_chain;
 
+/* What every step of one check shares. */
+typedef struct check_ctx {
+    const char *what;                /* "hello.get request" */
+    const char *table_name;          /* the top-level table's name, or NULL */
+    const keel_field *const *known;  /* the app's tables, sorted by address */
+    size_t nknown;
+} check_ctx;
+
 static bool table_on_chain(const keel_field *table, const table_chain *chain)
 {
     for (; chain; chain = chain->up)
@@ -237,93 +246,142 @@ static bool table_on_chain(const keel_field *table, const table_chain *chain)
     return false;
 }
 
-static keel_error *check_table(const keel_field *fields, const char *what, const path_seg *parent,
+static int compare_tables(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(const keel_field *const *)a, y = (uintptr_t)*(const keel_field *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+void keel__schema_sort_tables(const keel_field **tables, size_t n)
+{
+    if (n > 1)
+        qsort(tables, n, sizeof *tables, compare_tables);
+}
+
+static bool table_known(const check_ctx *ctx, const keel_field *entry)
+{
+    return ctx->nknown > 0 &&
+           bsearch(&entry, ctx->known, ctx->nknown, sizeof *ctx->known, compare_tables) != NULL;
+}
+
+static keel_error *check_table(const check_ctx *ctx, const keel_field *fields, const path_seg *parent,
                                const table_chain *up);
 
-static keel_error *check_error(const char *what, const path_seg *seg, const char *problem)
+static keel_error *check_error(const check_ctx *ctx, const path_seg *seg, const char *problem)
 {
     path_text p;
     path_render(&p, seg);
-    return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: field \"%s\": %s", what, p.s, problem);
+    return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: field \"%s\": %s", ctx->what, p.s, problem);
 }
 
 /* Recurses into a member table unless it is already being checked further up
  * (a tree node whose children array has the node's own table). */
-static keel_error *check_nested(const keel_field *table, const char *what, const path_seg *seg,
+static keel_error *check_nested(const check_ctx *ctx, const keel_field *table, const path_seg *seg,
                                 const table_chain *chain)
 {
     if (table_on_chain(table, chain))
         return NULL;
-    return check_table(table, what, seg, chain);
+    return check_table(ctx, table, seg, chain);
 }
 
-static keel_error *check_field(const keel_field *f, const char *what, const path_seg *seg,
+static keel_error *check_field(const check_ctx *ctx, const keel_field *f, const path_seg *seg,
                                const table_chain *chain)
 {
     unsigned in = f->flags & IN_FLAGS;
     if (!f->name)
-        return check_error(what, seg, "has no name");
+        return check_error(ctx, seg, "has no name");
     if (!f->name[0])
-        return check_error(what, seg, "has an empty name");
+        return check_error(ctx, seg, "has an empty name");
     if (f->flags & ~(unsigned)KNOWN_FLAGS)
-        return check_error(what, seg, "has unknown flags");
+        return check_error(ctx, seg, "has unknown flags");
     if (in & (in - 1))
-        return check_error(what, seg, "has more than one KEEL_IN_ flag");
+        return check_error(ctx, seg, "has more than one KEEL_IN_ flag");
     if (in && chain->up)
-        return check_error(what, seg, "KEEL_IN_ flags are only allowed on top-level fields");
+        return check_error(ctx, seg, "KEEL_IN_ flags are only allowed on top-level fields");
     if (is_scalar(f->type))
         return NULL;
     if (f->type == KEEL_T_OBJECT) {
         if (!f->fields)
-            return check_error(what, seg, "object field has no member table");
+            return check_error(ctx, seg, "object field has no member table");
         if (in)
-            return check_error(what, seg, "an object cannot come from the path, query or a header");
-        return check_nested(f->fields, what, seg, chain);
+            return check_error(ctx, seg, "an object cannot come from the path, query or a header");
+        return check_nested(ctx, f->fields, seg, chain);
     }
     if (f->type != KEEL_T_ARRAY)
-        return check_error(what, seg, "has an invalid type");
+        return check_error(ctx, seg, "has an invalid type");
     if (f->count_offset == KEEL_NO_OFFSET)
-        return check_error(what, seg, "array field has no count member");
+        return check_error(ctx, seg, "array field has no count member");
     if (f->elem_size == 0)
-        return check_error(what, seg, "array field has no element size");
+        return check_error(ctx, seg, "array field has no element size");
     if (is_scalar(f->elem_type))
         return NULL;
     if (f->elem_type != KEEL_T_OBJECT)
-        return check_error(what, seg, "array field has an invalid element type");
+        return check_error(ctx, seg, "array field has an invalid element type");
     if (!f->fields)
-        return check_error(what, seg, "array of objects has no member table");
+        return check_error(ctx, seg, "array of objects has no member table");
     if (in)
-        return check_error(what, seg, "an array of objects cannot come from the path, query or a header");
+        return check_error(ctx, seg, "an array of objects cannot come from the path, query or a header");
     path_seg elems = {seg, SEG_ANY_INDEX, NULL, 0};
-    return check_nested(f->fields, what, &elems, chain);
+    return check_nested(ctx, f->fields, &elems, chain);
 }
 
-static keel_error *check_table(const keel_field *fields, const char *what, const path_seg *parent,
+/* The error for a table without KEEL_END: the entry after last starts
+ * another table.  parent is the field holding the table (NULL: top level). */
+static keel_error *no_end_error(const check_ctx *ctx, const keel_field *last, const path_seg *parent)
+{
+    char table[PATH_TEXT_MAX + 40];
+    if (parent) {
+        path_text p;
+        path_render(&p, parent);
+        snprintf(table, sizeof table, "the member table of field \"%s\"", p.s);
+    } else if (ctx->table_name) {
+        snprintf(table, sizeof table, "the field table %s", ctx->table_name);
+    } else {
+        snprintf(table, sizeof table, "the field table");
+    }
+    return keel_error_new(KEEL_INVALID_ARGUMENT,
+                          "%s: %s has no KEEL_END: after its field \"%s\" it runs on into another table; "
+                          "end it with KEEL_END, or write it as KEEL_FIELDS(...), which adds the end",
+                          ctx->what, table, last->name ? last->name : "?");
+}
+
+static keel_error *check_table(const check_ctx *ctx, const keel_field *fields, const path_seg *parent,
                                const table_chain *up)
 {
     table_chain here = {fields, up};
     for (size_t i = 0; fields[i].type != KEEL_T_END; i++) {
         const keel_field *f = &fields[i];
+        /* Checked before anything of the entry is read as this table's. */
+        if (i > 0 && table_known(ctx, f))
+            return no_end_error(ctx, &fields[i - 1], parent);
         path_seg seg = {parent, f->name ? SEG_NAME : SEG_POSITION, f->name, i};
-        keel_error *err = check_field(f, what, &seg, &here);
+        keel_error *err = check_field(ctx, f, &seg, &here);
         if (err)
             return err;
+        /* Running off the end of a table (no KEEL_END) into another one that
+         * the known tables do not include looks like this too, most often. */
         for (size_t j = 0; j < i; j++)
             if (fields[j].name && strcmp(fields[j].name, f->name) == 0)
-                return check_error(what, &seg, "duplicate name");
+                return check_error(ctx, &seg, "duplicate name (or the table has no KEEL_END and this "
+                                              "is a field of the table after it)");
     }
     return NULL;
+}
+
+keel_error *keel__schema_check_known(const keel_field *fields, const char *what, const char *table_name,
+                                     const keel_field *const *known, size_t nknown)
+{
+    check_ctx ctx = {what ? what : "schema", table_name, known, nknown};
+    if (!fields)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: no field table", ctx.what);
+    return check_table(&ctx, fields, NULL, NULL);
 }
 
 /* Returns invalid_argument "<what>: field "<path>": <problem>" (owned by the
  * caller) for the first problem found, or NULL when the table is sound. */
 keel_error *keel_schema_check(const keel_field *fields, const char *what)
 {
-    if (!what)
-        what = "schema";
-    if (!fields)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: no field table", what);
-    return check_table(fields, what, NULL, NULL);
+    return keel__schema_check_known(fields, what, NULL, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------ */

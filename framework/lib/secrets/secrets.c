@@ -52,6 +52,7 @@ struct keel_secrets {
     char keypath[640];
     unsigned char *key;  /* sodium_malloc'd; NULL when no key is known */
     bool key_from_env;
+    bool store_exists;   /* path was there when opened (a missing store is empty) */
     int lock_fd;         /* -1 unless opened with KEEL_SECRETS_WRITE */
     entry *entries;
     size_t n;
@@ -529,6 +530,7 @@ keel_error *keel_secrets_open(const char *dir, const char *env, unsigned flags, 
         keel_error_free(err); /* no store yet: empty */
         err = NULL;
     } else if (!err) {
+        s->store_exists = true;
         err = pending_key_adopt(s, file, len, flags);
         if (!err)
             err = store_decode(s, file, len);
@@ -697,6 +699,17 @@ static keel_error *process_store(const keel_secrets **out)
     return err;
 }
 
+/* Where a missing secret was looked for besides $KEEL_SECRET_<NAME>: the
+ * store file, or that there is none, so that a secret set for another app
+ * root or with KEEL_SECRETS_DIR pointing elsewhere is found out at once. */
+static void describe_store(const keel_secrets *s, char *out, size_t len)
+{
+    if (s->store_exists)
+        snprintf(out, len, "the store %s", s->path);
+    else
+        snprintf(out, len, "no store: %s does not exist", s->path);
+}
+
 keel_error *keel_secret_lookup(const char *name, const char **out)
 {
     *out = NULL;
@@ -717,9 +730,12 @@ keel_error *keel_secret_lookup(const char *name, const char **out)
     if (*out)
         return NULL;
     const char *env = keel_secrets_env();
+    char where[800];
+    describe_store(s, where, sizeof where);
     return keel_error_detail(keel_error_new(KEEL_FAILED_PRECONDITION,
-                                            "secret %s is not set for environment %s: run `keel secrets set --env "
-                                            "%s %s`", name, env, env, name),
+                                            "secret %s is not set for environment %s (looked in $%s%s%s): run "
+                                            "`keel secrets set --env %s %s`",
+                                            name, env, var, s->store_exists ? " and " : "; ", where, env, name),
                              KEEL_DETAIL_SECRET_NOT_SET);
 }
 
@@ -731,7 +747,8 @@ const char *keel_secret(const char *name)
 }
 
 /* Checks every declared secret of every service; one error lists all the
- * missing ones with the command that sets each. */
+ * missing ones with the command that sets each, and says where they were
+ * looked for (the store file, or that none exists). */
 keel_error *keel__secrets_check(struct keel_app *app)
 {
     char *text = NULL;
@@ -762,9 +779,17 @@ keel_error *keel__secrets_check(struct keel_app *app)
         }
     }
     fclose(f);
+    const keel_secrets *s = NULL;
     if (!err && missing)
-        err = keel_error_new(KEEL_FAILED_PRECONDITION, "%zu secret%s missing for environment %s:%s", missing,
-                             missing == 1 ? " is" : "s are", env, text);
+        err = process_store(&s); /* opened by the lookups above: no I/O */
+    if (!err && missing) {
+        char where[800];
+        describe_store(s, where, sizeof where);
+        err = keel_error_new(KEEL_FAILED_PRECONDITION,
+                             "%zu secret%s missing for environment %s (looked in $KEEL_SECRET_<NAME>%s%s):%s",
+                             missing, missing == 1 ? " is" : "s are", env, s->store_exists ? " and " : "; ", where,
+                             text);
+    }
     free(text);
     return err;
 }

@@ -1,6 +1,7 @@
 /* webhook.c - incremental HMAC-SHA256 verification of webhook deliveries
  * (GitHub, Stripe, Standard Webhooks) with libsodium; see keel/webhook.h. */
 #include "keel/webhook.h"
+#include "keel/secrets.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -70,7 +71,7 @@ static bool mac_matches(keel_webhook *wh, const unsigned char (*sigs)[32], unsig
     crypto_auth_hmacsha256_final(HMAC(wh), mac);
     int found = 0;
     for (unsigned i = 0; i < nsigs; i++)
-        found |= sodium_memcmp(mac, sigs[i], sizeof mac) == 0;
+        found |= keel_secure_equal(mac, sizeof mac, sigs[i], sizeof mac);
     sodium_memzero(mac, sizeof mac);
     wipe(wh);
     return found != 0;

@@ -5,9 +5,13 @@
  * Loading checks every name in the folder against
  *     ^([0-9]+)(_[^.]+)?\.(up|down)\.sql$
  * (a hand-written matcher) and refuses anything doubtful before touching the
- * database.  Applying runs under a session-level PostgreSQL advisory lock
- * keyed on the database name, so several instances starting at once apply
- * each migration exactly once; the state is read only after the lock is held.
+ * database: a .sql name that does not fit, or a folder named like a
+ * migration.  Hidden names (starting with '.': editors' lock files such as
+ * .#1_x.up.sql, macOS's ._1_x.up.sql) are skipped, as golang-migrate skips
+ * every name its pattern does not match.  Applying runs under a
+ * session-level PostgreSQL advisory lock keyed on the database name, so
+ * several instances starting at once apply each migration exactly once; the
+ * state is read only after the lock is held.
  *
  * Each file runs in an explicit transaction together with its version update,
  * so a failure rolls back completely and schema_migrations never says dirty
@@ -15,12 +19,15 @@
  * outside a transaction, statement by statement (PostgreSQL would otherwise
  * wrap a multi-statement query in an implicit transaction); it is marked
  * dirty while it runs, so a failure part-way blocks the next start with
- * instructions for repairing by hand.
+ * instructions for repairing by hand.  A failure names the file, line and
+ * column: PostgreSQL's position, else the statement that failed (counted
+ * from the results of the statements before it).
  *
  * Every value sent to PostgreSQL (versions, flags) is a bound parameter; the
  * only SQL text Keel does not write itself is the migration files' own. */
 #include "keel/migrate.h"
 #include "format.h"
+#include "sql/migrate_lock.h"
 #include "sql/pg_error.h"
 
 #include <ctype.h>
@@ -32,13 +39,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define NO_TRANSACTION_MARKER "-- keel:no-transaction"
 #define NO_TRANSACTION_HINT \
     "(put \"" NO_TRANSACTION_MARKER "\" on the file's first line to run it outside a transaction)"
 
 /* One advisory lock per database, the same in every Keel process. */
-#define LOCK_KEY "hashtextextended('keel:migrate:' || current_database(), 0)"
+#define LOCK_KEY KEEL_MIGRATE_LOCK_KEY
 
 /* ------------------------------------------------------------------------
  * Small helpers
@@ -168,11 +176,24 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Whether dir/name is a folder (a symbolic link to one counts); false when
+ * it cannot be looked at, so that a file that vanished fails when read. */
+static bool is_folder(const char *dir, const char *name)
+{
+    char *path = join_path(dir, name);
+    struct stat st;
+    bool folder = path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    free(path);
+    return folder;
+}
+
 /* Checks one file name and, when it is a migration, adds it to list.  Names
- * not ending in .sql are ignored.  Returns an error naming the file. */
+ * not ending in .sql are ignored, and so are hidden ones: an editor's lock or
+ * backup file (.#1_x.up.sql) must not stop the app.  Returns an error naming
+ * the file. */
 static keel_error *consider_name(const char *dir, const char *name, entry_list *list)
 {
-    if (!ends_with_nocase(name, ".sql"))
+    if (name[0] == '.' || !ends_with_nocase(name, ".sql"))
         return NULL;
     int64_t version = 0;
     direction d = DIRECTION_UP;
@@ -189,6 +210,12 @@ static keel_error *consider_name(const char *dir, const char *name, entry_list *
     }
     if (version == 0)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: \"%s\" has number 0; migrations are numbered from 1",
+                              dir, name);
+    /* Refused here, not when it would be applied: by then the migrations
+     * before it have run and the app is half-way. */
+    if (is_folder(dir, name))
+        return keel_error_new(KEEL_INVALID_ARGUMENT,
+                              "%s: \"%s\" is a folder, but a migration must be a file: rename or move the folder",
                               dir, name);
     return entries_add(list, version, d, name) ? NULL : out_of_memory();
 }
@@ -704,14 +731,116 @@ static void locate(const char *text, size_t len, size_t start, unsigned long pos
     *column = c;
 }
 
+/* The index just past the blanks and comments starting at text[i] (at most
+ * end): where the SQL of a statement piece begins. */
+static size_t skip_blanks(const char *text, size_t end, size_t i)
+{
+    while (i < end) {
+        unsigned char c = (unsigned char)text[i];
+        if (isspace(c))
+            i++;
+        else if (i + 1 < end && ((c == '-' && text[i + 1] == '-') || (c == '/' && text[i + 1] == '*')))
+            i = skip_comment(text, end, i);
+        else
+            break;
+    }
+    return i;
+}
+
+/* Finds the statement that failed: the index-th (from 0) piece holding SQL
+ * from byte from of f.  Sets *at to where its SQL begins and *end just past
+ * it.  False when there are fewer pieces, or when counting past the first
+ * could go wrong: in a CREATE FUNCTION ... BEGIN ATOMIC body the splitter
+ * sees ';' that PostgreSQL does not, and a wrong line is worse than none. */
+static bool find_statement(const sql_file *f, size_t from, size_t index, size_t *at, size_t *end)
+{
+    if (index > 0 && strcasestr(f->text, "atomic"))
+        return false;
+    for (size_t i = from; i < f->len;) {
+        bool has_sql;
+        size_t next = statement_end(f->text, f->len, i, &has_sql);
+        if (has_sql && index-- == 0) {
+            *at = skip_blanks(f->text, next, i);
+            *end = next;
+            return true;
+        }
+        i = next;
+    }
+    return false;
+}
+
+/* Where query, PostgreSQL's internal query (a statement of a function or DO
+ * body, which its INTERNAL_POSITION counts in), is in f's text between from
+ * and to; false unless it is there exactly once (PL/pgSQL reports the
+ * statement as written in the body, so a body in $$ quotes is found). */
+static bool find_internal_query(const sql_file *f, size_t from, size_t to, const char *query, size_t *at)
+{
+    size_t n = strlen(query);
+    if (n == 0 || to > f->len || from >= to)
+        return false;
+    const char *hit = memmem(f->text + from, to - from, query, n);
+    if (!hit)
+        return false;
+    size_t first = (size_t)(hit - f->text);
+    if (memmem(hit + 1, to - first - 1, query, n))
+        return false; /* twice: which one failed is a guess */
+    *at = first;
+    return true;
+}
+
+/* What a failed run knows about where: PostgreSQL's positions count from
+ * byte offset of the file (the text sent began there), and statement is the
+ * index, among the pieces from there holding SQL, of the one that failed
+ * (NO_STATEMENT: unknown, as at COMMIT). */
+typedef struct failed_at {
+    size_t offset;
+    size_t statement;
+} failed_at;
+
+#define NO_STATEMENT SIZE_MAX
+
+/* Formats into where (len bytes) the place of the error in f, and says
+ * whether PostgreSQL's context should follow the message.  In order: the
+ * position PostgreSQL gives in the statement ("at line L, column C"); its
+ * position inside a function or DO body, when that body's statement is
+ * found in the file (the context says which function); else the start of
+ * the statement that failed ("in the statement at line L, column C"), as
+ * most DDL errors carry no position at all. */
+static bool describe_place(PGconn *conn, const sql_file *f, failed_at fa, const PGresult *r, char *where,
+                           size_t len)
+{
+    const char *position = r ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
+    const char *internal_pos = r ? PQresultErrorField(r, PG_DIAG_INTERNAL_POSITION) : NULL;
+    const char *internal_query = r ? PQresultErrorField(r, PG_DIAG_INTERNAL_QUERY) : NULL;
+    bool utf8 = positions_in_utf8(conn);
+    unsigned long line, column, pos = position ? strtoul(position, NULL, 10) : 0;
+    where[0] = '\0';
+    if (pos > 0) {
+        locate(f->text, f->len, fa.offset, pos, utf8, &line, &column);
+        snprintf(where, len, " at line %lu, column %lu", line, column);
+        return false;
+    }
+    size_t at = 0, end = f->len, query_at;
+    bool found = fa.statement != NO_STATEMENT && find_statement(f, fa.offset, fa.statement, &at, &end);
+    pos = internal_pos ? strtoul(internal_pos, NULL, 10) : 0;
+    if (pos > 0 && internal_query && find_internal_query(f, found ? at : 0, end, internal_query, &query_at)) {
+        locate(f->text, f->len, query_at, pos, utf8, &line, &column);
+        snprintf(where, len, " at line %lu, column %lu", line, column);
+    } else if (found) {
+        locate(f->text, f->len, at, 1, utf8, &line, &column);
+        snprintf(where, len, " in the statement at line %lu, column %lu", line, column);
+    }
+    return true;
+}
+
 /* The message of a failed migration file: "migration PATH failed at line L,
- * column C: message", with PostgreSQL's context when there is no position and
- * a hint for statements that cannot run in a transaction.  note (may be NULL)
- * is appended.  SQLSTATE, detail and hint go to the cause.  r may be NULL. */
-static keel_error *file_error(PGconn *conn, const sql_file *f, size_t start, const PGresult *r, const char *note)
+ * column C: message" (see describe_place), with PostgreSQL's context when
+ * there is no statement position and a hint for statements that cannot run
+ * in a transaction.  note (may be NULL) is appended.  SQLSTATE, detail and
+ * hint go to the cause, which start-up prints too.  r may be NULL. */
+static keel_error *file_error(PGconn *conn, const sql_file *f, failed_at fa, const PGresult *r, const char *note)
 {
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *position = r ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
     const char *context = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
     const char *sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
@@ -725,17 +854,12 @@ static keel_error *file_error(PGconn *conn, const sql_file *f, size_t start, con
         fallback = keel__format("%.*s", (int)n, n ? m : "the connection failed");
         primary = fallback ? fallback : "the connection failed";
     }
-    char where[96] = "";
-    unsigned long pos = position ? strtoul(position, NULL, 10) : 0;
-    if (pos > 0) {
-        unsigned long line, column;
-        locate(f->text, f->len, start, pos, positions_in_utf8(conn), &line, &column);
-        snprintf(where, sizeof where, " at line %lu, column %lu", line, column);
-    }
+    char where[96];
+    bool with_context = describe_place(conn, f, fa, r, where, sizeof where) && context;
     bool in_tx_block = sqlstate && strcmp(sqlstate, "25001") == 0 && !f->no_transaction;
     keel_error *err = keel_error_new(KEEL_FAILED_PRECONDITION, "migration %s failed%s: %s%s%s%s%s%s%s", f->path,
-                                     where, primary, !pos && context ? " (" : "", !pos && context ? context : "",
-                                     !pos && context ? ")" : "", in_tx_block ? " " NO_TRANSACTION_HINT : "",
+                                     where, primary, with_context ? " (" : "", with_context ? context : "",
+                                     with_context ? ")" : "", in_tx_block ? " " NO_TRANSACTION_HINT : "",
                                      note ? "; " : "", note ? note : "");
     if (sqlstate)
         keel_error_cause(err, "SQLSTATE %s%s%s%s%s", sqlstate, detail ? "; detail: " : "", detail ? detail : "",
@@ -800,36 +924,56 @@ static void abandon_copy(PGconn *conn, ExecStatusType status)
         PQclear(r);
 }
 
-/* Sends sql as one simple query (several statements allowed).  NULL on
- * success, else the failed result for the caller to report and PQclear
- * (*copy is set when the failure is a COPY to or from the client). */
-static PGresult *run_sql(PGconn *conn, const char *sql, bool *copy)
+/* Sends sql as one simple query (several statements allowed) and reads
+ * every result.  True on success; else *failed is the failed result for the
+ * caller to report and PQclear (NULL when out of memory), and *copy is set
+ * when the failure is a COPY to or from the client.  *done counts the
+ * statements that completed first (PQexec would keep only the last result):
+ * it says which statement failed when PostgreSQL gives no position. */
+static bool run_sql(PGconn *conn, const char *sql, bool *copy, size_t *done, PGresult **failed)
 {
     *copy = false;
-    PGresult *r = PQexec(conn, sql);
-    if (result_ok(r)) {
-        PQclear(r);
-        return NULL;
+    *done = 0;
+    *failed = NULL;
+    if (!PQsendQuery(conn, sql)) {
+        *failed = PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR); /* holds the connection's message */
+        return false;
     }
-    ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
-        abandon_copy(conn, s);
-        *copy = true;
+    PGresult *r;
+    while ((r = PQgetResult(conn)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH) {
+            abandon_copy(conn, s); /* reads the remaining results too */
+            PQclear(*failed);
+            *failed = r;
+            *copy = true;
+            return false;
+        }
+        if (!*failed && result_ok(r)) {
+            (*done)++;
+            PQclear(r);
+        } else if (!*failed) {
+            *failed = r;
+        } else {
+            PQclear(r); /* only the first failure counts */
+        }
     }
-    return r;
+    return *failed == NULL;
 }
 
 /* The error for a failed run_sql; consumes r. */
-static keel_error *sql_failure(PGconn *conn, const sql_file *f, size_t start, PGresult *r, bool copy,
+static keel_error *sql_failure(PGconn *conn, const sql_file *f, failed_at fa, PGresult *r, bool copy,
                                const char *note)
 {
     keel_error *err;
-    if (copy)
+    if (copy) {
+        char where[96];
+        describe_place(conn, f, fa, NULL, where, sizeof where);
         err = keel_error_new(KEEL_FAILED_PRECONDITION,
-                             "migration %s failed: COPY to or from the client is not possible in a migration%s%s",
-                             f->path, note ? "; " : "", note ? note : "");
-    else
-        err = file_error(conn, f, start, r, note);
+                             "migration %s failed%s: COPY to or from the client is not possible in a migration%s%s",
+                             f->path, where, note ? "; " : "", note ? note : "");
+    } else
+        err = file_error(conn, f, fa, r, note);
     PQclear(r);
     return err;
 }
@@ -874,16 +1018,19 @@ static keel_error *run_in_transaction(PGconn *conn, const sql_file *f, const ver
     if (err)
         return err;
     bool copy;
-    PGresult *r = run_sql(conn, f->text, &copy);
+    size_t done;
+    PGresult *r;
+    bool failed = !run_sql(conn, f->text, &copy, &done, &r);
+    failed_at fa = {0, done};
     PGTransactionStatusType tx = PQtransactionStatus(conn);
-    if (r && tx == PQTRANS_IDLE && PQstatus(conn) == CONNECTION_OK) {
+    if (failed && tx == PQTRANS_IDLE && PQstatus(conn) == CONNECTION_OK) {
         char *note = mark_dirty(conn, v, "the file ended Keel's transaction itself, so part of it may be committed");
-        err = sql_failure(conn, f, 0, r, copy, note);
+        err = sql_failure(conn, f, fa, r, copy, note);
         free(note);
         return err;
     }
-    if (r) {
-        err = sql_failure(conn, f, 0, r, copy, NULL);
+    if (failed) {
+        err = sql_failure(conn, f, fa, r, copy, NULL);
         PQclear(PQexec(conn, "ROLLBACK"));
         return err;
     }
@@ -896,7 +1043,7 @@ static keel_error *run_in_transaction(PGconn *conn, const sql_file *f, const ver
     }
     r = PQexec(conn, "COMMIT");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) /* a deferred constraint, say */
-        return sql_failure(conn, f, 0, r, false, "at COMMIT");
+        return sql_failure(conn, f, (failed_at){0, NO_STATEMENT}, r, false, "at COMMIT");
     PQclear(r);
     return NULL;
 }
@@ -915,14 +1062,16 @@ static keel_error *run_without_transaction(PGconn *conn, const sql_file *f, cons
             if (!stmt)
                 return out_of_memory();
             bool copy;
-            PGresult *r = run_sql(conn, stmt, &copy);
+            size_t done;
+            PGresult *r;
+            bool failed = !run_sql(conn, stmt, &copy, &done, &r);
             free(stmt);
-            if (r) {
+            if (failed) {
                 char *how = repair_instructions(v->version, v->below);
                 char *note = keel__format("it ran outside a transaction, so the database is marked dirty at "
                                            "version %" PRId64 ": %s",
                                            v->version, how ? how : "repair it by hand");
-                err = sql_failure(conn, f, start, r, copy, note);
+                err = sql_failure(conn, f, (failed_at){start, 0}, r, copy, note);
                 free(how);
                 free(note);
                 return err;
