@@ -36,7 +36,7 @@ ldflags=$(sed -n 's/^LDFLAGS = //p' "$builddir/Makefile")
 slow=1
 [ -n "${KEEL_TEST_VALGRIND:-}" ] && slow=4
 
-echo "1..26"
+echo "1..28"
 make -s -C "$builddir" install prefix="$work/prefix" >"$work/install.log" 2>&1
 ok $? "make install prefix=DIR installs Keel to a temporary prefix"
 [ -x "$work/prefix/bin/keel" ] && [ -f "$work/prefix/include/keel/keel.h" ] && ls "$work/prefix/lib"/libkeel.so* >/dev/null 2>&1
@@ -65,6 +65,10 @@ keel new Bad-Name >"$work/badname.log" 2>&1
 [ $? -eq 2 ] && grep -q "cannot name an app" "$work/badname.log"
 ok $? "and refuses a name that cannot name a service and a database"
 
+out=$(keel app-model 2>&1)
+st=$?
+case "$st:$out" in 0:*) r=1 ;; *"./dev build"*) r=1 ;; *"keel new"*) r=0 ;; *) r=1 ;; esac
+ok $r "outside an app, keel says there is no keel.json and how to make one ($out)"
 cd notes || exit 1
 make -s >"$work/make.log" 2>&1
 ok $? "the app builds with its own Makefile (pkg-config keel)"
@@ -124,6 +128,10 @@ out=$(keel migrate status 2>&1)
 st=$?
 case "$st:$out" in 0:*) r=1 ;; *"keel db start"*) r=0 ;; *) r=1 ;; esac
 ok $r "keel migrate status against the stopped cluster names keel db start ($(printf '%s' "$out" | tail -n1))"
+out=$(echo "SELECT 1" | keel db shell notes 2>&1)
+st=$?
+case "$st:$out" in 0:*) r=1 ;; *"keel db start"*) r=0 ;; *) r=1 ;; esac
+ok $r "keel db shell against the stopped cluster names keel db start ($out)"
 keel db start >/dev/null 2>&1 && keel db status >/dev/null 2>&1
 ok $? "keel db start starts it again"
 exit $fail
