@@ -14,6 +14,7 @@ int main(int argc, char **argv)
         &stats_service,
         &external_service,
         &webhooks_service,
+        &auth_service,
         NULL
     });
 }

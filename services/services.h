@@ -12,5 +12,6 @@ extern const keel_service stats_service;
 extern const keel_service external_service;
 
 extern const keel_service webhooks_service;
+extern const keel_service auth_service;
 
 #endif

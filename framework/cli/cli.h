@@ -48,6 +48,13 @@ int cli_db(int argc, char **argv);
 int cli_secrets(int argc, char **argv);
 int cli_db_shell(int argc, char **argv);
 int cli_db_add_external(int argc, char **argv);
+int cli_infra(int argc, char **argv);
+/* The environment's infra config for editing (an empty one when the local
+ * file does not exist yet) and its path in path; NULL after printing why. */
+struct json_t *cli_infra_load(const char *cmd, const char *env, char *path, size_t len);
+/* Checks root with the app's parser, then writes it to path (0600,
+ * atomically); takes root.  CLI_OK, or CLI_FAILED after printing why. */
+int cli_infra_save(const char *cmd, const char *path, struct json_t *root);
 int cli_db_proxy(int argc, char **argv);
 int cli_db_reset(int argc, char **argv);
 int cli_migrate(int argc, char **argv);

@@ -1,8 +1,9 @@
-/* db_external.c - `keel db add-external`: lists an external database (the
- * team's existing one) in an environment's infra config, so settings are
- * written by a tool that checks them rather than by hand or by printf.  The
- * result is read back through the same parser the app uses before it
- * replaces the file. */
+/* db_external.c - the commands that edit an environment's infra config:
+ * `keel db add-external` (an external database: the team's existing one)
+ * and `keel infra set KEY JSON` (cors, pool, env), so settings are written
+ * by a tool that checks them rather than by hand or by printf.  The result
+ * is read back through the same parser the app uses before it replaces the
+ * file. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -91,25 +92,10 @@ int cli_db_add_external(int argc, char **argv)
         fprintf(stderr, CMD ": --port must be a number from 1 to 65535\n");
         return CLI_USAGE;
     }
-    char local[1200];
-    const char *path = getenv("KEEL_INFRA_CONFIG");
-    if (cli_env_is_local(a.env)) {
-        snprintf(local, sizeof local, "%s/.keel/infra.local.json", keel_app_root());
-        path = local;
-    } else if (!path || !*path) {
-        fprintf(stderr, CMD ": environment \"%s\": KEEL_INFRA_CONFIG is not set (point it at its infra config)\n",
-                a.env);
+    char path[1200];
+    json_t *root = cli_infra_load(CMD, a.env, path, sizeof path);
+    if (!root)
         return CLI_FAILED;
-    }
-    json_error_t e;
-    bool exists = access(path, F_OK) == 0;
-    json_t *root = exists ? json_load_file(path, JSON_REJECT_DUPLICATES | JSON_PRESERVE_ORDER, &e)
-                          : json_pack("{s:[]}", "sql_servers");
-    if (!root || !json_is_array(json_object_get(root, "sql_servers"))) {
-        fprintf(stderr, CMD ": %s is not an infra config (check it with keel db conn-uri)\n", path);
-        json_decref(root);
-        return CLI_FAILED;
-    }
     json_t *servers = json_object_get(root, "sql_servers"), *s;
     size_t i;
     json_array_foreach(servers, i, s) {
@@ -129,6 +115,43 @@ int cli_db_add_external(int argc, char **argv)
     for (i = json_array_size(servers); i-- > 0;)
         if (!json_object_size(json_object_get(json_array_get(servers, i), "databases")))
             json_array_remove(servers, i);
+    if (cli_infra_save(CMD, path, root) != CLI_OK)
+        return CLI_FAILED;
+    printf("%s: database \"%s\" on %s%s%s\n", path, a.name, a.host, a.port ? ":" : "", a.port ? a.port : "");
+    return CLI_OK;
+}
+
+/* ---- editing an infra config (shared with keel infra set) ---------------------------- */
+
+json_t *cli_infra_load(const char *cmd, const char *env, char *path, size_t len)
+{
+    const char *given = getenv("KEEL_INFRA_CONFIG");
+    if (cli_env_is_local(env)) {
+        snprintf(path, len, "%s/.keel/infra.local.json", keel_app_root());
+    } else if (!given || !*given) {
+        fprintf(stderr, "%s: environment \"%s\": KEEL_INFRA_CONFIG is not set (point it at its infra config)\n", cmd,
+                env);
+        return NULL;
+    } else {
+        snprintf(path, len, "%s", given);
+    }
+    json_error_t e;
+    json_t *root = access(path, F_OK) == 0 ? json_load_file(path, JSON_REJECT_DUPLICATES | JSON_PRESERVE_ORDER, &e)
+                                           : json_pack("{s:[]}", "sql_servers");
+    if (!root || !json_is_object(root) ||
+        (json_object_get(root, "sql_servers") && !json_is_array(json_object_get(root, "sql_servers")))) {
+        fprintf(stderr, "%s: %s is not an infra config (fix it by hand: keel db conn-uri names the problem)\n", cmd,
+                path);
+        json_decref(root);
+        return NULL;
+    }
+    if (!json_object_get(root, "sql_servers"))
+        json_object_set_new(root, "sql_servers", json_array());
+    return root;
+}
+
+int cli_infra_save(const char *cmd, const char *path, json_t *root)
+{
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     keel_infra *check = NULL;
@@ -138,8 +161,50 @@ int cli_db_add_external(int argc, char **argv)
     if (!err)
         err = local_pg_write_private(path, text);
     keel__free_secret(text);
-    if (err)
-        return cli_fail(CMD, err);
-    printf("%s: database \"%s\" on %s%s%s\n", path, a.name, a.host, a.port ? ":" : "", a.port ? a.port : "");
+    return err ? cli_fail(cmd, err) : CLI_OK;
+}
+
+/* keel infra set KEY JSON [--env E]: a top-level setting of the infra config
+ * other than its servers (cors, pool, env), checked by the app's own parser
+ * before the file is replaced. */
+int cli_infra(int argc, char **argv)
+{
+    const char *env = NULL, *key = NULL, *value = NULL;
+    bool set = argc >= 1 && !strcmp(argv[0], "set");
+    for (int i = 1; set && i < argc; i++) {
+        if (!strcmp(argv[i], "--env") && i + 1 < argc)
+            env = argv[++i];
+        else if (!key)
+            key = argv[i];
+        else if (!value)
+            value = argv[i];
+        else
+            set = false;
+    }
+    if (!set || !key || !value) {
+        cli_print_usage(stderr, "infra");
+        return CLI_USAGE;
+    }
+    if (!strcmp(key, "sql_servers")) {
+        fprintf(stderr, "keel infra set: servers are added with keel db add-external (keel run writes the local "
+                        "cluster's)\n");
+        return CLI_USAGE;
+    }
+    json_error_t e;
+    json_t *v = json_loads(value, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+    if (!v) {
+        fprintf(stderr, "keel infra set: the value is not JSON: %s\n", e.text);
+        return CLI_USAGE;
+    }
+    char path[1200];
+    json_t *root = cli_infra_load("keel infra set", env, path, sizeof path);
+    if (!root) {
+        json_decref(v);
+        return CLI_FAILED;
+    }
+    json_object_set_new(root, key, v);
+    if (cli_infra_save("keel infra set", path, root) != CLI_OK)
+        return CLI_FAILED;
+    printf("%s: %s set\n", path, key);
     return CLI_OK;
 }

@@ -27,6 +27,13 @@ static const struct {
      "stays up, new migrations are applied), a failed one prints the compiler's errors and leaves the\n"
      "running app serving.\n"
      "$KEEL_RUN_WRAPPER (e.g. \"valgrind --leak-check=full\") runs the app under a wrapper.\n"},
+    {"infra", cli_infra, "infra set KEY JSON [--env E]          change a setting of the infra config",
+     "usage: keel infra set KEY JSON [--env E]\n\n"
+     "Sets a top-level key of the environment's infra config (.keel/infra.local.json locally, else\n"
+     "$KEEL_INFRA_CONFIG) to the JSON value, after checking the result with the app's own parser:\n"
+     "  keel infra set cors '{\"allow_origins\": [\"http://localhost:5173\"]}'\n"
+     "  keel infra set pool '{\"max_connections\": 40}'\n"
+     "Servers are added with keel db add-external; keel run writes the local cluster's.\n"},
     {"new", cli_new, "new NAME [DIR]                         make a new app that builds and runs at once",
      "usage: keel new NAME [DIR]\n\n"
      "Creates DIR (default NAME) with keel.json, a Makefile (pkg-config keel, with the run path of the\n"

@@ -30,6 +30,8 @@ typedef struct keel_route {
     char label[128];          /* "service.endpoint" */
     char method[32];          /* ep->method in upper case, as routed */
     atomic_bool warned_blocking; /* "held its thread" logged once */
+    const keel_middleware **middleware; /* what runs around it, in order */
+    size_t nmiddleware;
 } keel_route;
 
 struct keel_app {
@@ -49,6 +51,11 @@ struct keel_app {
     atomic_bool stopping;     /* set once by keel_app_stop */
     atomic_size_t body_bytes; /* request bodies held in memory: cfg.body_budget */
     struct keel_conn_limit *conn_limit; /* per-client connections; NULL: no limit */
+    const keel_auth_handler *auth; /* the app's auth handler; NULL: none */
+    struct keel_trusted_proxies *trusted; /* KEEL_TRUSTED_PROXIES; NULL: none */
+    struct keel_cors *cors;   /* the infra config's "cors"; NULL: no cross-origin access */
+    const char **header_fields; /* every typed endpoint's request header fields
+                                   (allowed in CORS preflights); NULL-terminated */
     char id_prefix[9];        /* random per process: request ids are prefix-counter */
 };
 
@@ -119,6 +126,13 @@ struct keel_req {
     keel_coro *coro;          /* while the handler runs as a coroutine */
     bool suspended;           /* the connection waits for the handler */
     keel_job job;             /* KEEL_BLOCKING: the handler as a worker job */
+    const void *auth;         /* the auth data, once resolved; NULL: none */
+    const char *auth_subject;
+    bool auth_resolved;       /* the auth handler ran (or there was nothing to run) */
+    keel_header *extra_headers; /* keel_req_add_response_header: added to any response */
+    keel_header **extra_tail;
+    size_t middleware_ran;    /* befores that ran: their afters run */
+    char client_ip[46];       /* "" until keel_req_client_ip computes it */
     char id_buf[40];
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
 };
@@ -156,11 +170,35 @@ keel_error *keel__req_body_fits(const keel_req *req, size_t bytes);
 enum MHD_Result keel__req_send(keel_req *req);
 /* Replaces the response with err in Keel's error shape; takes ownership. */
 void keel__resp_set_error(keel_req *req, keel_error *err);
+/* The value of the first header added to resp as name (case-insensitive),
+ * or NULL. */
+const char *keel__resp_header_get(const keel_resp *resp, const char *name);
 
 /* extdb.c: an error with directions when the settings file or environment
  * overrides of external databases from before the infra config held them
  * are still there; NULL otherwise. */
 keel_error *keel__extdb_check_legacy(void);
+
+/* middleware.c: auth data, middleware, response headers added by
+ * middleware, client addresses and CORS. */
+/* Runs the auth handler once per request (token from the Authorization
+ * header or the handler's cookie); an error only when the request must fail. */
+keel_error *keel__auth_resolve(keel_req *req);
+/* Runs the befores of req's route in order with typed_in; the first error
+ * stops them (counted in req->middleware_ran). */
+keel_error *keel__middleware_before(keel_req *req, const void *typed_in);
+/* Runs the afters of the befores that ran, in reverse order. */
+void keel__middleware_after(keel_req *req);
+/* Fills every route's middleware list and app->auth; errors name the service. */
+keel_error *keel__middleware_register(keel_app *app);
+void keel__middleware_free(keel_app *app);
+/* Start-up: KEEL_TRUSTED_PROXIES and the infra config's "cors". */
+keel_error *keel__middleware_start(keel_app *app);
+/* Adds req's extra headers and the CORS headers of an actual request to resp. */
+void keel__resp_add_extras(keel_req *req);
+/* An OPTIONS request with Origin and Access-Control-Request-Method: answers
+ * it (req->resp filled, state REQ_READY) and returns true. */
+bool keel__cors_preflight_answer(keel_req *req);
 
 /* dispatch.c: runs the matched endpoint and leaves the response in req->resp. */
 void keel__dispatch(keel_req *req);

@@ -393,6 +393,8 @@ keel_error *keel_app_new(const keel_service *const *services, const keel_config 
     if (!err)
         err = check_dependencies(app);
     if (!err)
+        err = keel__middleware_register(app);
+    if (!err)
         err = keel__databases_register(app);
     if (err) {
         keel_app_free(app);
@@ -407,21 +409,36 @@ void keel_app_free(keel_app *app)
     if (!app || app->loops)
         return; /* loops still there mean the stop gave up: leave them */
     keel__databases_close(app);
+    keel__middleware_free(app);
     keel__conn_limit_free(app->conn_limit);
     keel_router_free(app->router);
     free(app->routes);
     free(app);
 }
 
+static json_t *names_model(const char *const *names);
+
 static json_t *endpoint_model(const keel_route *r)
 {
     const keel_endpoint *ep = r->ep;
     json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ep->name, "method", r->method,
                           "path", ep->path, "kind", ep->kind == KEEL_EP_TYPED ? "typed" : ep->kind == KEEL_EP_RAW ? "raw" : "mounted",
-                          "access", (ep->flags & KEEL_PRIVATE) ? "private" : "public");
+                          "access", (ep->flags & KEEL_PRIVATE) ? "private" : (ep->flags & KEEL_AUTH) ? "auth" : "public");
     if (!e)
         return NULL;
     json_object_set_new(e, "blocking", json_boolean((ep->flags & KEEL_BLOCKING) != 0));
+    json_object_set_new(e, "tags", names_model(ep->tags));
+    json_t *mws = json_array(), *limits = json_array();
+    for (size_t i = 0; i < r->nmiddleware; i++) {
+        const keel_middleware *mw = r->middleware[i];
+        json_array_append_new(mws, json_string(mw->name));
+        if (mw->rate_limit)
+            json_array_append_new(limits, json_pack("{s:f, s:f, s:s}", "per_second", mw->rate_limit->per_second,
+                                                    "burst", mw->rate_limit->burst, "by",
+                                                    mw->rate_limit->by == KEEL_RATE_BY_SUBJECT ? "subject" : "ip"));
+    }
+    json_object_set_new(e, "middleware", mws);
+    json_object_set_new(e, "rate_limits", limits);
     if (ep->kind == KEEL_EP_TYPED) {
         json_object_set_new(e, "request", keel_schema_describe(ep->req_fields));
         json_object_set_new(e, "response", keel_schema_describe(ep->resp_fields));
@@ -475,10 +492,21 @@ json_t *keel_app_model(const keel_app *app)
         for (size_t j = 0; j < app->nroutes; j++)
             if (app->routes[j].service == s)
                 json_array_append_new(eps, endpoint_model(&app->routes[j]));
-        json_array_append_new(services, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "name", s->name,
-                                                  "endpoints", eps, "databases", keel__databases_model(app, s),
-                                                  "external_databases", external_databases_model(s),
-                                                  "secrets", names_model(s->secrets), "calls", calls_model(s)));
+        json_t *svc = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "name", s->name,
+                                "endpoints", eps, "databases", keel__databases_model(app, s),
+                                "external_databases", external_databases_model(s),
+                                "secrets", names_model(s->secrets), "calls", calls_model(s));
+        json_t *mws = json_array();
+        for (size_t j = 0; s->middleware && s->middleware[j]; j++)
+            json_array_append_new(mws, json_pack("{s:s, s:b, s:o}", "name", s->middleware[j]->name, "global",
+                                                 s->middleware[j]->global, "tags", names_model(s->middleware[j]->tags)));
+        json_object_set_new(svc, "middleware", mws);
+        if (s->auth)
+            json_object_set_new(svc, "auth_handler",
+                                json_pack("{s:s, s:s, s:o, s:o}", "name", s->auth->name, "data_type", s->auth->data_type,
+                                          "data", keel_schema_describe(s->auth->data_fields),
+                                          "cookie", s->auth->cookie ? json_string(s->auth->cookie) : json_null()));
+        json_array_append_new(services, svc);
     }
     return json_pack("{s:s, s:o}", "keel_version", KEEL_VERSION, "services", services);
 }

@@ -116,15 +116,38 @@ static keel_error *remove_item(keel_req *req, const todo_ref *in, keel_empty *ou
     return err;
 }
 
+/* DELETE /todo: clears the list; only for authenticated callers, and of
+ * those only admins (the auth data says which). */
+typedef struct { int64_t deleted; } todo_cleared;
+static const keel_field todo_cleared_fields[] = KEEL_FIELDS(KEEL_INT64(todo_cleared, deleted));
+
+typedef struct { const char *user_id; bool admin; } todo_caller; /* auth's caller, as it encodes it */
+
+static keel_error *clear_all(keel_req *req, const keel_empty *in, todo_cleared *out)
+{
+    (void)in;
+    const todo_caller *who = keel_req_auth(req);
+    if (!who->admin)
+        return keel_error_new(KEEL_PERMISSION_DENIED, "only an admin may clear the list (you are %s)", who->user_id);
+    return keel_db_exec(req, &todo_db, &out->deleted, "DELETE FROM todo_item");
+}
+
+/* At most 50 new items a second per client, in bursts of 50 (the
+ * KEEL_RATE_LIMIT_TODO_CREATE variable changes it). */
+static keel_rate_limit create_limit = KEEL_RATE_LIMIT("todo_create", 50, 50, KEEL_RATE_BY_IP);
+static const keel_middleware create_limiter = KEEL_RATE_LIMIT_MIDDLEWARE(&create_limit, KEEL_TAGS("rate_limited"));
+
 const keel_service todo_service = {
     .name = "todo",
     .databases = (keel_sqldb *const[]){ &todo_db, NULL },
+    .middleware = (const keel_middleware *const[]){ &create_limiter, NULL },
     .endpoints = (const keel_endpoint[]){
-        KEEL_TYPED("POST", "/todo", create, todo_new, todo_item),
+        KEEL_TYPED_TAGS("POST", "/todo", create, todo_new, todo_item, KEEL_TAGS("rate_limited")),
         KEEL_TYPED("GET", "/todo/:id", get, todo_ref, todo_item),
         KEEL_TYPED("GET", "/todo", list, keel_empty, todo_list),
         KEEL_TYPED("PUT", "/todo/:id/done", mark_done, todo_ref, todo_item),
         KEEL_TYPED("DELETE", "/todo/:id", remove_item, todo_ref, keel_empty),
+        KEEL_TYPED("DELETE", "/todo", clear_all, keel_empty, todo_cleared, KEEL_AUTH),
         KEEL_ENDPOINT_END
     },
 };

@@ -85,7 +85,7 @@ example="$work/keel-example.json"
 "$KEEL_EXAMPLE" --app-model >"$work/again.json" 2>/dev/null
 cmp -s "$example" "$work/again.json"
 ok $? "the model is the same byte for byte on a second run"
-query "$example" '[s["name"] for s in m["services"]] == ["hello", "legacy", "todo", "stats", "external", "webhooks"]'
+query "$example" '[s["name"] for s in m["services"]] == ["hello", "legacy", "todo", "stats", "external", "webhooks", "auth"]'
 ok $? "services come in the order main lists them"
 query "$example" 'svc("webhooks")["secrets"] == ["GITHUB_WEBHOOK_SECRET"]'
 ok $? "webhooks needs secret GITHUB_WEBHOOK_SECRET"

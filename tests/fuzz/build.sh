@@ -23,7 +23,7 @@ declare -A DEPS=(
     [migrate]="error sql/pg_error"
     [secrets]="error lazy config"
     [webhook]="secrets/webhook secrets/secure error"
-    [infra]="sql/infra secrets/secrets http/schema arena error lazy config"
+    [infra]="sql/infra http/cors secrets/secrets http/schema arena error lazy config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 

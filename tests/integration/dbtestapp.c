@@ -125,6 +125,7 @@ int main(int argc, char **argv)
     return keel_main(argc, argv, (const keel_service *const[]){
         &hello_service,
         &todo_service,
+        &auth_service,
         &dbtest_service,
         NULL
     });

@@ -650,8 +650,13 @@ static void test_infra_config(void)
           "a managed database cannot be replaced by an external one");
     check("\"$KEEL_CLI\" db add-external Bad --host h --user u", 2, "not a database name",
           "a name that is not a database name is refused");
+    check("\"$KEEL_CLI\" infra set cors '{\"allow_origins\": [\"http://localhost:5173\"]}'", 0, "cors set",
+          "keel infra set writes a setting");
+    check("\"$KEEL_CLI\" infra set cors '{\"allow_origins\": [\"http://x/path\"]}'", 1, "cors.allow_origins[0]",
+          "and refuses one the app's parser refuses, naming where");
     check("KEEL_RUN_WRAPPER=true \"$KEEL_CLI\" run --app \"$KEEL_EXAMPLE\"", 0, "starting",
           "keel run writes the local cluster's part again");
+    check("grep -c 'localhost:5173' .keel/infra.local.json", 0, "1", "and keeps the CORS setting");
     check("grep -c '\"crm\"' .keel/infra.local.json", 0, "1", "and keeps the external database");
     check(shell, 0, "todo_ro|todo", "which still works");
     free(ro);

@@ -729,7 +729,7 @@ static void test_app_model(void)
     is_int(rc, 0, "keel app-model exits 0");
     ok(model != NULL, "keel app-model prints JSON");
     json_t *services = json_object_get(model, "services");
-    is_int(json_array_size(services), 6, "six services in the example");
+    is_int(json_array_size(services), 7, "seven services in the example");
     json_t *hello = json_array_get(services, 0);
     is_str(json_string_value(json_object_get(hello, "name")), "hello", "first service is hello");
     json_t *ep = json_array_get(json_object_get(hello, "endpoints"), 0);

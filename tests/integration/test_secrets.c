@@ -504,7 +504,7 @@ static void test_check(void)
     char *out = run(cmd, &st);
     is_int(st, 1, "check fails when a declared secret is missing");
     like(out, "missing: keel secrets set --env chk GITHUB_WEBHOOK_SECRET", "naming it with the command that sets it");
-    like(out, "1 of 2 declared secrets are missing for environment chk", "and counting what the model declares");
+    like(out, "1 of 3 declared secrets are missing for environment chk", "and counting what the model declares");
     ok(!strstr(out, "set --env chk EXTERNAL_DB_PASSWORD"), "a secret in the store is not reported missing");
     ok(!strstr(out, "chk-value-1"), "no value is printed");
     free(out);

@@ -16,6 +16,7 @@
 #include "lazy.h"
 #include "extdb.h"
 #include "webhook.h"
+#include "middleware.h"
 
 #define KEEL_VERSION "0.1.0"
 

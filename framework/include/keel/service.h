@@ -38,12 +38,15 @@ enum {
                                 handler now runs on its I/O thread) */
     KEEL_BLOCKING = 1u << 2, /* the handler may block its thread: it runs on the
                                 worker pool instead */
-    KEEL_KEEPS_BODY = 1u << 3 /* KEEL_RAW_STREAM: the handler keeps the body in
+    KEEL_KEEPS_BODY = 1u << 3, /* KEEL_RAW_STREAM: the handler keeps the body in
                                 memory, so it counts against the budget all
                                 requests share (KEEL_BODY_BUDGET) as buffered
                                 bodies do: a declared length before anything
                                 is read (503 when the budget is used up), a
                                 chunked body as it arrives */
+    KEEL_AUTH     = 1u << 4  /* needs auth data (keel/middleware.h): without
+                                valid credentials 401 unauthenticated, and the
+                                handler is not called */
 };
 
 /* in lives in the request's arena; out is zeroed.  Return NULL on success. */
@@ -85,6 +88,7 @@ typedef struct keel_endpoint {
     void *mhd_completed_cls;
     const char *req_type;  /* KEEL_TYPED: the struct names, for messages */
     const char *resp_type;
+    const char *const *tags; /* KEEL_TAGS(...): which middleware applies; may be NULL */
 } keel_endpoint;
 
 /* The handler as a keel_typed_fn, after checking at compile time that its
@@ -108,17 +112,24 @@ typedef struct keel_endpoint {
  * the app model), so each route needs a handler function of its own.
  * req_type and resp_type name the structs in start-up messages. */
 #define KEEL_TYPED(meth, pattern, fn, Tin, Tout, ...) \
+    KEEL__TYPED(meth, pattern, fn, Tin, Tout, NULL, KEEL__FLAGS(__VA_ARGS__))
+/* The same with tags (KEEL_TAGS("write", "limited")) that select middleware. */
+#define KEEL_TYPED_TAGS(meth, pattern, fn, Tin, Tout, tag_list, ...) \
+    KEEL__TYPED(meth, pattern, fn, Tin, Tout, tag_list, KEEL__FLAGS(__VA_ARGS__))
+#define KEEL__TYPED(meth, pattern, fn, Tin, Tout, tag_list, flag_bits) \
     { .kind = KEEL_EP_TYPED, .method = (meth), .path = (pattern), .name = #fn, \
-      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = KEEL__TYPED_FN(fn, Tin, Tout), \
+      .flags = (flag_bits), .max_body = 0, .typed = KEEL__TYPED_FN(fn, Tin, Tout), \
       .req_fields = Tin##_fields, .req_size = sizeof(Tin), \
       .resp_fields = Tout##_fields, .resp_size = sizeof(Tout), \
-      .raw = NULL, .on_body = NULL, .cleanup = NULL, .req_type = #Tin, .resp_type = #Tout }
+      .raw = NULL, .on_body = NULL, .cleanup = NULL, .req_type = #Tin, .resp_type = #Tout, .tags = (tag_list) }
 
-#define KEEL_RAW(meth, pattern, fn, ...) \
+#define KEEL_RAW(meth, pattern, fn, ...) KEEL__RAW(meth, pattern, fn, NULL, KEEL__FLAGS(__VA_ARGS__))
+#define KEEL_RAW_TAGS(meth, pattern, fn, tag_list, ...) KEEL__RAW(meth, pattern, fn, tag_list, KEEL__FLAGS(__VA_ARGS__))
+#define KEEL__RAW(meth, pattern, fn, tag_list, flag_bits) \
     { .kind = KEEL_EP_RAW, .method = (meth), .path = (pattern), .name = #fn, \
-      .flags = KEEL__FLAGS(__VA_ARGS__), .max_body = 0, .typed = NULL, \
+      .flags = (flag_bits), .max_body = 0, .typed = NULL, \
       .req_fields = NULL, .req_size = 0, .resp_fields = NULL, .resp_size = 0, \
-      .raw = (fn), .on_body = NULL, .cleanup = NULL }
+      .raw = (fn), .on_body = NULL, .cleanup = NULL, .tags = (tag_list) }
 
 /* A raw endpoint that sees the body chunk by chunk and releases its state in
  * cleanup.  max_body bounds the body (a larger declared length is refused with
@@ -170,6 +181,13 @@ typedef struct keel_service {
                                          "service.endpoint" (a typed endpoint);
                                          start-up refuses targets the app does
                                          not have.  NULL-terminated; may be NULL */
+    const struct keel_auth_handler *auth; /* the app's auth handler
+                                         (keel/middleware.h); at most one
+                                         service of the app declares one */
+    const struct keel_middleware *const *middleware;
+                                      /* in the order they run; .global ones
+                                         apply to every service's endpoints.
+                                         NULL-terminated; may be NULL */
 } keel_service;
 
 /* Calls the typed endpoint "service.endpoint" in-process, public or private, as

@@ -11,6 +11,7 @@
  * has a connection to count), so accepts racing on several threads can let a
  * client go over by at most one connection per I/O thread. */
 #include "http/conn_limit.h"
+#include "http/client_ip.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -32,27 +33,14 @@ struct keel_conn_limit {
     client *free_list;
 };
 
-/* The client key of addr; false for an address family that is not counted
- * (a Unix socket). */
+/* The client key of addr (an IPv4 address, or an IPv6 /64); false for an
+ * address family that is not counted (a Unix socket). */
 static bool client_key(const struct sockaddr *addr, unsigned char key[16])
 {
-    memset(key, 0, 16);
-    if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        key[10] = key[11] = 0xff; /* as ::ffff:a.b.c.d, so both forms agree */
-        memcpy(key + 12, &in->sin_addr, 4);
-        return true;
-    }
-    if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(in6->sin6_addr.s6_addr, v4mapped, 12) == 0)
-            memcpy(key, in6->sin6_addr.s6_addr, 16);
-        else
-            memcpy(key, in6->sin6_addr.s6_addr, 8); /* the /64 */
-        return true;
-    }
-    return false;
+    if (!keel__ip_from_sockaddr(addr, key))
+        return false;
+    keel__ip_client_key(key);
+    return true;
 }
 
 static size_t bucket_of(const keel_conn_limit *l, const unsigned char key[16])

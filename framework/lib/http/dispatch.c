@@ -128,6 +128,8 @@ static keel_error *run_typed(keel_req *req, const keel_endpoint *ep)
     if (!in || !out)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     keel_error *err = decode_typed_request(req, ep, in);
+    if (!err)
+        err = keel__middleware_before(req, in);
     if (err)
         return err;
     err = ep->typed(req, in, out);
@@ -144,12 +146,31 @@ static keel_error *run_typed(keel_req *req, const keel_endpoint *ep)
     return NULL;
 }
 
+static keel_error *run_raw(keel_req *req, const keel_endpoint *ep)
+{
+    keel_error *err = keel__middleware_before(req, NULL);
+    return err ? err : ep->raw(req, &req->resp);
+}
+
+/* The auth handler runs first, once, like any handler; a KEEL_AUTH
+ * endpoint without auth data is refused before anything else runs. */
+static keel_error *authenticate(keel_req *req, const keel_endpoint *ep)
+{
+    keel_error *err = keel__auth_resolve(req);
+    if (!err && (ep->flags & KEEL_AUTH) && !req->auth)
+        err = keel_error_new(KEEL_UNAUTHENTICATED, "this endpoint needs credentials (Authorization: Bearer <token>)");
+    return err;
+}
+
 void keel__dispatch(keel_req *req)
 {
     const keel_endpoint *ep = req->route->ep;
-    keel_error *err = ep->kind == KEEL_EP_TYPED ? run_typed(req, ep) : ep->raw(req, &req->resp);
+    keel_error *err = authenticate(req, ep);
+    if (!err)
+        err = ep->kind == KEEL_EP_TYPED ? run_typed(req, ep) : run_raw(req, ep);
     if (err)
         keel__resp_set_error(req, err);
+    keel__middleware_after(req);
 }
 
 keel_error *keel_call(keel_req *req, const char *service, const char *endpoint, const void *in,
@@ -158,5 +179,10 @@ keel_error *keel_call(keel_req *req, const char *service, const char *endpoint, 
     const keel_route *route = keel__find_route(req->app, service, endpoint);
     if (!route || route->ep->kind != KEEL_EP_TYPED)
         return keel_error_new(KEEL_NOT_FOUND, "no typed endpoint %s.%s", service, endpoint);
-    return route->ep->typed(req, in, out);
+    /* The caller's auth data goes with the call (same request). */
+    keel_error *err = keel__auth_resolve(req);
+    if (!err && (route->ep->flags & KEEL_AUTH) && !req->auth)
+        err = keel_error_new(KEEL_UNAUTHENTICATED, "%s.%s needs auth data, and this request has none", service,
+                             endpoint);
+    return err ? err : route->ep->typed(req, in, out);
 }

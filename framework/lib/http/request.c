@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Keeps a client-supplied request id only if it is short printable ASCII that
  * cannot break a log line or a header. */
@@ -231,6 +232,14 @@ keel_error *keel_resp_header(keel_resp *resp, const char *name, const char *valu
     return NULL;
 }
 
+const char *keel__resp_header_get(const keel_resp *resp, const char *name)
+{
+    for (const keel_header *h = resp->headers; h; h = h->next)
+        if (strcasecmp(h->name, name) == 0)
+            return h->value;
+    return NULL;
+}
+
 void keel_resp_body(keel_resp *resp, const void *data, size_t len)
 {
     resp->kind = RESP_BUFFER;
@@ -332,6 +341,7 @@ enum MHD_Result keel__req_send(keel_req *req)
         if (req->method_not_allowed)
             keel_resp_header(resp, "Allow", req->match.allow);
     }
+    keel__resp_add_extras(req);
     struct MHD_Response *r = resp_build(resp);
     if (!r) {
         keel__resp_set_error(req, keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory"));

@@ -327,11 +327,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *req_cls = req;
         keel__loop_request_started(loop);
         route_request(req);
+        if (keel__cors_preflight_answer(req))
+            return keel__req_send(req);
         if (!req->error)
             req->error = refuse_nul(conn);
         if (!req->error && req->route->ep->kind == KEEL_EP_MHD) {
-            req->state = REQ_MOUNTED;
-            return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
+            /* Only the befores: the legacy code answers by itself. */
+            req->error = keel__middleware_before(req, NULL);
+            req->middleware_ran = 0;
+            if (!req->error) {
+                req->state = REQ_MOUNTED;
+                return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
+            }
         }
         long long declared = declared_length(conn);
         if (!req->error && req->max_body && declared > (long long)req->max_body)
@@ -534,6 +541,8 @@ keel_error *keel_app_start(keel_app *app)
     keel_error *err = keel__secrets_check(app);
     if (!err)
         err = keel__databases_open(app);
+    if (!err)
+        err = keel__middleware_start(app);
     if (err)
         return err;
     unsigned n = app->cfg.io_threads ? app->cfg.io_threads : 1;

@@ -6,6 +6,7 @@
  * may be a password. */
 #include "sql/infra.h"
 #include "core.h"
+#include "http/cors.h"
 #include "json_text.h"
 #include "keel/lazy.h"
 #include "keel/secrets.h"
@@ -205,7 +206,7 @@ static void check_server(checker *c, const char *where, json_t *s)
 
 static keel_error *check_and_index(keel_infra *infra)
 {
-    static const char *const keys[] = {"$schema", "env", "sql_servers", "pool", NULL};
+    static const char *const keys[] = {"$schema", "env", "sql_servers", "pool", "cors", NULL};
     checker c = {infra->path, NULL};
     json_t *root = infra->root;
     if (!json_is_object(root)) {
@@ -220,6 +221,13 @@ static keel_error *check_and_index(keel_infra *infra)
     if (servers && !json_is_array(servers))
         problem(&c, "", "\"sql_servers\" must be an array");
     check_pool(&c, "", json_object_get(root, "pool"));
+    /* CORS is checked by its own rules (http/cors.c), here too, so that the
+     * file is checked whole wherever it is read. */
+    keel_cors *cors = NULL;
+    keel_error *cors_err = c.err ? NULL : keel__cors_new(json_object_get(root, "cors"), infra->path, &cors);
+    keel__cors_free(cors);
+    if (cors_err)
+        c.err = cors_err;
     size_t i, total = 0;
     json_t *s;
     json_array_foreach(servers, i, s) {
@@ -343,6 +351,11 @@ static const infra_db *find(const keel_infra *infra, const char *logical)
         if (!strcmp(infra->dbs[i].logical, logical))
             return &infra->dbs[i];
     return NULL;
+}
+
+const struct json_t *keel__infra_cors(const keel_infra *infra)
+{
+    return json_object_get(infra->root, "cors");
 }
 
 const char *keel__infra_env(const keel_infra *infra)

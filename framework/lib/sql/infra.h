@@ -67,6 +67,9 @@ void keel__infra_free(keel_infra *infra);
 keel_error *keel__infra_process(const keel_infra **out);
 
 const char *keel__infra_path(const keel_infra *infra);
+/* The "cors" object (checked by http/cors.c when the app starts), or NULL. */
+const struct json_t *keel__infra_cors(const keel_infra *infra);
+
 /* The environment the file says it describes ("env"), or NULL. */
 const char *keel__infra_env(const keel_infra *infra);
 bool keel__infra_has(const keel_infra *infra, const char *logical);
