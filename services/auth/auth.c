@@ -1,7 +1,8 @@
 /* services/auth - the example app's authentication and cross-cutting
  * middleware: the auth handler (a Bearer token: the operator's ADMIN_TOKEN
  * from the secrets store, or a token whose SHA-256 is in the accounts
- * database), GET /auth/whoami, and a global timing middleware that adds
+ * database), GET /auth/whoami, GET /auth/via-call (auth data through
+ * keel_call), and a global timing middleware that adds
  * Server-Timing to every response. */
 #include <keel/keel.h>
 
@@ -55,6 +56,19 @@ static keel_error *whoami(keel_req *req, const keel_empty *in, caller *out)
     return NULL;
 }
 
+/* A private endpoint that needs auth data, and a public one that reaches it
+ * with keel_call: the caller's auth data goes with the call, and without any
+ * the call is refused as the endpoint would be. */
+static keel_error *caller_private(keel_req *req, const keel_empty *in, caller *out)
+{
+    return whoami(req, in, out);
+}
+
+static keel_error *via_call(keel_req *req, const keel_empty *in, caller *out)
+{
+    return keel_call(req, "auth", "caller_private", in, out);
+}
+
 /* Every response says how long the app took (Server-Timing, which browsers'
  * developer tools show). */
 static void timing_after(keel_req *req, keel_resp *resp, void *state)
@@ -73,8 +87,11 @@ const keel_service auth_service = {
     .secrets = (const char *const[]){ "ADMIN_TOKEN", NULL },
     .auth = &auth_handler,
     .middleware = (const keel_middleware *const[]){ &timing, NULL },
+    .calls = (const char *const[]){ "auth.caller_private", NULL },
     .endpoints = (const keel_endpoint[]){
         KEEL_TYPED("GET", "/auth/whoami", whoami, keel_empty, caller, KEEL_AUTH),
+        KEEL_TYPED("GET", "/auth/internal/caller", caller_private, keel_empty, caller, KEEL_PRIVATE | KEEL_AUTH),
+        KEEL_TYPED("GET", "/auth/via-call", via_call, keel_empty, caller),
         KEEL_ENDPOINT_END
     },
 };

@@ -75,6 +75,20 @@ static void test_credentials(void)
     ht_free(&r);
 }
 
+static void test_keel_call(void)
+{
+    ht_response r = send_req("GET", "/auth/via-call", NULL, (const char *[]){"Authorization: Bearer " USER_TOKEN, NULL});
+    is_int(r.status, 200, "auth data reaches the endpoint keel_call calls");
+    like(r.body, "\"user_id\":\"alice\"", "as the caller's");
+    ht_free(&r);
+    r = send_req("GET", "/auth/via-call", NULL, NULL);
+    is_int(r.status, 401, "without auth data keel_call refuses a KEEL_AUTH target");
+    ht_free(&r);
+    r = send_req("GET", "/auth/internal/caller", NULL, (const char *[]){"Authorization: Bearer " ADMIN, NULL});
+    is_int(r.status, 404, "the private endpoint itself cannot be reached from outside");
+    ht_free(&r);
+}
+
 static void test_auth_endpoint(void)
 {
     ht_response r = send_req("POST", "/todo", "{\"title\":\"one\"}", NULL);
@@ -198,7 +212,7 @@ static void test_rate_limit(void)
 static void test_trusted_proxy(void)
 {
     ht_server proxied;
-    const char *env[] = {"KEEL_TRUSTED_PROXIES=127.0.0.1/32,::1", "KEEL_RATE_LIMIT_TODO_CREATE=5/5", NULL};
+    const char *env[] = {"KEEL_TRUSTED_PROXIES=127.0.0.1/32,::1", "KEEL_RATE_LIMIT_TODO_CREATE=0.2/5", NULL};
     if (!ok(ht_start_keel_run(&proxied, root, env), "an app behind a trusted proxy starts"))
         return;
     ht_server saved = srv;
@@ -253,7 +267,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(51);
+    plan(55);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");
@@ -287,6 +301,7 @@ int main(void)
     free(ht_shell(cmd, &status));
     ok(status == 0, "set-up: a user token in the accounts database");
     test_credentials();
+    test_keel_call();
     test_auth_endpoint();
     test_timing_middleware();
     test_cors();

@@ -718,6 +718,36 @@ static void test_graceful_shutdown(void)
     srv = saved;
 }
 
+/* Middleware: befores in order, afters in reverse, a tagged gate answering
+ * before the handler (its refusal still passes through the afters), and a
+ * before that sees the decoded typed request. */
+static void test_middleware(void)
+{
+    ht_response r = get("/test/route/static");
+    char b[200] = "", a[200] = "";
+    ok(r.status == 200 && ht_header(&r, "X-Before", b, sizeof b) && ht_header(&r, "X-After", a, sizeof a),
+       "the service's middleware runs around a raw endpoint");
+    like(r.headers, "X-Before: first\r\nX-Before: second", "befores run in the order declared");
+    like(r.headers, "X-After: second\r\nX-After: first", "afters in reverse order");
+    ht_free(&r);
+    r = get("/test/gated");
+    is_int(r.status, 403, "a tagged middleware answers early (403)");
+    like(r.body, "the gate middleware refused", "with its own error in the Encore shape");
+    ok(strstr(r.headers, "X-After: first") != NULL, "and the afters still see that answer");
+    ht_free(&r);
+    r = ht_request(&srv, "GET", "/test/gated", NULL, 0, (const char *[]){"X-Let-In: yes", NULL});
+    is_int(r.status, 200, "with what it wants, the handler runs");
+    ht_free(&r);
+    r = get("/test/double?value=21");
+    char seen[32] = "";
+    ok(r.status == 200 && ht_header(&r, "X-Seen-N", seen, sizeof seen) && strcmp(seen, "21") == 0,
+       "a before sees the decoded typed request (%s)", seen);
+    ht_free(&r);
+    r = get("/test/route/static");
+    ok(!strstr(r.headers, "X-Seen-N"), "a tagged middleware leaves untagged endpoints alone");
+    ht_free(&r);
+}
+
 static void test_app_model(void)
 {
     char cmd[512];
@@ -851,6 +881,7 @@ int main(void)
     test_hog_is_named();
     test_slow_client_timeout();
     test_graceful_shutdown();
+    test_middleware();
     test_app_model();
     test_keel_run();
     test_startup_errors();

@@ -282,6 +282,51 @@ SAME_AS(route_param, which)
 SAME_AS(route_param_more, which)
 SAME_AS(route_wildcard, which)
 SAME_AS(route_fallback, which)
+SAME_AS(route_static_gated, which)
+
+/* Middleware order and early answers: "first" and "second" mark the
+ * response in the order their befores and afters run; "gate" answers 403
+ * before the handler of endpoints tagged "gated" when X-Let-In is absent,
+ * and the afters still see that answer. */
+static keel_error *mark_before(keel_req *req, const void *typed_in, void *state)
+{
+    (void)typed_in;
+    return keel_req_add_response_header(req, "X-Before", state);
+}
+
+static void mark_after(keel_req *req, keel_resp *resp, void *state)
+{
+    (void)req;
+    keel_error_free(keel_resp_header(resp, "X-After", state));
+}
+
+static keel_error *gate_before(keel_req *req, const void *typed_in, void *state)
+{
+    (void)typed_in;
+    (void)state;
+    if (keel_req_header(req, "X-Let-In"))
+        return NULL;
+    return keel_error_new(KEEL_PERMISSION_DENIED, "the gate middleware refused the request (send X-Let-In)");
+}
+
+/* The typed request reaches middleware decoded: "peek" copies the number's
+ * value into a header. */
+static keel_error *peek_before(keel_req *req, const void *typed_in, void *state)
+{
+    (void)state;
+    if (!typed_in)
+        return NULL;
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)((const number *)typed_in)->value);
+    return keel_req_add_response_header(req, "X-Seen-N", v);
+}
+
+static const keel_middleware first = {.name = "first", .before = mark_before, .after = mark_after,
+                                      .state = (void *)"first"};
+static const keel_middleware second = {.name = "second", .before = mark_before, .after = mark_after,
+                                       .state = (void *)"second"};
+static const keel_middleware gate = {.name = "gate", .before = gate_before, .tags = KEEL_TAGS("gated")};
+static const keel_middleware peek = {.name = "peek", .before = peek_before, .tags = KEEL_TAGS("peeked")};
 
 const keel_service test_service = {
     .name = "test",
@@ -292,7 +337,8 @@ const keel_service test_service = {
         KEEL_TYPED("GET", "/test/slow", slow, slow_req, slow_resp, KEEL_BLOCKING),
         KEEL_TYPED("GET", "/test/hog", hog, slow_req, slow_resp),
         KEEL_TYPED("GET", "/test/secret", secret_double, number, number, KEEL_PRIVATE),
-        KEEL_TYPED("GET", "/test/double", public_double, number, number),
+        KEEL_TYPED_TAGS("GET", "/test/double", public_double, number, number, KEEL_TAGS("peeked")),
+        KEEL_RAW_TAGS("GET", "/test/gated", route_static_gated, KEEL_TAGS("gated")),
         KEEL_TYPED("GET", "/test/headers", headers, hdr_req, hdr_resp),
         KEEL_RAW_STREAM("POST", "/test/upload", upload_done, upload_chunk, upload_cleanup, 0),
         KEEL_RAW("GET", "/test/download/:size", download),
@@ -306,4 +352,5 @@ const keel_service test_service = {
         KEEL_ENDPOINT_END
     },
     .calls = (const char *const[]){ "test.secret_double", NULL },
+    .middleware = (const keel_middleware *const[]){ &first, &second, &gate, &peek, NULL },
 };
