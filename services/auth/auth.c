@@ -75,7 +75,8 @@ static void timing_after(keel_req *req, keel_resp *resp, void *state)
 {
     (void)state;
     char value[48];
-    snprintf(value, sizeof value, "app;dur=%.3f", (double)keel_req_elapsed_us(req) / 1000.0);
+    unsigned long long us = keel_req_elapsed_us(req);
+    snprintf(value, sizeof value, "app;dur=%llu.%03llu", us / 1000, us % 1000); /* milliseconds */
     keel_error_free(keel_resp_header(resp, "Server-Timing", value));
 }
 

@@ -163,6 +163,9 @@ static void test_cors(void)
     ht_free(&r);
 }
 
+/* The body of the latest 429 a burst received. */
+static char last_429[512];
+
 /* POSTs n times as fast as possible with extra headers; counts 200s and 429s. */
 static void burst(int n, const char *const *headers, int *okays, int *limited, char *retry, size_t retry_len)
 {
@@ -173,6 +176,7 @@ static void burst(int n, const char *const *headers, int *okays, int *limited, c
             (*okays)++;
         if (r.status == 429) {
             (*limited)++;
+            snprintf(last_429, sizeof last_429, "%s", r.body ? r.body : "");
             if (retry && !retry[0])
                 ht_header(&r, "Retry-After", retry, retry_len);
         }
@@ -192,10 +196,8 @@ static void test_rate_limit(void)
        "%d POSTs at once: the burst of %d passes, then the rate (%.0f a second) holds (%d passed, %d limited)",
        BURST + 20, BURST, rate, okays, limited);
     ok(atoi(retry) >= 1, "refusals are 429 with Retry-After (%s)", retry);
-    ht_response r = send_req("POST", "/todo", "{\"title\":\"r\"}", NULL);
-    like(r.body, "\"code\":\"resource_exhausted\"", "in the Encore shape");
-    ht_free(&r);
-    r = send_req("GET", "/todo/1", NULL, NULL);
+    like(last_429, "\"code\":\"resource_exhausted\"", "in the Encore shape");
+    ht_response r = send_req("GET", "/todo/1", NULL, NULL);
     ok(r.status != 429, "other endpoints are not limited");
     ht_free(&r);
     usleep((useconds_t)(1e6 * 20 / rate) + 100000);
