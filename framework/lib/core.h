@@ -131,7 +131,6 @@ struct keel_req {
     bool auth_resolved;       /* the auth handler ran (or there was nothing to run) */
     keel_header *extra_headers; /* keel_req_add_response_header: added to any response */
     keel_header **extra_tail;
-    size_t middleware_ran;    /* befores that ran: their afters run */
     char client_ip[46];       /* "" until keel_req_client_ip computes it */
     char id_buf[40];
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
@@ -185,9 +184,9 @@ keel_error *keel__extdb_check_legacy(void);
  * header or the handler's cookie); an error only when the request must fail. */
 keel_error *keel__auth_resolve(keel_req *req);
 /* Runs the befores of req's route in order with typed_in; the first error
- * stops them (counted in req->middleware_ran). */
+ * stops them. */
 keel_error *keel__middleware_before(keel_req *req, const void *typed_in);
-/* Runs the afters of the befores that ran, in reverse order. */
+/* Runs every after() of req's route in reverse order (they see every answer). */
 void keel__middleware_after(keel_req *req);
 /* Fills every route's middleware list and app->auth; errors name the service. */
 keel_error *keel__middleware_register(keel_app *app);

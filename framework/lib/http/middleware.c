@@ -243,7 +243,6 @@ keel_error *keel__middleware_before(keel_req *req, const void *typed_in)
     const keel_route *route = req->route;
     for (size_t i = 0; route && i < route->nmiddleware; i++) {
         const keel_middleware *mw = route->middleware[i];
-        req->middleware_ran = i + 1;
         if (!mw->before)
             continue;
         keel_error *err = mw->before(req, typed_in, mw->state);
@@ -264,7 +263,6 @@ void keel__middleware_after(keel_req *req)
         if (mw->after)
             mw->after(req, &req->resp, mw->state);
     }
-    req->middleware_ran = 0;
 }
 
 /* ---- response headers, client address, timing ------------------------------------------ */
