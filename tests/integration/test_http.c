@@ -831,7 +831,7 @@ static void test_startup_errors(void)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "PORT=notaport '%s' 2>&1", getenv("KEEL_EXAMPLE"));
     FILE *p = popen(cmd, "r");
-    char out[512] = "";
+    char out[4096] = ""; /* the usage text names the binary's path, long in a distcheck tree */
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = '\0';
     int rc = pclose(p);
