@@ -290,8 +290,11 @@ void keel__resp_add_extras(keel_req *req)
 {
     for (const keel_header *h = req->extra_headers; h; h = h->next)
         keel_resp_header(&req->resp, h->name, h->value);
+    /* Without CORS configured there is nothing to add: no header lookup. */
+    if (!req->app || !req->app->cors || !req->conn)
+        return;
     bool preflight = !strcmp(req->method, "OPTIONS") && keel_req_header(req, "Access-Control-Request-Method");
-    if (req->app && req->conn && !preflight) {
+    if (!preflight) {
         keel_error *err = keel__cors_actual(req->app->cors, keel_req_header(req, "Origin"), &req->resp);
         keel_error_free(err); /* out of memory: the response goes without them */
     }
@@ -381,9 +384,13 @@ keel_error *keel_rate_limit_before(keel_req *req, const void *typed_in, void *st
 
 bool keel__cors_preflight_answer(keel_req *req)
 {
+    /* Every request passes here: the method is checked before any header
+     * is looked up (libmicrohttpd scans the header list for each). */
+    if (strcmp(req->method, "OPTIONS") != 0)
+        return false;
     const char *origin = keel_req_header(req, "Origin");
     const char *wanted = keel_req_header(req, "Access-Control-Request-Method");
-    if (strcmp(req->method, "OPTIONS") != 0 || !origin || !wanted)
+    if (!origin || !wanted)
         return false;
     /* The router says which methods the path takes (a 405's Allow). */
     const char *methods = req->method_not_allowed ? req->match.allow : NULL;
