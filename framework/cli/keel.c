@@ -17,7 +17,7 @@ static const struct {
     const char *usage;
 } commands[] = {
     {"run", cli_run, "run [--port N] [--watch] [--app PATH]  build and start the app on http://localhost:4000",
-     "usage: keel run [--port N] [--watch] [--app PATH]\n\n"
+     "usage: keel run [--port N] [--watch] [--app PATH] [--dashboard-port N | --no-dashboard]\n\n"
      "Builds the app with keel.json's \"build\" command, provisions the local PostgreSQL cluster (.keel/pg)\n"
      "and the app's databases, then replaces itself with the app (PORT, default 4000).  The app is\n"
      "--app PATH, $KEEL_APP, or keel.json's \"app\" (keel.json is looked for in this folder and its\n"
@@ -26,6 +26,9 @@ static const struct {
      "app folder but build/ and hidden files) it rebuilds; a good build restarts the app (the cluster\n"
      "stays up, new migrations are applied), a failed one prints the compiler's errors and leaves the\n"
      "running app serving.\n"
+     "The app serves the local development dashboard on http://127.0.0.1:9400/ (--dashboard-port N,\n"
+     "0 for any free port, or $KEEL_DASHBOARD_PORT; --no-dashboard for none): service catalog, API\n"
+     "explorer, traces, architecture diagram, migrations and a read-only query box.\n"
      "$KEEL_RUN_WRAPPER (e.g. \"valgrind --leak-check=full\") runs the app under a wrapper.\n"},
     {"infra", cli_infra, "infra set KEY JSON [--env E]          change a setting of the infra config",
      "usage: keel infra set KEY JSON [--env E]\n\n"

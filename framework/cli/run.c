@@ -270,6 +270,7 @@ int cli_run(int argc, char **argv)
     const char *app = NULL;
     const char *port = NULL;
     bool watching = false;
+    const char *dashboard = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
@@ -277,6 +278,10 @@ int cli_run(int argc, char **argv)
             app = argv[++i];
         } else if (strcmp(argv[i], "--watch") == 0) {
             watching = true;
+        } else if (strcmp(argv[i], "--dashboard-port") == 0 && i + 1 < argc) {
+            dashboard = argv[++i];
+        } else if (strcmp(argv[i], "--no-dashboard") == 0) {
+            dashboard = "";
         } else {
             cli_print_usage(stderr, "run");
             return CLI_USAGE;
@@ -290,6 +295,22 @@ int cli_run(int argc, char **argv)
             return CLI_USAGE;
         }
         setenv("PORT", port, 1);
+    }
+    /* The local dashboard, on 9400 unless told otherwise (the app prints its
+     * address); a production app started without keel run has none. */
+    if (dashboard && !*dashboard) {
+        unsetenv("KEEL_DASHBOARD_PORT");
+    } else if (dashboard) {
+        char *end;
+        long n = strtol(dashboard, &end, 10);
+        if (*end || n < 0 || n > 65535) {
+            fprintf(stderr, "keel run: --dashboard-port wants a number from 0 (any free port) to 65535, not \"%s\"\n",
+                    dashboard);
+            return CLI_USAGE;
+        }
+        setenv("KEEL_DASHBOARD_PORT", dashboard, 1);
+    } else if (!getenv("KEEL_DASHBOARD_PORT")) {
+        setenv("KEEL_DASHBOARD_PORT", "9400", 1);
     }
     const cli_project *p = cli_project_get();
     if (watching && (app || getenv("KEEL_APP") || !p->found)) {

@@ -57,6 +57,9 @@ struct keel_app {
     const char **header_fields; /* every typed endpoint's request header fields
                                    (allowed in CORS preflights); NULL-terminated */
     char id_prefix[9];        /* random per process: request ids are prefix-counter */
+    struct keel_observe *obs; /* tracing, its exporter, recent traces (observe/) */
+    struct keel_metrics *metrics; /* counters for /__keel/metrics (observe/metrics.c) */
+    struct keel_dashboard *dashboard; /* the local dashboard's server; NULL: off */
 };
 
 typedef enum {
@@ -132,6 +135,9 @@ struct keel_req {
     keel_header *extra_headers; /* keel_req_add_response_header: added to any response */
     keel_header **extra_tail;
     char client_ip[46];       /* "" until keel_req_client_ip computes it */
+    struct keel_trace *trace; /* the spans being recorded; NULL: not recorded */
+    const char *error_code;   /* the code of the error answered, for traces */
+    char trace_hex[33];       /* the trace id ("" for detached requests) */
     char id_buf[40];
     _Alignas(16) char inline_mem[2048]; /* the arena's first block */
 };
@@ -218,6 +224,9 @@ keel_error *keel__databases_register(keel_app *app);
 keel_error *keel__databases_open(keel_app *app);
 void keel__databases_close(keel_app *app);
 json_t *keel__databases_model(const keel_app *app, const keel_service *svc);
+/* The folder of db's migrations (under KEEL_APP_ROOT unless absolute);
+ * caller frees; NULL when memory is exhausted. */
+char *keel__db_migrations_path(const keel_sqldb *db);
 
 /* registry.c */
 const keel_route *keel__find_route(const keel_app *app, const char *service, const char *name);

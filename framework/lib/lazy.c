@@ -2,6 +2,7 @@
  * state machine; the set-up itself runs unlocked so that slow set-ups (a
  * connection attempt) never hold the lock. */
 #include "keel/lazy.h"
+#include "observe/trace.h"
 
 #include <stdlib.h>
 
@@ -9,7 +10,10 @@
 static keel_error *attempt(keel_lazy *l, keel_lazy_init_fn init, void *arg, void **out)
 {
     void *value = NULL;
+    keel_req *req = keel__trace_current_req();
+    keel_span *span = keel__span_start(req, "lazy init", KEEL_SPAN_INTERNAL);
     keel_error *err = init(arg, &value);
+    keel__span_end(req, span, err);
     pthread_mutex_lock(&l->mu);
     keel_error_free(l->last_error);
     l->last_error = err ? keel_error_copy(err) : NULL;

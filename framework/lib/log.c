@@ -240,6 +240,11 @@ void keel__log_request(const keel_req *req, unsigned status, int64_t duration_us
     append_uint(&b, status);
     keel_buf_puts(&b, ",\"duration_us\":");
     append_uint(&b, duration_us > 0 ? (uint64_t)duration_us : 0);
+    if (req->trace_hex[0]) {
+        keel_buf_puts(&b, ",\"trace_id\":\"");
+        keel_buf_puts(&b, req->trace_hex);
+        keel_buf_putc(&b, '"');
+    }
     end_line(&b);
     keel_arena_release(&arena);
 }

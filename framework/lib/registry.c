@@ -2,6 +2,8 @@
  * once at start-up (read-only afterwards), the app model, and lookups by name
  * for service-to-service calls. */
 #include "core.h"
+#include "observe/metrics.h"
+#include "observe/observe.h"
 #include "http/conn_limit.h"
 #include "http/schema_check.h"
 
@@ -158,6 +160,9 @@ static keel_error *check_endpoint(keel_route *route, const known_tables *known)
     const keel_endpoint *ep = route->ep;
     if (!ep->name || !*ep->name || !ep->path)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: endpoint without name or path", route->label);
+    if (strncmp(ep->path, "/__keel/", 8) == 0 || strcmp(ep->path, "/__keel") == 0)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: path \"%s\": /__keel/ is the framework's (metrics, health)",
+                              route->label, ep->path);
     if (ep->kind != KEEL_EP_MHD && ep->kind != KEEL_EP_RAW && ep->kind != KEEL_EP_TYPED)
         return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: unknown endpoint kind", route->label);
     keel_error *err = normalise_method(route);
@@ -409,6 +414,8 @@ void keel_app_free(keel_app *app)
     if (!app || app->loops)
         return; /* loops still there mean the stop gave up: leave them */
     keel__databases_close(app);
+    keel__observe_stop(app);
+    keel__metrics_free(app);
     keel__middleware_free(app);
     keel__conn_limit_free(app->conn_limit);
     keel_router_free(app->router);

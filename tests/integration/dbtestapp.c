@@ -1,11 +1,13 @@
 /* tests/integration/dbtestapp.c - the todo service plus a service of
- * database endpoints that the execution-model tests need: a statement that
+ * database endpoints that the execution-model tests need (and the example's
+ * webhook, external-database and legacy services, which test_observe traces): a statement that
  * fails for one input only, a slow statement, the backend that served a
  * statement (to see several requests share one pipelined connection), and a
  * transaction with a row stream inside that commits or rolls back. */
 #include <keel/keel.h>
 
 #include "services.h"
+#include "legacy/mount.h"
 
 static keel_sqldb todo_ref = KEEL_SQLDB_NAMED("todo");
 
@@ -126,6 +128,9 @@ int main(int argc, char **argv)
         &hello_service,
         &todo_service,
         &auth_service,
+        &webhooks_service,
+        &external_service,
+        &legacy_service,
         &dbtest_service,
         NULL
     });

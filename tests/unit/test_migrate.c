@@ -18,6 +18,7 @@
  * The fixture files tests/integration/test_migrate.c applies are read from
  * $KEEL_FIXTURES/migrations (default tests/fixtures/migrations), for the
  * checks that need no server. */
+#define KEEL_MIGRATE_STANDALONE 1 /* without the tracing code */
 #include "../../framework/lib/sql/migrate.c"
 
 #include <ftw.h>

@@ -76,6 +76,12 @@ static void test_registry(void)
         KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&extra_field, NULL), "no such parameter", "a KEEL_IN_PATH field without a parameter is refused");
 
+    const keel_service framework_path = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/__keel/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END},
+        NULL, NULL, NULL, NULL, NULL, NULL};
+    like(startup_error(&framework_path, NULL), "/__keel/ is the framework's",
+         "a path under /__keel/ is refused: the framework's pages never collide with the app's");
+
     const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&bad_name, NULL), "service name", "an invalid service name is refused");
 
@@ -382,7 +388,7 @@ static void test_dependencies(void)
 
 int main(void)
 {
-    plan(51);
+    plan(52);
     test_registry();
     test_startup_messages();
     test_dependencies();

@@ -3,7 +3,9 @@
  * the response struct; for raw endpoints calls the handler with the request.
  * The result always ends up in req->resp (or req->error). */
 #include "core.h"
+#include "observe/trace.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t keel__body_limit(const keel_app *app, const keel_endpoint *ep)
@@ -184,5 +186,17 @@ keel_error *keel_call(keel_req *req, const char *service, const char *endpoint, 
     if (!err && (route->ep->flags & KEEL_AUTH) && !req->auth)
         err = keel_error_new(KEEL_UNAUTHENTICATED, "%s.%s needs auth data, and this request has none", service,
                              endpoint);
-    return err ? err : route->ep->typed(req, in, out);
+    if (err)
+        return err;
+    keel_span *span = NULL;
+    if (req->trace) {
+        char name[300];
+        snprintf(name, sizeof name, "call %s", route->label);
+        span = keel__span_start(req, name, KEEL_SPAN_INTERNAL);
+        keel__span_attr_str(span, "keel.service", service);
+        keel__span_attr_str(span, "keel.endpoint", endpoint);
+    }
+    err = route->ep->typed(req, in, out);
+    keel__span_end(req, span, err);
+    return err;
 }

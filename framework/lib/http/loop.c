@@ -10,6 +10,7 @@
 #include "http/loop.h"
 #include "core.h"
 #include "http/coro.h"
+#include "observe/trace.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -174,7 +175,9 @@ void keel__loop_run(keel_req *req)
     const keel_route *route = req->route;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    keel_req *outer = keel__trace_set_current_req(req);
     keel__coro_resume(req->coro);
+    keel__trace_set_current_req(outer);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int64_t held = ms_between(&t0, &t1);
     if (held > KEEL_HOLD_WARN_MS && route &&

@@ -2,6 +2,7 @@
  * response that handlers fill, and turning it into a libmicrohttpd response.
  * Typed, raw and error replies all leave through keel__req_send. */
 #include "core.h"
+#include "observe/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,7 @@ void keel__resp_set_error(keel_req *req, keel_error *err)
     keel_resp *resp = &req->resp;
     resp_clear(resp);
     resp->status = keel_error_http_status(err);
+    req->error_code = keel_code_name(err->code);
     resp->content_type = "application/json";
     keel_buf *b = keel_resp_buf(resp);
     keel_buf_puts(b, "{\"code\":\"");
@@ -352,6 +354,8 @@ enum MHD_Result keel__req_send(keel_req *req)
     if (resp->content_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     MHD_add_response_header(r, "X-Request-Id", req->id);
+    if (req->trace_hex[0])
+        MHD_add_response_header(r, "X-Trace-Id", req->trace_hex);
     if (atomic_load_explicit(&req->app->stopping, memory_order_relaxed))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining */
     for (const keel_header *h = resp->headers; h; h = h->next)

@@ -12,6 +12,9 @@
 #include "http/coro.h"
 #include "http/loop.h"
 #include "http/conn_limit.h"
+#include "observe/dashboard.h"
+#include "observe/metrics.h"
+#include "observe/observe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,6 +128,17 @@ static void route_request(keel_req *req)
         return;
     }
     req->path = raw;
+    if (strncmp(raw, "/__keel/", 8) == 0) { /* the framework's own pages, never the app's */
+        unsigned status;
+        req->route = keel__framework_route(app, req->method, raw, &status);
+        if (req->route)
+            req->max_body = app->cfg.max_body;
+        else if (status == 405)
+            req->error = keel_error_status(keel_error_new(KEEL_UNIMPLEMENTED, "method %s not allowed", req->method), 405);
+        else
+            req->error = keel_error_new(KEEL_NOT_FOUND, "endpoint not found");
+        return;
+    }
     size_t scratch_len = KEEL_ROUTER_SCRATCH(strlen(raw));
     char *scratch = keel_arena_alloc(&req->arena, scratch_len);
     if (!scratch) {
@@ -247,7 +261,9 @@ static size_t body_to_come(struct MHD_Connection *conn, long long declared)
 static void blocking_job_run(keel_job *job)
 {
     keel_req *req = (keel_req *)((char *)job - offsetof(keel_req, job));
+    keel_req *outer = keel__trace_set_current_req(req);
     keel__dispatch(req);
+    keel__trace_set_current_req(outer);
     req->state = REQ_READY;
     /* After the resume the I/O thread owns req again.  A daemon without a
      * thread of its own is not woken by libmicrohttpd: its loop is. */
@@ -326,7 +342,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->loop = loop;
         *req_cls = req;
         keel__loop_request_started(loop);
+        keel__metrics_request_start(req->app);
         route_request(req);
+        keel__trace_request_begin(req);
         if (keel__cors_preflight_answer(req))
             return keel__req_send(req);
         if (!req->error)
@@ -407,13 +425,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         req->route->ep->cleanup(req);
     if (req->resp.kind == RESP_STREAM && req->resp.stream_free)
         req->resp.stream_free(req->resp.stream_cls); /* never handed to libmicrohttpd */
-    if (app->cfg.log_requests) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t us = (int64_t)(now.tv_sec - req->started.tv_sec) * 1000000 +
-                     (now.tv_nsec - req->started.tv_nsec) / 1000;
-        keel__log_request(req, final_status(req), us);
-    }
+    unsigned status = final_status(req);
+    keel_arena_dispose(&req->arena); /* what the request held may still end spans */
+    keel__trace_request_end(req, status);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)(now.tv_sec - req->started.tv_sec) * 1000000 + (now.tv_nsec - req->started.tv_nsec) / 1000;
+    keel__metrics_request_end(app, req->route, status, us > 0 ? (uint64_t)us : 0);
+    if (app->cfg.log_requests)
+        keel__log_request(req, status, us);
     keel__req_free(req);
     keel__loop_request_finished(loop);
 }
@@ -538,6 +558,10 @@ static bool loops_stop(keel_app *app)
 keel_error *keel_app_start(keel_app *app)
 {
     keel_error *err = keel__secrets_check(app);
+    if (!err && !app->obs) /* before the databases: their migrations are traced */
+        err = keel__observe_start(app, keel__dashboard_wanted());
+    if (!err && !app->metrics)
+        err = keel__metrics_new(app);
     if (!err)
         err = keel__databases_open(app);
     if (!err)
@@ -591,6 +615,8 @@ keel_error *keel_app_start(keel_app *app)
         app->workers = NULL;
         atomic_store(&app->stopping, false);
     }
+    if (!err)
+        keel__dashboard_start(app);
     return err;
 }
 
@@ -603,6 +629,7 @@ void keel_app_stop(keel_app *app)
 {
     if (!app->loops)
         return;
+    keel__dashboard_stop(app); /* its explorer sends requests to the app */
     atomic_store_explicit(&app->stopping, true, memory_order_release);
     for (unsigned i = 0; i < app->nloops; i++)
         keel__loop_wake(app->loops[i]);

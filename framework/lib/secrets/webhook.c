@@ -1,6 +1,7 @@
 /* webhook.c - incremental HMAC-SHA256 verification of webhook deliveries
  * (GitHub, Stripe, Standard Webhooks) with libsodium; see keel/webhook.h. */
 #include "keel/webhook.h"
+#include "observe/trace.h"
 #include "keel/secrets.h"
 
 #include <ctype.h>
@@ -120,7 +121,25 @@ keel_error *keel_webhook_github_begin(keel_webhook *wh, const char *secret)
     return start(wh, KEEL_WEBHOOK_GITHUB, (const unsigned char *)secret, strlen(secret));
 }
 
+/* The verification's span, on the request whose handler runs here. */
+static keel_error *traced(const char *provider, keel_error *err, keel_span *span, keel_req *req)
+{
+    keel__span_attr_str(span, "keel.webhook.provider", provider);
+    keel__span_attr_bool(span, "keel.webhook.verified", err == NULL);
+    keel__span_end(req, span, err);
+    return err;
+}
+
+static keel_error *github_finish(keel_webhook *wh, const char *sig_header);
+
 keel_error *keel_webhook_github_finish(keel_webhook *wh, const char *sig_header)
+{
+    keel_req *req = keel__trace_current_req();
+    keel_span *span = keel__span_start(req, "webhook verify", KEEL_SPAN_INTERNAL);
+    return traced("github", github_finish(wh, sig_header), span, req);
+}
+
+static keel_error *github_finish(keel_webhook *wh, const char *sig_header)
 {
     if (wh->provider != KEEL_WEBHOOK_GITHUB) {
         wipe(wh);
@@ -363,7 +382,17 @@ keel_error *keel_webhook_standard_verify(const char *secret, const char *msg_id,
 
 /* ---- finish (Stripe, Standard Webhooks) ------------------------------------------------ */
 
+static keel_error *signed_finish(keel_webhook *wh);
+
 keel_error *keel_webhook_finish(keel_webhook *wh)
+{
+    keel_req *req = keel__trace_current_req();
+    const char *provider = wh->provider == KEEL_WEBHOOK_STRIPE ? "stripe" : "standard";
+    keel_span *span = keel__span_start(req, "webhook verify", KEEL_SPAN_INTERNAL);
+    return traced(provider, signed_finish(wh), span, req);
+}
+
+static keel_error *signed_finish(keel_webhook *wh)
 {
     keel_webhook_provider p = wh->provider;
     if (p != KEEL_WEBHOOK_STRIPE && p != KEEL_WEBHOOK_STANDARD) {

@@ -12,6 +12,7 @@
 #include "sql/infra.h"
 #include "sql/pg_error.h"
 #include "sql/pool.h"
+#include "observe/observe.h"
 #include "wipe.h"
 
 /* The index of the declaration called name, or -1. */
@@ -87,7 +88,7 @@ keel_error *keel__databases_register(keel_app *app)
 }
 
 /* Where db's migrations are: its folder, relative to the app root. */
-static char *migrations_path(const keel_sqldb *db)
+char *keel__db_migrations_path(const keel_sqldb *db)
 {
     const char *root = keel_app_root();
     if (db->migrations[0] == '/' || strcmp(root, ".") == 0)
@@ -108,7 +109,7 @@ static void log_notice(void *arg, const char *message)
 /* Applies pending migrations to db, connected with its admin role. */
 static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
 {
-    char *dir = migrations_path(db);
+    char *dir = keel__db_migrations_path(db);
     keel_migration_set *set = NULL;
     keel_error *err = dir ? keel_migrations_load(dir, &set) : keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     free(dir);
@@ -138,6 +139,27 @@ static keel_error *migrate_database(const keel_infra *infra, keel_sqldb *db)
     }
     PQfinish(conn);
     keel_migrations_free(set);
+    return err;
+}
+
+/* Migrations at start-up are a trace of their own ("migrate todo"), with a
+ * span per file applied, when tracing is on. */
+static keel_error *migrate_database_traced(keel_app *app, const keel_infra *infra, keel_sqldb *db)
+{
+    if (!app->obs || !keel__observe_tracing(app->obs))
+        return migrate_database(infra, db);
+    keel_req *req = keel__req_detached_new();
+    if (!req)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    char name[96];
+    snprintf(name, sizeof name, "migrate %s", db->name);
+    keel__trace_detached_begin(app, req, name);
+    keel__span_attr_str(req->trace ? req->trace->spans : NULL, "db.namespace", db->name);
+    keel_req *outer = keel__trace_set_current_req(req);
+    keel_error *err = migrate_database(infra, db);
+    keel__trace_set_current_req(outer);
+    keel__trace_detached_end(req, err);
+    keel__req_detached_free(req);
     return err;
 }
 
@@ -189,7 +211,7 @@ keel_error *keel__databases_open(keel_app *app)
     if (app->ndbs == 0)
         return NULL;
     for (size_t i = 0; !err && i < app->ndbs; i++) {
-        err = migrate_database(infra, app->dbs[i]);
+        err = migrate_database_traced(app, infra, app->dbs[i]);
         if (!err)
             err = open_pool(infra, app->dbs[i]);
     }

@@ -15,6 +15,7 @@
 
 #include "sql/infra.h"
 #include "sql/pool.h"
+#include "observe/trace.h"
 
 /* The old settings file (extdb.<env>.json) and its KEEL_EXTDB_* overrides
  * are gone: they are found and refused with directions, so a team that
@@ -104,7 +105,16 @@ static keel_error *open_pool(void *arg, void **out)
     keel_pool *pool = NULL;
     err = keel_pool_new(&cfg, &pool);
     keel_pconn *c = NULL;
-    if (!err && (err = keel_pool_get(pool, &c)) != NULL) {
+    keel_req *req = keel__trace_current_req();
+    char name[96];
+    snprintf(name, sizeof name, "connect %s", x->name);
+    keel_span *span = err ? NULL : keel__span_start(req, name, KEEL_SPAN_CLIENT);
+    keel__span_attr_str(span, "db.system.name", "postgresql");
+    keel__span_attr_str(span, "db.namespace", x->name);
+    if (!err)
+        err = keel_pool_get(pool, &c);
+    keel__span_end(req, span, err);
+    if (err && pool) {
         keel_pool_free(pool);
         err = explain(x, &s, err);
     }

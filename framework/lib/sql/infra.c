@@ -7,6 +7,7 @@
 #include "sql/infra.h"
 #include "core.h"
 #include "http/cors.h"
+#include "observe/trace.h"
 #include "json_text.h"
 #include "keel/lazy.h"
 #include "keel/secrets.h"
@@ -206,7 +207,7 @@ static void check_server(checker *c, const char *where, json_t *s)
 
 static keel_error *check_and_index(keel_infra *infra)
 {
-    static const char *const keys[] = {"$schema", "env", "sql_servers", "pool", "cors", NULL};
+    static const char *const keys[] = {"$schema", "env", "sql_servers", "pool", "cors", "tracing", NULL};
     checker c = {infra->path, NULL};
     json_t *root = infra->root;
     if (!json_is_object(root)) {
@@ -228,6 +229,9 @@ static keel_error *check_and_index(keel_infra *infra)
     keel__cors_free(cors);
     if (cors_err)
         c.err = cors_err;
+    keel_error *tracing_err = c.err ? NULL : keel__trace_config_from_json(json_object_get(root, "tracing"), infra->path, NULL);
+    if (tracing_err)
+        c.err = tracing_err;
     size_t i, total = 0;
     json_t *s;
     json_array_foreach(servers, i, s) {
@@ -356,6 +360,11 @@ static const infra_db *find(const keel_infra *infra, const char *logical)
 const struct json_t *keel__infra_cors(const keel_infra *infra)
 {
     return json_object_get(infra->root, "cors");
+}
+
+const struct json_t *keel__infra_tracing(const keel_infra *infra)
+{
+    return json_object_get(infra->root, "tracing");
 }
 
 const char *keel__infra_env(const keel_infra *infra)

@@ -69,6 +69,8 @@ keel_error *keel__infra_process(const keel_infra **out);
 const char *keel__infra_path(const keel_infra *infra);
 /* The "cors" object (checked by http/cors.c when the app starts), or NULL. */
 const struct json_t *keel__infra_cors(const keel_infra *infra);
+/* The "tracing" object (checked by observe/trace.c), or NULL. */
+const struct json_t *keel__infra_tracing(const keel_infra *infra);
 
 /* The environment the file says it describes ("env"), or NULL. */
 const char *keel__infra_env(const keel_infra *infra);

@@ -66,6 +66,7 @@ struct keel_pipe_conn {
     pipe_op *wait_head, *wait_tail; /* waiting for the connection to be up */
     unsigned inflight;      /* sent and waiting together */
     bool reserved;          /* one request holds it alone (keel__pipe_reserve) */
+    bool counted_busy;      /* in the pool's busy count (metrics) */
     bool broken;            /* closed while reserved: freed by its release */
     pipe_waiter *reserver;  /* waits for this new connection to be up */
     bool streaming;         /* a row stream is being read (no ops queued) */
@@ -95,6 +96,17 @@ struct pipe_lane {
     unsigned nconns;
     unsigned cap;
 };
+
+/* Keeps the pool's busy count (metrics) in step with c: busy while held
+ * alone or with statements in flight.  Called after either changes. */
+static void busy_sync(pipe_conn *c)
+{
+    bool busy = c->pc && (c->reserved || c->inflight > 0);
+    if (busy != c->counted_busy) {
+        keel_pool_note_busy(c->lane->pool, busy ? 1 : -1);
+        c->counted_busy = busy;
+    }
+}
 
 struct keel_pipes {
     pipe_lane *lanes;
@@ -177,6 +189,7 @@ static void conn_fail(pipe_conn *c, keel_error *why)
     keel_pconn_close(c->pc);
     c->pc = NULL;
     c->pg = NULL;
+    busy_sync(c);
     if (c->reserved) {
         c->broken = true;
         return;
@@ -274,6 +287,7 @@ static void hand_over(pipe_conn *c)
     pipe_waiter *w = c->lane->waiters;
     c->lane->waiters = w->next;
     c->reserved = true;
+    busy_sync(c);
     waiter_finish(w, c, NULL);
 }
 
@@ -296,6 +310,7 @@ static bool read_results(pipe_conn *c)
             if (!c->head)
                 c->tail = NULL;
             c->inflight--;
+            busy_sync(c);
             if (!op->err && !op->result)
                 op->err = keel_error_new(KEEL_INTERNAL, "database \"%s\" error", keel_pool_name(c->lane->pool));
             op_finish(c->lane, op);
@@ -528,6 +543,7 @@ static keel_error *run_on(keel_req *req, pipe_conn *c, const char *sql, const ke
     op->sql = sql;
     op->params = p;
     c->inflight++;
+    busy_sync(c);
     if (c->connecting) {
         queue_push(&c->wait_head, &c->wait_tail, op);
     } else if (!op_send(c, op)) {
@@ -596,15 +612,20 @@ keel_error *keel__pipe_reserve(keel_req *req, keel_pool *pool, keel_pipe_conn **
     for (pipe_conn *c = lane->conns; c; c = c->next)
         if (!c->reserved && !c->connecting && !c->inflight) {
             c->reserved = true;
+            busy_sync(c);
+            keel_pool_note_checkout(pool, 0);
             *out = c;
             return NULL;
         }
     pipe_waiter w = {.req = req, .lane = lane, .timer = {.fn = on_reserve_timeout}};
+    struct timespec t0 = *keel__loop_now(lane->loop);
+    bool queued = false;
     if (lane->nconns < lane->cap) {
         pipe_conn *c;
         if ((err = conn_new(lane, &c)) != NULL)
             return err;
         c->reserved = true;
+        busy_sync(c);
         c->reserver = &w;
     } else {
         pipe_waiter **tail = &lane->waiters;
@@ -612,10 +633,19 @@ keel_error *keel__pipe_reserve(keel_req *req, keel_pool *pool, keel_pipe_conn **
             tail = &(*tail)->next;
         *tail = &w;
         keel__loop_timer_arm(lane->loop, &w.timer, keel_pool_checkout_ms(pool));
+        keel_pool_note_waiting(pool, 1);
+        queued = true;
     }
     while (!w.done)
         keel__coro_yield(req->coro);
+    if (queued)
+        keel_pool_note_waiting(pool, -1);
     *out = w.got;
+    if (!w.err) {
+        const struct timespec *t1 = keel__loop_now(lane->loop);
+        int64_t ns = (int64_t)(t1->tv_sec - t0.tv_sec) * 1000000000 + (t1->tv_nsec - t0.tv_nsec);
+        keel_pool_note_checkout(pool, ns > 0 ? (uint64_t)ns : 0);
+    }
     return w.err;
 }
 
@@ -688,6 +718,7 @@ void keel__pipe_release(keel_pipe_conn *c, bool broken)
         return;
     }
     c->reserved = false;
+    busy_sync(c);
     if (broken || c->streaming || c->inflight || PQstatus(c->pg) != CONNECTION_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         conn_fail(c, keel_error_new(KEEL_UNAVAILABLE, "connection closed"));

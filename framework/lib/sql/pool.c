@@ -6,6 +6,7 @@
 #include "wipe.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@ struct keel_pconn {
     struct timespec idle_since; /* when it was last given back */
     keel_pool *pool;
     keel_pconn *next;   /* idle list link */
+    bool counted;       /* in the pool's st_open */
     stmt **slots;       /* open addressing, linear probing; NULL: empty */
     size_t nslots;      /* a power of two (0 before the first statement) */
     size_t nstmts;
@@ -50,6 +52,9 @@ struct keel_pool {
     unsigned checkout_ms;
     keel_pconn *idle;
     unsigned open;          /* connections that exist or are being made */
+    /* For the metrics page (keel_pool_stats); every connection, pooled or
+     * pipelined, is counted. */
+    atomic_uint_fast64_t st_open, st_busy, st_waiting, st_checkouts, st_checkout_ns, st_ok, st_failed;
 };
 
 /* ---- pool ------------------------------------------------------------------ */
@@ -192,6 +197,8 @@ static void pconn_close(keel_pconn *c)
 {
     if (!c)
         return;
+    if (c->counted)
+        atomic_fetch_sub_explicit(&c->pool->st_open, 1, memory_order_relaxed);
     PQfinish(c->pg);
     for (size_t i = 0; i < c->nslots; i++)
         if (c->slots[i]) {
@@ -249,6 +256,8 @@ static keel_error *pconn_open(keel_pool *pool, bool wait, keel_pconn **out)
         return err;
     }
     PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    c->counted = true;
+    atomic_fetch_add_explicit(&pool->st_open, 1, memory_order_relaxed);
     *out = c;
     return NULL;
 }
@@ -301,7 +310,27 @@ static void deadline_after(struct timespec *ts, unsigned ms)
     }
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static keel_error *pool_get(keel_pool *pool, keel_pconn **out);
+
 keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out)
+{
+    uint64_t t0 = mono_ns();
+    keel_error *err = pool_get(pool, out);
+    if (!err) {
+        keel_pool_note_checkout(pool, mono_ns() - t0);
+        keel_pool_note_busy(pool, 1);
+    }
+    return err;
+}
+
+static keel_error *pool_get(keel_pool *pool, keel_pconn **out)
 {
     *out = NULL;
     struct timespec deadline;
@@ -333,7 +362,9 @@ keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out)
             }
             return err;
         }
+        keel_pool_note_waiting(pool, 1);
         int rc = pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline);
+        keel_pool_note_waiting(pool, -1);
         if (rc == ETIMEDOUT && !pool->idle && pool->open >= pool->max_conns) {
             pthread_mutex_unlock(&pool->mu);
             return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\": no connection available within %u ms",
@@ -346,6 +377,7 @@ void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken)
 {
     if (!conn)
         return;
+    keel_pool_note_busy(pool, -1);
     bool lost = PQstatus(conn->pg) != CONNECTION_OK;
     if (broken || lost || PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
         pconn_close(conn);
@@ -377,6 +409,41 @@ keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out)
 void keel_pconn_close(keel_pconn *conn)
 {
     pconn_close(conn);
+}
+
+void keel_pool_stats_read(const keel_pool *pool, keel_pool_stats *out)
+{
+    keel_pool *p = (keel_pool *)pool; /* atomics are read through a non-const pointer */
+    out->open = atomic_load_explicit(&p->st_open, memory_order_relaxed);
+    out->busy = atomic_load_explicit(&p->st_busy, memory_order_relaxed);
+    out->waiting = atomic_load_explicit(&p->st_waiting, memory_order_relaxed);
+    out->checkouts = atomic_load_explicit(&p->st_checkouts, memory_order_relaxed);
+    out->checkout_ns = atomic_load_explicit(&p->st_checkout_ns, memory_order_relaxed);
+    out->statements_ok = atomic_load_explicit(&p->st_ok, memory_order_relaxed);
+    out->statements_failed = atomic_load_explicit(&p->st_failed, memory_order_relaxed);
+    if (out->busy > out->open) /* read at different moments */
+        out->busy = out->open;
+}
+
+void keel_pool_note_busy(keel_pool *pool, int delta)
+{
+    atomic_fetch_add_explicit(&pool->st_busy, (uint_fast64_t)(int_fast64_t)delta, memory_order_relaxed);
+}
+
+void keel_pool_note_waiting(keel_pool *pool, int delta)
+{
+    atomic_fetch_add_explicit(&pool->st_waiting, (uint_fast64_t)(int_fast64_t)delta, memory_order_relaxed);
+}
+
+void keel_pool_note_checkout(keel_pool *pool, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&pool->st_checkouts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->st_checkout_ns, ns, memory_order_relaxed);
+}
+
+void keel_pool_note_statement(keel_pool *pool, bool ok)
+{
+    atomic_fetch_add_explicit(ok ? &pool->st_ok : &pool->st_failed, 1, memory_order_relaxed);
 }
 
 const char *keel_pool_name(const keel_pool *pool)

@@ -5,6 +5,7 @@
 #define KEEL_POOL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <libpq-fe.h>
 
 #include "keel/error.h"
@@ -37,6 +38,23 @@ keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out);
 void keel_pool_put(keel_pool *pool, keel_pconn *conn, bool broken);
 
 PGconn *keel_pconn_pg(keel_pconn *conn);
+
+/* What the metrics page shows of a pool, counted across the blocking pool
+ * and the I/O threads' pipelined connections. */
+typedef struct keel_pool_stats {
+    uint64_t open;            /* connections that exist */
+    uint64_t busy;            /* checked out, held alone, or with statements in flight */
+    uint64_t waiting;         /* requests waiting for a connection */
+    uint64_t checkouts;       /* connections obtained (keel_pool_get, keel__pipe_reserve) */
+    uint64_t checkout_ns;     /* the time those took, in total */
+    uint64_t statements_ok, statements_failed;
+} keel_pool_stats;
+void keel_pool_stats_read(const keel_pool *pool, keel_pool_stats *out);
+/* Bookkeeping for pipeline.c and sqldb.c (relaxed atomics). */
+void keel_pool_note_busy(keel_pool *pool, int delta);
+void keel_pool_note_waiting(keel_pool *pool, int delta);
+void keel_pool_note_checkout(keel_pool *pool, uint64_t ns);
+void keel_pool_note_statement(keel_pool *pool, bool ok);
 
 /* For connections an I/O thread owns (pipeline.c): starts a non-blocking
  * connect with the pool's settings (drive it with PQconnectPoll), closes one,

@@ -27,6 +27,7 @@
 #include "core.h"
 #include "sql/pool.h"
 #include "sql/pipeline.h"
+#include "observe/trace.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -58,6 +59,7 @@ typedef struct db_entry {
     keel_pipe_conn *atx;   /* the same on the request's I/O thread (pipeline.c) */
     bool tx_failed;        /* a statement failed: the transaction was rolled back */
     keel_rows *tx_stream;  /* a row stream open on tx */
+    keel_span *tx_span;    /* the open transaction's span, when traced */
 } db_entry;
 
 struct keel_row {
@@ -213,8 +215,13 @@ static void tx_fail(keel_req *req, db_entry *e)
 
 /* Returns the transaction's connection (closed if still inside the
  * transaction) and forgets the transaction. */
-static void tx_end(db_entry *e)
+static void tx_end(db_entry *e, const char *outcome)
 {
+    if (e->tx_span) {
+        keel__span_attr_str(e->tx_span, "keel.db.transaction", outcome);
+        keel__span_end(NULL, e->tx_span, NULL);
+        e->tx_span = NULL;
+    }
     if (e->atx)
         keel__pipe_release(e->atx, false);
     else
@@ -444,10 +451,117 @@ static keel_error *run_pooled(keel_req *req, db_entry *e, op_kind kind, const ch
     }
 }
 
+/* ---- spans ------------------------------------------------------------------------- */
+
+static const char *const parameter_keys[] = {
+    "db.query.parameter.0", "db.query.parameter.1", "db.query.parameter.2", "db.query.parameter.3",
+    "db.query.parameter.4", "db.query.parameter.5", "db.query.parameter.6", "db.query.parameter.7",
+    "db.query.parameter.8", "db.query.parameter.9", "db.query.parameter.10", "db.query.parameter.11",
+    "db.query.parameter.12", "db.query.parameter.13", "db.query.parameter.14", "db.query.parameter.15"};
+
+/* Parameter values go into spans only when the infra config asks for them
+ * (tracing.sql_parameters): they may hold personal data. */
+static void span_parameters(keel_span *s, const keel_arg *args, size_t nargs)
+{
+    for (size_t i = 0; i < nargs && i < sizeof parameter_keys / sizeof *parameter_keys; i++) {
+        const keel_arg *a = &args[i];
+        char num[64];
+        const char *key = parameter_keys[i];
+        switch (a->type) {
+        case KEEL_ARG_T_TEXT:
+            keel__span_attr_strn(s, key, a->ptr, strnlen(a->ptr, 256));
+            break;
+        case KEEL_ARG_T_INT64:
+            keel__span_attr_int(s, key, a->i);
+            break;
+        case KEEL_ARG_T_DOUBLE:
+            snprintf(num, sizeof num, "%.17g", a->d);
+            keel__span_attr_str(s, key, num);
+            break;
+        case KEEL_ARG_T_BOOL:
+            keel__span_attr_bool(s, key, a->i != 0);
+            break;
+        case KEEL_ARG_T_BYTEA:
+            snprintf(num, sizeof num, "(%zu bytes)", a->len);
+            keel__span_attr_str(s, key, num);
+            break;
+        case KEEL_ARG_T_JSON:
+            keel__span_attr_str(s, key, "(json)");
+            break;
+        default:
+            keel__span_attr_str(s, key, "NULL");
+            break;
+        }
+    }
+}
+
+/* A statement's span: "SELECT todo", with the statement as written (its
+ * parameters are $1..., never spliced in). */
+static keel_span *statement_span(keel_req *req, const keel_sqldb *db, const char *sql, const keel_arg *args,
+                                 size_t nargs)
+{
+    if (!req->trace || !sql)
+        return NULL;
+    const char *p = sql;
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '(')
+        p++;
+    size_t oplen = 0;
+    while (oplen < 16 && ((p[oplen] >= 'A' && p[oplen] <= 'Z') || (p[oplen] >= 'a' && p[oplen] <= 'z')))
+        oplen++;
+    char op[17];
+    for (size_t i = 0; i < oplen; i++)
+        op[i] = (char)(p[i] >= 'a' ? p[i] - 32 : p[i]);
+    op[oplen] = '\0';
+    char name[96];
+    snprintf(name, sizeof name, "%s %s", oplen ? op : "SQL", db->name);
+    keel_span *s = keel__span_start(req, name, KEEL_SPAN_CLIENT);
+    keel__span_attr_str(s, "db.system.name", "postgresql");
+    keel__span_attr_str(s, "db.namespace", db->name);
+    if (oplen)
+        keel__span_attr_str(s, "db.operation.name", op);
+    keel__span_attr_str(s, "db.query.text", sql);
+    if (s && keel__span_sql_parameters(req))
+        span_parameters(s, args, nargs);
+    return s;
+}
+
+static void statement_span_end(keel_req *req, keel_span *s, PGresult *r, keel_error *err)
+{
+    if (!s)
+        return;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
+        keel__span_attr_int(s, "db.response.returned_rows", PQntuples(r));
+    else if (r && *PQcmdTuples(r))
+        keel__span_attr_int(s, "keel.db.affected_rows", strtoll(PQcmdTuples(r), NULL, 10));
+    keel__span_end(req, s, err);
+}
+
+static keel_error *execute_statement(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
+                                     size_t nargs, PGresult **out);
+
+/* Statements by database and outcome, for the metrics page.  A database
+ * without a pool (an external one not yet opened) counts nothing. */
+static void statement_count(keel_sqldb *db, const keel_error *err)
+{
+    keel_sqldb *d = db->resolved ? db->resolved : db;
+    if (d->pool)
+        keel_pool_note_statement(d->pool, !err);
+}
+
 /* Runs a statement to completion on the transaction's connection or a pooled
  * one, with one retry on a fresh connection when a pooled one turns out dead. */
 static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
                            size_t nargs, PGresult **out)
+{
+    keel_span *s = statement_span(req, db, sql, args, nargs);
+    keel_error *err = execute_statement(req, db, sql, args, nargs, out);
+    statement_span_end(req, s, *out, err);
+    statement_count(db, err);
+    return err;
+}
+
+static keel_error *execute_statement(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
+                                     size_t nargs, PGresult **out)
 {
     *out = NULL;
     db_entry *e;
@@ -631,7 +745,22 @@ static keel_error *stream_start_async(keel_req *req, db_entry *e, const char *sq
     return NULL;
 }
 
+static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs);
+
+/* A row stream's span covers the statement's start (its first rows); the
+ * rows read afterwards are the handler's time. */
 keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs)
+{
+    keel_span *s = statement_span(req, db, sql, args, nargs);
+    keel_error *err = query_start(req, db, rows, sql, args, nargs);
+    keel__span_end(req, s, err);
+    statement_count(db, err);
+    return err;
+}
+
+static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
                                const keel_arg *args, size_t nargs)
 {
     *rows = NULL;
@@ -799,6 +928,8 @@ void keel_rows_close(keel_rows *rows)
 
 /* ---- transactions ---------------------------------------------------------------- */
 
+static keel_error *begin_on(keel_req *req, db_entry *e);
+
 keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
 {
     db_entry *e;
@@ -808,6 +939,24 @@ keel_error *keel_db_begin(keel_req *req, keel_sqldb *db)
     if (in_tx(e))
         return keel_error_new(KEEL_INTERNAL, "sqldb: a transaction is already open on database \"%s\"",
                               e->db->name);
+    keel_span *span = NULL;
+    if (req->trace) {
+        char name[80];
+        snprintf(name, sizeof name, "transaction %s", e->db->name);
+        span = keel__span_start(req, name, KEEL_SPAN_INTERNAL);
+        keel__span_attr_str(span, "db.namespace", e->db->name);
+    }
+    err = begin_on(req, e);
+    if (err)
+        keel__span_end(req, span, err);
+    else
+        e->tx_span = span;
+    return err;
+}
+
+static keel_error *begin_on(keel_req *req, db_entry *e)
+{
+    keel_error *err;
     for (int attempt = 0; on_loop(req); attempt++) {
         keel_pipe_conn *c;
         if ((err = keel__pipe_reserve(req, e->db->pool, &c)) != NULL)
@@ -848,7 +997,7 @@ keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
     if (e->tx_stream)
         rows_close(e->tx_stream, false);
     if (e->tx_failed) {
-        tx_end(e);
+        tx_end(e, "rolled back");
         return keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
     }
     PGresult *r;
@@ -856,7 +1005,7 @@ keel_error *keel_db_commit(keel_req *req, keel_sqldb *db)
     if (!err && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) /* the server had aborted it */
         err = keel_error_new(KEEL_ABORTED, TX_ABORTED_MESSAGE);
     PQclear(r);
-    tx_end(e);
+    tx_end(e, err ? "rolled back" : "committed");
     return err;
 }
 
@@ -872,7 +1021,7 @@ keel_error *keel_db_rollback(keel_req *req, keel_sqldb *db)
         rows_close(e->tx_stream, true);
     if (!e->tx_failed)
         tx_fail(req, e);
-    tx_end(e);
+    tx_end(e, "rolled back");
     return NULL;
 }
 
@@ -888,7 +1037,7 @@ static void state_dispose(void *p)
         if (in_tx(e)) {
             if (!e->tx_failed)
                 tx_fail(req, e);
-            tx_end(e);
+            tx_end(e, "rolled back");
         }
     for (kept_result *k = st->kept; k; k = k->next)
         PQclear(k->res);

@@ -1,0 +1,281 @@
+/* http_client.c - see http_client.h.  HTTP/1.1 with "Connection: close":
+ * the reply ends with the connection, or with its Content-Length, or its
+ * last chunk. */
+#include "observe/http_client.h"
+#include "format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REPLY_MAX (16u * 1024 * 1024)
+
+static keel_error *oom(void)
+{
+    return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+keel_error *keel__http_target_parse(const char *url, keel_http_target *out)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(url, "http://", 7) != 0)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "expected an http:// URL");
+    const char *host = url + 7;
+    const char *path = strchr(host, '/');
+    size_t hostlen = path ? (size_t)(path - host) : strlen(host);
+    const char *colon = memchr(host, ':', hostlen);
+    if (host[0] == '[') /* [v6]:port */
+        colon = memchr(host, ']', hostlen) ? strchr(memchr(host, ']', hostlen), ':') : NULL;
+    if (colon && path && colon > path)
+        colon = NULL;
+    size_t namelen = colon ? (size_t)(colon - host) : hostlen;
+    if (!namelen)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL has no host");
+    const char *port = colon ? colon + 1 : "80";
+    size_t portlen = colon ? hostlen - namelen - 1 : 2;
+    for (size_t i = 0; i < portlen; i++)
+        if (port[i] < '0' || port[i] > '9')
+            return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's port is not a number");
+    if (!portlen || portlen > 5)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's port is not a number");
+    if (host[0] == '[' && namelen >= 2) {
+        host++;
+        namelen -= 2;
+    }
+    out->host = strndup(host, namelen);
+    out->port = strndup(port, portlen);
+    out->path = strdup(path ? path : "/");
+    if (!out->host || !out->port || !out->path) {
+        keel__http_target_clear(out);
+        return oom();
+    }
+    return NULL;
+}
+
+void keel__http_target_clear(keel_http_target *t)
+{
+    free(t->host);
+    free(t->port);
+    free(t->path);
+    memset(t, 0, sizeof *t);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until deadline; false on timeout or error. */
+static bool wait_fd(int fd, short events, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {fd, events, 0};
+        int n = poll(&p, 1, (int)left);
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+static int connect_to(const keel_http_target *t, long long deadline)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(t->host, t->port, &hints, &res) != 0)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static bool send_all(int fd, const char *p, size_t n, long long deadline)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline))
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Decodes a chunked body in place; false when it is malformed or cut. */
+static bool dechunk(char *body, size_t len, size_t *out_len)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *end;
+        unsigned long long n = strtoull(body + in, &end, 16);
+        if (end == body + in)
+            return false;
+        char *eol = memchr(end, '\n', len - (size_t)(end - body));
+        if (!eol)
+            return false;
+        in = (size_t)(eol - body) + 1;
+        if (n == 0)
+            break;
+        if (n > len - in)
+            return false;
+        memmove(body + out, body + in, n);
+        out += n;
+        in += n;
+        if (in < len && body[in] == '\r')
+            in++;
+        if (in < len && body[in] == '\n')
+            in++;
+    }
+    *out_len = out;
+    body[out] = '\0';
+    return true;
+}
+
+/* Splits the raw reply into status, headers and body. */
+static keel_error *parse_reply(char *raw, size_t len, keel_http_reply *out)
+{
+    char *sep = strstr(raw, "\r\n\r\n");
+    unsigned status;
+    if (!sep || sscanf(raw, "HTTP/%*d.%*d %3u", &status) != 1)
+        return keel_error_new(KEEL_UNAVAILABLE, "the peer's reply is not HTTP");
+    size_t head_len = (size_t)(sep - raw) + 2;
+    char *body = sep + 4;
+    size_t body_len = len - (size_t)(body - raw);
+    out->headers = strndup(raw, head_len);
+    if (!out->headers)
+        return oom();
+    bool chunked = false;
+    long long length = -1;
+    for (char *line = strstr(out->headers, "\r\n"); line && line[2]; line = strstr(line + 2, "\r\n")) {
+        const char *h = line + 2;
+        if (strncasecmp(h, "Transfer-Encoding:", 18) == 0 && strstr(h, "chunked") &&
+            (size_t)(strstr(h, "chunked") - h) < (size_t)(strcspn(h, "\r")))
+            chunked = true;
+        else if (strncasecmp(h, "Content-Length:", 15) == 0)
+            length = strtoll(h + 15, NULL, 10);
+    }
+    if (chunked && !dechunk(body, body_len, &body_len))
+        return keel_error_new(KEEL_UNAVAILABLE, "the peer's chunked reply is cut or malformed");
+    if (!chunked && length >= 0 && (size_t)length < body_len)
+        body_len = (size_t)length;
+    out->body = malloc(body_len + 1);
+    if (!out->body)
+        return oom();
+    memcpy(out->body, body, body_len);
+    out->body[body_len] = '\0';
+    out->body_len = body_len;
+    out->status = status;
+    return NULL;
+}
+
+keel_error *keel__http_exchange(const keel_http_target *t, const char *method, const char *path,
+                                const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
+                                keel_http_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    long long deadline = now_ms() + timeout_ms;
+    int fd = connect_to(t, deadline);
+    if (fd < 0)
+        return keel_error_new(KEEL_UNAVAILABLE, "could not connect to %s:%s", t->host, t->port);
+    keel_error *err = NULL;
+    size_t cap = 4096, used = 0;
+    char *head = NULL, *raw = NULL;
+    size_t hn = 0;
+    for (size_t i = 0; headers && headers[i]; i++)
+        hn += strlen(headers[i]) + 2;
+    head = malloc(strlen(method) + strlen(path) + strlen(t->host) + hn + 128);
+    raw = malloc(cap);
+    if (!head || !raw) {
+        err = oom();
+        goto done;
+    }
+    int n = sprintf(head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n", method, path, t->host, t->port);
+    for (size_t i = 0; headers && headers[i]; i++)
+        n += sprintf(head + n, "%s\r\n", headers[i]);
+    if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0)
+        n += sprintf(head + n, "Content-Length: %zu\r\n", len);
+    n += sprintf(head + n, "\r\n");
+    if (!send_all(fd, head, (size_t)n, deadline) || (len && !send_all(fd, body, len, deadline))) {
+        err = keel_error_new(KEEL_UNAVAILABLE, "could not send to %s:%s", t->host, t->port);
+        goto done;
+    }
+    for (;;) {
+        if (used + 1 >= cap) {
+            if (cap >= REPLY_MAX) {
+                err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "the reply from %s:%s is over 16 MiB", t->host, t->port);
+                goto done;
+            }
+            char *bigger = realloc(raw, cap * 2);
+            if (!bigger) {
+                err = oom();
+                goto done;
+            }
+            raw = bigger;
+            cap *= 2;
+        }
+        ssize_t r = recv(fd, raw + used, cap - used - 1, 0);
+        if (r > 0) {
+            used += (size_t)r;
+        } else if (r == 0) {
+            break;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            if (!wait_fd(fd, POLLIN, deadline)) {
+                err = keel_error_new(KEEL_DEADLINE_EXCEEDED, "no reply from %s:%s within %u ms", t->host, t->port,
+                                     timeout_ms);
+                goto done;
+            }
+        } else {
+            err = keel_error_new(KEEL_UNAVAILABLE, "the connection to %s:%s failed", t->host, t->port);
+            goto done;
+        }
+    }
+    raw[used] = '\0';
+    err = parse_reply(raw, used, out);
+    if (err)
+        keel__http_reply_clear(out);
+done:
+    free(head);
+    free(raw);
+    close(fd);
+    return err;
+}
+
+void keel__http_reply_clear(keel_http_reply *r)
+{
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
