@@ -1,6 +1,6 @@
 /* db_external.c - the commands that edit an environment's infra config:
  * `keel db add-external` (an external database: the team's existing one)
- * and `keel infra set KEY JSON` (cors, pool, env), so settings are written
+ * and `keel infra set KEY JSON` (cors, pool, tracing, env), so settings are written
  * by a tool that checks them rather than by hand or by printf.  The result
  * is read back through the same parser the app uses before it replaces the
  * file. */

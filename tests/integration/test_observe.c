@@ -578,10 +578,45 @@ static void test_dashboard_api(void)
     ht_free(&r);
     ht_server d = srv;
     d.port = dashboard_port;
-    r = ht_request(&d, "POST", "/api/query", "{\"database\":\"todo\",\"sql\":\"SELECT 1\"}", 40,
+    const char *plain = "{\"database\":\"todo\",\"sql\":\"SELECT 1\"}";
+    r = ht_request(&d, "POST", "/api/query", plain, strlen(plain),
                    (const char *[]){"Content-Type: text/plain", NULL});
     is_int(r.status, 400, "a POST that is not application/json is refused (no cross-site form posts)");
     ht_free(&r);
+}
+
+/* The dashboard in headless Chromium (tests/js/dashboard_check.mjs drives it
+ * with playwright-core): its checks are relayed here one by one. */
+static void test_dashboard_browser(const char *js_dir)
+{
+    if (!dashboard_port)
+        return;
+    if (ht_valgrind()) {
+        skip("the browser check runs in the plain and ASan passes (the dashboard's JSON is checked above)");
+        return;
+    }
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cd %s && node dashboard_check.mjs http://127.0.0.1:%u 2>&1", js_dir, dashboard_port);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        ok(0, "node dashboard_check.mjs runs");
+        return;
+    }
+    char line[1024];
+    int checks = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
+            bool good = line[0] == 'o';
+            const char *desc = strstr(line, " - ");
+            ok(good, "dashboard in Chromium: %s", desc ? desc + 3 : line);
+            checks++;
+        } else if (line[0]) {
+            diag("%s", line);
+        }
+    }
+    int status = pclose(p);
+    ok(checks >= 8 && status == 0, "the browser check ran %d checks and exited cleanly (status %d)", checks, status);
 }
 
 int main(void)
@@ -621,6 +656,7 @@ int main(void)
     test_spans();
     test_metrics();
     test_dashboard_api();
+    test_dashboard_browser(js);
     test_prometheus();
     test_collector_gone();
     char *page = metrics_page();
