@@ -21,9 +21,9 @@ declare -A DEPS=(
     [router]="http/router error"
     [schema]="http/schema arena error"
     [migrate]="error sql/pg_error"
-    [secrets]="error lazy config"
-    [webhook]="secrets/webhook secrets/secure error"
-    [infra]="sql/infra http/cors secrets/secrets http/schema arena error lazy config"
+    [secrets]="error lazy config observe/span arena"
+    [webhook]="secrets/webhook secrets/secure error observe/span arena"
+    [infra]="sql/infra http/cors secrets/secrets http/schema arena error lazy config observe/span observe/trace_config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 

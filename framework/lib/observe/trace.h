@@ -1,5 +1,5 @@
 /* trace.h - private: W3C trace context and the spans of one trace
- * (observe/trace.c).  Not installed.
+ * (observe/span.c, trace.c, trace_config.c).  Not installed.
  *
  * Every request has a trace id: the caller's (from `traceparent`) or a new
  * one; it goes back in X-Trace-Id and into the request's log line.  When
@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "keel/arena.h"
@@ -142,6 +143,17 @@ keel_req *keel__trace_set_current_req(keel_req *req);
 
 /* Drops a reference; frees the trace with the last. */
 void keel__trace_unref(keel_trace *t);
+
+/* For trace.c: a new trace with one reference (NULL when memory is
+ * exhausted); a span opened at start under parent, which becomes current;
+ * a span closed at end (its parent becomes current). */
+keel_trace *keel__trace_new(struct keel_observe *obs, const uint8_t id[16], uint8_t flags);
+keel_span *keel__span_open(keel_trace *t, keel_span *parent, const char *name, keel_span_kind kind, uint64_t start);
+void keel__span_close(keel_span *s, uint64_t end);
+uint64_t keel__now_unix_ns(void);
+/* n random bytes for ids (a per-thread generator seeded by the kernel). */
+void keel__random_bytes(uint8_t *out, size_t n);
+bool keel__tracestate_acceptable(const char *s);
 
 /* Hex of n bytes into out (2n+1 bytes). */
 void keel__hex(const uint8_t *bytes, size_t n, char *out);
