@@ -43,6 +43,7 @@ const char *cli_stopped_hint(const char *env);
 /* Each command gets the arguments after its name. */
 int cli_run(int argc, char **argv);
 int cli_app_model(int argc, char **argv);
+int cli_gen(int argc, char **argv);        /* gen.c */
 
 int cli_db(int argc, char **argv);
 int cli_secrets(int argc, char **argv);

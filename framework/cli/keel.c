@@ -82,6 +82,16 @@ static const struct {
      "                                                (exit 1 when one is)\n\n"
      "Stores are secrets/<env>.enc (XChaCha20-Poly1305); the key is $KEEL_SECRETS_KEY (base64) or\n"
      "secrets/<env>.key (0600, created by the first set, git-ignored).  The default env is local.\n"},
+    {"gen", cli_gen, "gen openapi|client --lang typescript   contracts generated from the app model",
+     "usage:\n"
+     "  keel gen openapi [--out FILE] [--app PATH]\n"
+     "      an OpenAPI 3.1 document: paths with their path, query and header parameters, request and\n"
+     "      response schemas, the Encore error shape with the statuses each endpoint can answer, raw\n"
+     "      endpoints as free-form operations; private endpoints are left out\n"
+     "  keel gen client --lang typescript [--out FILE] [--app PATH]\n"
+     "      one TypeScript file with no dependency beyond fetch: new Client(baseURL, {headers}), a\n"
+     "      method per endpoint grouped by service, errors thrown as APIError with the code\n\n"
+     "The same app model gives the same bytes, so generated files can be committed and reviewed.\n"},
     {"app-model", cli_app_model, "app-model [--app PATH]                print the app's services, endpoints and schemas",
      "usage: keel app-model [--app PATH]\n\nPrints the app model as JSON: each service's endpoints and schemas, databases,\n"
      "external databases, secrets and calls (its JSON Schema is doc/app-model.schema.json).\n"},

@@ -1,0 +1,143 @@
+/* tests/integration/test_gen.c - the contracts from `keel gen`, checked by
+ * real tools against the running example app: the OpenAPI document by
+ * @apidevtools/swagger-parser (tests/js/openapi_check.mjs), the TypeScript
+ * client compiled by tsc --strict and run with Node's test runner
+ * (tests/js/client_test.ts calls every public typed endpoint).  Generating
+ * twice gives the same bytes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "tap.h"
+
+static ht_server srv;
+static char root[256];
+
+/* Runs cmd; relays its TAP lines as checks named with prefix; true when it
+ * exited 0. */
+static bool relay(const char *cmd, const char *prefix, int *checks)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return false;
+    char line[2048];
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
+            const char *desc = strstr(line, " - ");
+            ok(line[0] == 'o', "%s: %s", prefix, desc ? desc + 3 : line);
+            (*checks)++;
+        } else if (line[0]) {
+            diag("%s", line);
+        }
+    }
+    return pclose(p) == 0;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+int main(void)
+{
+    const char *srcdir = getenv("KEEL_SRCDIR"), *cli = getenv("KEEL_CLI"), *app = getenv("KEEL_EXAMPLE");
+    if (!srcdir || !cli || !app) {
+        printf("Bail out! KEEL_SRCDIR, KEEL_CLI and KEEL_EXAMPLE must be set (run through make check)\n");
+        return 1;
+    }
+    char js[512], probe[700];
+    snprintf(js, sizeof js, "%s/tests/js", srcdir);
+    snprintf(probe, sizeof probe, "%s/node_modules/.bin/tsc", js);
+    struct stat st;
+    if (stat(probe, &st) != 0) {
+        printf("1..0 # SKIP the test's npm packages are not installed (./dev test installs them in tests/js)\n");
+        return 0;
+    }
+    char dir[] = "/tmp/keel-gen-XXXXXX";
+    if (!mkdtemp(dir)) {
+        printf("Bail out! no temporary folder\n");
+        return 1;
+    }
+    char cmd[4096];
+    int status;
+    char *out;
+
+    /* OpenAPI. */
+    snprintf(cmd, sizeof cmd, "'%s' gen openapi --app '%s' --out %s/openapi.json 2>&1 && "
+             "'%s' gen openapi --app '%s' --out %s/openapi2.json 2>&1", cli, app, dir, cli, app, dir);
+    out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel gen openapi writes the document%s%s", status ? ": " : "", status ? out : "");
+    free(out);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/openapi.json", dir);
+    snprintf(b, sizeof b, "%s/openapi2.json", dir);
+    ok(same_file(a, b), "generating twice gives identical bytes");
+    int checks = 0;
+    snprintf(cmd, sizeof cmd, "cd '%s' && node openapi_check.mjs %s 2>&1", js, a);
+    ok(relay(cmd, "openapi", &checks) && checks >= 10, "the OpenAPI checks ran (%d) and passed", checks);
+
+    /* The TypeScript client, compiled with --strict. */
+    snprintf(cmd, sizeof cmd, "'%s' gen client --lang typescript --app '%s' --out %s/client.ts 2>&1 && "
+             "'%s' gen client --lang typescript --app '%s' --out %s/client2.ts 2>&1", cli, app, dir, cli, app, dir);
+    out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel gen client --lang typescript writes the client%s%s", status ? ": " : "", status ? out : "");
+    free(out);
+    snprintf(a, sizeof a, "%s/client.ts", dir);
+    snprintf(b, sizeof b, "%s/client2.ts", dir);
+    ok(same_file(a, b), "generating twice gives identical bytes");
+    snprintf(cmd, sizeof cmd,
+             "cp '%s/client_test.ts' %s/ && printf '{\"type\":\"module\"}' >%s/package.json && "
+             "'%s/node_modules/.bin/tsc' --strict --noEmitOnError --target es2022 --module nodenext "
+             "--moduleResolution nodenext --typeRoots '%s/node_modules/@types' --types node --outDir %s/out "
+             "%s/client.ts %s/client_test.ts 2>&1 && cp %s/package.json %s/out/",
+             js, dir, dir, js, js, dir, dir, dir, dir, dir);
+    out = ht_shell(cmd, &status);
+    is_int(status, 0, "tsc --strict compiles the client and its test%s%s", status ? ":\n" : "", status ? out : "");
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "'%s' gen client --app '%s' 2>&1", cli, app);
+    out = ht_shell(cmd, &status);
+    ok(status == 2 * 256 || status == 2, "a client without --lang is a usage error");
+    like(out, "--lang typescript", "naming the language");
+    free(out);
+
+    /* Run against the example app. */
+    char migrations[512];
+    snprintf(migrations, sizeof migrations, "%s/migrations", srcdir);
+    ht_make_app_root(root, sizeof root, migrations);
+    if (!ht_start_keel_run(&srv, root, NULL)) {
+        printf("Bail out! keel run did not start the example app\n");
+        return 1;
+    }
+    snprintf(cmd, sizeof cmd,
+             "cd %s/out && KEEL_BASE_URL=http://127.0.0.1:%u KEEL_ADMIN_TOKEN=\"$KEEL_SECRET_ADMIN_TOKEN\" "
+             "node --test --test-reporter=tap client_test.js 2>&1", dir, srv.port);
+    FILE *p = popen(cmd, "r");
+    int passed = 0, failed = 0;
+    char line[2048];
+    while (p && fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
+            bool good = line[0] == 'o';
+            const char *desc = strstr(line, " - ");
+            ok(good, "TypeScript client: %s", desc ? desc + 3 : line);
+            passed += good;
+            failed += !good;
+        } else if (strstr(line, "not ok") || strstr(line, "Error") || strstr(line, "error:")) {
+            diag("%s", line);
+        }
+    }
+    status = p ? pclose(p) : -1;
+    ok(status == 0 && passed >= 5 && failed == 0, "node --test ran the client's tests: %d passed, %d failed", passed, failed);
+    is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    ht_remove_app_root(root);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    free(ht_shell(cmd, NULL));
+    return tap_done();
+}

@@ -1,0 +1,47 @@
+// openapi_check.mjs - validates an OpenAPI document with a real validator
+// (@apidevtools/swagger-parser: the OpenAPI 3.1 JSON Schema, then its own
+// checks: unique operationIds, path parameters declared, $refs resolved), and
+// checks what Keel's document must hold for the example app.  Prints TAP.
+//   node openapi_check.mjs FILE
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { readFileSync } from 'node:fs';
+
+const file = process.argv[2];
+let n = 0, failed = 0;
+function ok(cond, desc) {
+    n++;
+    if (!cond) failed++;
+    console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${desc}`);
+}
+
+const raw = JSON.parse(readFileSync(file, 'utf8'));
+try {
+    await SwaggerParser.validate(structuredClone(raw));
+    ok(true, 'swagger-parser validates the document with zero errors');
+} catch (e) {
+    ok(false, 'swagger-parser validates the document: ' + e.message);
+}
+ok(raw.openapi === '3.1.0', 'it is OpenAPI 3.1');
+const op = (path, method) => (raw.paths[path] || {})[method];
+const get = op('/todo/{id}', 'get');
+ok(get && get.operationId === 'todo.get' && get.parameters.some(p => p.name === 'id' && p.in === 'path' && p.required &&
+   p.schema.type === 'integer' && p.schema.format === 'int64'), 'GET /todo/{id}: the path parameter is an int64');
+const ok200 = get && get.responses['200'].content['application/json'].schema;
+ok(ok200 && ok200.properties.title.type === 'string' && ok200.required.includes('done'), 'its response schema, with required fields');
+ok(get && get.responses['404'] && get.responses['404'].content['application/json'].schema.$ref === '#/components/schemas/APIError',
+   'errors are the Encore shape (APIError)');
+const create = op('/todo', 'post');
+ok(create && create.requestBody.content['application/json'].schema.required.includes('title'), 'POST /todo: the request body schema');
+ok(create && create.responses['429'], 'a rate-limited endpoint can answer 429');
+const list = op('/todo', 'get');
+const items = list && list.responses['200'].content['application/json'].schema.properties.items;
+ok(items && items.type === 'array' && items.items.type === 'object' && items.items.properties.id.format === 'int64',
+   'an array of nested objects');
+const clear = op('/todo', 'delete');
+ok(clear && clear.security && clear.security[0].bearer && clear.responses['401'], 'an auth endpoint needs the bearer scheme and can answer 401');
+ok(!op('/hello/compose', 'post') && !op('/auth/internal/caller', 'get'), 'private endpoints are left out');
+const raw_ = op('/api/{path}', 'post');
+ok(raw_ && raw_.requestBody.content['*/*'] && raw_.responses.default, 'a mounted catch-all is a free-form operation');
+ok(raw.components.schemas.APIError.properties.code.enum.includes('invalid_argument'), 'APIError lists the error codes');
+console.log(`1..${n}`);
+process.exit(failed ? 1 : 0);
