@@ -341,6 +341,24 @@ static const char *camel(const char *name, char *buf, size_t len)
 
 static void ts_type(out *o, json_t *node);
 
+/* A doc text that cannot end the comment it is put in (a static buffer: one
+ * use per call site). */
+static const char *comment_safe(const char *text)
+{
+    static char buf[1024];
+    size_t o = 0;
+    for (const char *p = text; *p && o + 3 < sizeof buf; p++) {
+        if (p[0] == '*' && p[1] == '/') {
+            buf[o++] = '*';
+            buf[o++] = ' ';
+            continue;
+        }
+        buf[o++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static void ts_fields(out *o, json_t *fields, const char *where, const char *indent)
 {
     size_t i;
@@ -350,7 +368,7 @@ static void ts_fields(out *o, json_t *fields, const char *where, const char *ind
         if (where && !field_in(f, where))
             continue;
         if (*str(f, "doc"))
-            put(o, "%s    /** %s */\n", indent, str(f, "doc"));
+            put(o, "%s    /** %s */\n", indent, comment_safe(str(f, "doc")));
         put(o, "%s    %s%s: ", indent, str(f, "name"), json_is_true(json_object_get(f, "optional")) ? "?" : "");
         ts_type(o, f);
         put(o, ";\n");
@@ -465,7 +483,7 @@ static char *typescript_of(json_t *model)
                 continue;
             camel(str(ep, "name"), mname, sizeof mname);
             if (*str(ep, "doc"))
-                put(&o, "\n    /** %s */", str(ep, "doc"));
+                put(&o, "\n    /** %s */", comment_safe(str(ep, "doc")));
             if (strcmp(str(ep, "kind"), "typed") != 0) {
                 put(&o, "\n    /** %s %s: a %s endpoint; path is the whole path, body is sent as JSON. */\n"
                         "    async %s(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): "

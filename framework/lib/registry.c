@@ -207,6 +207,8 @@ const keel_route *keel__find_route(const keel_app *app, const char *service, con
     return NULL;
 }
 
+static keel_error *check_docs(const keel_service *s);
+
 /* Counts endpoints and checks service names; fills *count. */
 static keel_error *check_services(const keel_service *const *services, size_t *count)
 {
@@ -221,6 +223,9 @@ static keel_error *check_services(const keel_service *const *services, size_t *c
         for (size_t j = 0; j < i; j++)
             if (strcmp(services[j]->name, s->name) == 0)
                 return keel_error_new(KEEL_INVALID_ARGUMENT, "service \"%s\" is listed twice", s->name);
+        keel_error *err = check_docs(s);
+        if (err)
+            return err;
         for (const keel_endpoint *ep = s->endpoints; ep && ep->kind != KEEL_EP_END; ep++)
             n++;
     }
@@ -425,6 +430,84 @@ void keel_app_free(keel_app *app)
 
 static json_t *names_model(const char *const *names);
 
+/* The description of name in s's docs, or NULL. */
+static const char *doc_of(const keel_service *s, const char *name)
+{
+    for (const keel_doc *d = s->docs; d && d->name; d++)
+        if (strcmp(d->name, name) == 0)
+            return d->text;
+    return NULL;
+}
+
+/* Adds "doc" to the described fields (keel_schema_describe's array) whose
+ * "prefix.name" path the service documents, nested objects and arrays'
+ * objects included. */
+static void fields_docs(const keel_service *s, json_t *fields, const char *prefix)
+{
+    size_t i;
+    json_t *f;
+    json_array_foreach(fields, i, f) {
+        char path[512];
+        snprintf(path, sizeof path, "%s.%s", prefix, json_string_value(json_object_get(f, "name")));
+        const char *doc = doc_of(s, path);
+        if (doc)
+            json_object_set_new(f, "doc", json_string(doc));
+        json_t *nested = json_object_get(f, "fields");
+        if (!nested)
+            nested = json_object_get(json_object_get(f, "items"), "fields");
+        if (nested)
+            fields_docs(s, nested, path);
+    }
+}
+
+/* True when path ("field" or "field.sub...") names a field of fields. */
+static bool field_path_exists(const keel_field *fields, const char *path)
+{
+    size_t n = strcspn(path, ".");
+    for (const keel_field *f = fields; f && f->type != KEEL_T_END; f++) {
+        if (strlen(f->name) != n || strncmp(f->name, path, n) != 0)
+            continue;
+        if (!path[n])
+            return true;
+        const keel_field *nested = f->fields;
+        return nested && field_path_exists(nested, path + n + 1);
+    }
+    return false;
+}
+
+/* Every doc of s names an endpoint of s or a field of one of its typed
+ * endpoints' structs: a misspelt name would document nothing, silently. */
+static keel_error *check_docs(const keel_service *s)
+{
+    for (const keel_doc *d = s->docs; d && d->name; d++) {
+        bool found = false;
+        if (!d->text || !*d->text)
+            return keel_error_new(KEEL_INVALID_ARGUMENT, "service %s: .docs: \"%s\" has no text", s->name, d->name);
+        const char *dot = strchr(d->name, '.');
+        for (const keel_endpoint *ep = s->endpoints; ep && ep->kind != KEEL_EP_END && !found; ep++) {
+            if (!dot) {
+                found = ep->name && strcmp(ep->name, d->name) == 0;
+                continue;
+            }
+            size_t tn = (size_t)(dot - d->name);
+            if (ep->kind != KEEL_EP_TYPED)
+                continue;
+            if (ep->req_type && strlen(ep->req_type) == tn && strncmp(ep->req_type, d->name, tn) == 0 &&
+                field_path_exists(ep->req_fields, dot + 1))
+                found = true;
+            if (ep->resp_type && strlen(ep->resp_type) == tn && strncmp(ep->resp_type, d->name, tn) == 0 &&
+                field_path_exists(ep->resp_fields, dot + 1))
+                found = true;
+        }
+        if (!found)
+            return keel_error_new(KEEL_INVALID_ARGUMENT,
+                                  "service %s: .docs: \"%s\" names no endpoint of the service and no field of its "
+                                  "typed endpoints' request or response structs (\"endpoint\" or \"struct.field\")",
+                                  s->name, d->name);
+    }
+    return NULL;
+}
+
 static json_t *endpoint_model(const keel_route *r)
 {
     const keel_endpoint *ep = r->ep;
@@ -446,9 +529,17 @@ static json_t *endpoint_model(const keel_route *r)
     }
     json_object_set_new(e, "middleware", mws);
     json_object_set_new(e, "rate_limits", limits);
+    const char *doc = doc_of(r->service, ep->name);
+    if (doc)
+        json_object_set_new(e, "doc", json_string(doc));
     if (ep->kind == KEEL_EP_TYPED) {
-        json_object_set_new(e, "request", keel_schema_describe(ep->req_fields));
-        json_object_set_new(e, "response", keel_schema_describe(ep->resp_fields));
+        json_t *req = keel_schema_describe(ep->req_fields), *resp = keel_schema_describe(ep->resp_fields);
+        if (ep->req_type)
+            fields_docs(r->service, req, ep->req_type);
+        if (ep->resp_type)
+            fields_docs(r->service, resp, ep->resp_type);
+        json_object_set_new(e, "request", req);
+        json_object_set_new(e, "response", resp);
     } else if (ep->kind == KEEL_EP_RAW) {
         json_object_set_new(e, "streams_body", json_boolean(ep->on_body != NULL));
     }

@@ -150,4 +150,13 @@ const keel_service todo_service = {
         KEEL_TYPED("DELETE", "/todo", clear_all, keel_empty, todo_cleared, KEEL_AUTH),
         KEEL_ENDPOINT_END
     },
+    .docs = KEEL_DOCS({"create", "Adds an item, not done yet."},
+                      {"get", "Returns one item."},
+                      {"list", "Every item, oldest first."},
+                      {"mark_done", "Marks an item done."},
+                      {"remove_item", "Deletes one item."},
+                      {"clear_all", "Deletes every item (admin token needed)."},
+                      {"todo_new.title", "What is to be done."},
+                      {"todo_item.id", "The item's number."},
+                      {"todo_list.items.title", "What is to be done."}),
 };

@@ -73,6 +73,8 @@ try {
         const text = await ep.textContent();
         return text.includes('/todo/:id') && text.includes('response') && text.includes('title') && text.includes('int64');
     });
+    await check('with its doc comment', async () =>
+        (await page.locator('[data-endpoint="todo.get"]').textContent()).includes('Returns one item.'));
     await check('and the auth service\'s secret by name', async () =>
         (await page.locator('[data-testid="service-auth"]').textContent()).includes('ADMIN_TOKEN'));
 

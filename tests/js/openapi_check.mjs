@@ -42,6 +42,9 @@ ok(clear && clear.security && clear.security[0].bearer && clear.responses['401']
 ok(!op('/hello/compose', 'post') && !op('/auth/internal/caller', 'get'), 'private endpoints are left out');
 const raw_ = op('/api/{path}', 'post');
 ok(raw_ && raw_.requestBody.content['*/*'] && raw_.responses.default, 'a mounted catch-all is a free-form operation');
+ok(get && get.summary === 'Returns one item.' &&
+   create.requestBody.content['application/json'].schema.properties.title.description === 'What is to be done.',
+   'doc comments (KEEL_DOCS) become summaries and field descriptions');
 ok(raw.components.schemas.APIError.properties.code.enum.includes('invalid_argument'), 'APIError lists the error codes');
 console.log(`1..${n}`);
 process.exit(failed ? 1 : 0);

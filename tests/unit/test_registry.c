@@ -57,41 +57,52 @@ static void test_registry(void)
     const keel_service conflict = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
         KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty),
-        KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     char *msg = startup_error(&conflict, NULL);
     like(msg, "orders.by_id", "a route conflict names the first registration");
     like(msg, "orders.by_id_too", "a route conflict names the second registration");
 
     const keel_service bad_pattern = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&bad_pattern, NULL), "orders.by_id", "an unparsable path names its endpoint");
 
     const keel_service missing_field = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", no_path_field, other_req, keel_empty), KEEL_ENDPOINT_END},
-        NULL, NULL, NULL, NULL, NULL, NULL};
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&missing_field, NULL), "path parameter \"id\"",
          "a path parameter without a KEEL_IN_PATH field is refused");
 
     const keel_service extra_field = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GET", "/orders", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&extra_field, NULL), "no such parameter", "a KEEL_IN_PATH field without a parameter is refused");
 
     const keel_service framework_path = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/__keel/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END},
-        NULL, NULL, NULL, NULL, NULL, NULL};
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&framework_path, NULL), "/__keel/ is the framework's",
          "a path under /__keel/ is refused: the framework's pages never collide with the app's");
 
-    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+    const keel_service documented = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END},
+        NULL, NULL, NULL, NULL, NULL, NULL,
+        .docs = KEEL_DOCS({"by_id", "One order."}, {"id_req.id", "The order's number."})};
+    ok(startup_error(&documented, NULL) == NULL, "docs of an endpoint and of a request field are accepted");
+    const keel_service misdocumented = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END},
+        NULL, NULL, NULL, NULL, NULL, NULL, .docs = KEEL_DOCS({"id_req.idd", "Misspelt."})};
+    like(startup_error(&misdocumented, NULL), "\"id_req.idd\" names no endpoint",
+         "a doc that documents nothing is refused, named");
+
+    const keel_service bad_name = {"Orders", (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&bad_name, NULL), "service name", "an invalid service name is refused");
 
     const keel_service ok_svc = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&ok_svc, &ok_svc), "listed twice", "a service listed twice is refused");
     ok(startup_error(&ok_svc, NULL) == NULL, "a valid service builds");
 
     const keel_service other = {"billing", (const keel_endpoint[]){
-        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     msg = startup_error(&ok_svc, &other);
     ok(msg != NULL, "conflicts across services are found too");
     like(msg, "billing.by_id_too", "and name the other service's endpoint");
@@ -102,15 +113,15 @@ static void test_registry(void)
     static keel_sqldb orders_ref = KEEL_SQLDB_NAMED("orders");
     static keel_sqldb bad_db = KEEL_SQLDB("Orders!", "migrations/x");
     const keel_service with_db = {"orders", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                  (keel_sqldb *const[]){&orders_db, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                  (keel_sqldb *const[]){&orders_db, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     const keel_service refers_unknown = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                         (keel_sqldb *const[]){&unknown_ref, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                         (keel_sqldb *const[]){&unknown_ref, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     const keel_service refers_orders = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                        (keel_sqldb *const[]){&orders_ref, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                        (keel_sqldb *const[]){&orders_ref, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     const keel_service declares_again = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                         (keel_sqldb *const[]){&orders_again, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                         (keel_sqldb *const[]){&orders_again, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     const keel_service bad_db_svc = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                     (keel_sqldb *const[]){&bad_db, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                     (keel_sqldb *const[]){&bad_db, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&with_db, &refers_unknown), "sqldb: unknown database \"ledger\"",
          "a reference to an undeclared database fails start-up with sqldb: unknown database");
     ok(startup_error(&with_db, &refers_orders) == NULL, "a reference to a declared database resolves");
@@ -124,10 +135,10 @@ static void test_registry(void)
     static keel_sqldb db48 = KEEL_SQLDB(n48, "migrations/x");
     static keel_sqldb db49 = KEEL_SQLDB(n49, "migrations/x");
     const keel_service svc48 = {n48, (const keel_endpoint[]){KEEL_ENDPOINT_END}, (keel_sqldb *const[]){&db48, NULL},
-                                NULL, NULL, NULL, NULL, NULL};
-    const keel_service svc49 = {n49, (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+                                NULL, NULL, NULL, NULL, NULL, NULL};
+    const keel_service svc49 = {n49, (const keel_endpoint[]){KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const keel_service db49_svc = {"billing", (const keel_endpoint[]){KEEL_ENDPOINT_END},
-                                   (keel_sqldb *const[]){&db49, NULL}, NULL, NULL, NULL, NULL, NULL};
+                                   (keel_sqldb *const[]){&db49, NULL}, NULL, NULL, NULL, NULL, NULL, NULL};
     ok(startup_error(&svc48, NULL) == NULL, "a 48-byte service name with a 48-byte database name builds");
     like(startup_error(&svc49, NULL), "at most 48", "a 49-byte service name is refused, saying the limit");
     like(startup_error(&db49_svc, NULL), "at most 48", "a 49-byte database name is refused, saying the limit");
@@ -228,32 +239,32 @@ static void test_startup_messages(void)
 {
     /* Methods in any case are registered in upper case. */
     const keel_service lower = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("get", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("get", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     ok(startup_error(&lower, NULL) == NULL, "a lower-case method (\"get\") is accepted");
     is_str(route_of(&lower, "GET", "/orders/1"), "found", "and routes GET requests");
     is_str(route_of(&lower, "get", "/orders/1"), "405", "not requests whose method is spelled \"get\"");
     is_str(model_method(&lower), "GET", "the app model shows it in upper case");
     const keel_service mixed = {"orders", (const keel_endpoint[]){
-        KEEL_RAW("Post", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_RAW("Post", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     is_str(route_of(&mixed, "POST", "/orders/ping"), "found", "a raw endpoint's \"Post\" routes POST");
     const keel_service spaced = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("GE T", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GE T", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     is_str(startup_error(&spaced, NULL),
            "orders.by_id: method \"GE T\" is not an HTTP method: use letters (any case, registered in upper case), "
            "'-' and '_', such as \"GET\"", "a method that is no token is refused, saying what a method is");
     const keel_service any = {"orders", (const keel_endpoint[]){
-        KEEL_TYPED("*", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("*", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     is_str(startup_error(&any, NULL),
            "orders.by_id: a typed endpoint needs one method such as \"GET\", not \"*\" (KEEL_RAW takes any method)",
            "\"*\" on a typed endpoint is refused on its own, naming the alternative");
     const keel_service none = {"orders", (const keel_endpoint[]){
-        KEEL_RAW("", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_RAW("", "/orders/ping", raw_ok), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     like(startup_error(&none, NULL), "orders.raw_ok: endpoint has no method", "an empty method is refused");
 
     /* One function for two routes: the name clash is explained. */
     const keel_service reused = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
-        KEEL_TYPED("delete", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("delete", "/orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     is_str(startup_error(&reused, NULL),
            "endpoint orders.by_id is declared twice (GET /orders/:id and DELETE /orders/:id): an endpoint's name is "
            "its handler function's name, and must be unique in its service; give each route a handler function of "
@@ -263,7 +274,7 @@ static void test_startup_messages(void)
     /* A table without KEEL_END that runs into another table. */
     const keel_service unended_svc = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", unended, unended_req, keel_empty),
-        KEEL_TYPED("GET", "/next/:id", next_one, next_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL};
+        KEEL_TYPED("GET", "/next/:id", next_one, next_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     is_str(startup_error(&unended_svc, NULL),
            "orders.unended request: the field table unended_req_fields has no KEEL_END: after its field \"id\" it "
            "runs on into another table; end it with KEEL_END, or write it as KEEL_FIELDS(...), which adds the end",
@@ -271,7 +282,7 @@ static void test_startup_messages(void)
     const keel_service ended_svc = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "/orders/:id", with_fields, fields_req, keel_empty),
         KEEL_TYPED("GET", "/next/:id", next_with_fields, next_fields_req, keel_empty), KEEL_ENDPOINT_END},
-        NULL, NULL, NULL, NULL, NULL, NULL};
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     ok(startup_error(&ended_svc, NULL) == NULL, "tables written with KEEL_FIELDS build");
     static const keel_field empty_fields[] = KEEL_FIELDS();
     ok(empty_fields[0].type == KEEL_T_END && sizeof empty_fields == sizeof(keel_field),
@@ -388,7 +399,7 @@ static void test_dependencies(void)
 
 int main(void)
 {
-    plan(52);
+    plan(54);
     test_registry();
     test_startup_messages();
     test_dependencies();

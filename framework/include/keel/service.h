@@ -163,6 +163,22 @@ typedef struct keel_endpoint {
 struct keel_sqldb;
 struct keel_extdb;
 
+/* A short description of an endpoint or a field, for the app model, OpenAPI,
+ * the generated clients and the dashboard.  name is an endpoint's name (its
+ * handler's) or "struct.field" for a field of a typed endpoint's request or
+ * response struct (the type name given to KEEL_TYPED), "struct.field.sub"
+ * for a field of a nested object or of an array's objects:
+ *
+ *     .docs = KEEL_DOCS({"get", "Returns one item."},
+ *                       {"todo_item.title", "What is to be done."}),
+ *
+ * Start-up refuses a name that documents nothing. */
+typedef struct keel_doc {
+    const char *name;
+    const char *text;
+} keel_doc;
+#define KEEL_DOCS(...) ((const keel_doc[]){ __VA_ARGS__, { NULL, NULL } })
+
 /* Everything a service depends on is declared here, so that the app model
  * (--app-model) describes the whole app and start-up checks it. */
 typedef struct keel_service {
@@ -188,6 +204,7 @@ typedef struct keel_service {
                                       /* in the order they run; .global ones
                                          apply to every service's endpoints.
                                          NULL-terminated; may be NULL */
+    const keel_doc *docs;             /* KEEL_DOCS(...); may be NULL */
 } keel_service;
 
 /* Calls the typed endpoint "service.endpoint" in-process, public or private, as
