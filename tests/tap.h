@@ -81,6 +81,33 @@ static inline int tap_contains(const char *haystack, const char *needle)
 
 #define diag(...) do { printf("# "); printf(__VA_ARGS__); printf("\n"); } while (0)
 
+/* Runs cmd through the shell and makes each TAP result it prints ("ok N -
+ * desc", "not ok N - desc") a check of this test named "prefix: desc";
+ * other non-empty lines become diagnostics.  *passed and *failed receive
+ * the counts.  Returns the command's exit status as pclose gives it (-1:
+ * it did not start).  For checks written in another language (tests/js). */
+static inline int tap_relay(const char *cmd, const char *prefix, int *passed, int *failed)
+{
+    *passed = *failed = 0;
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[2048];
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        int good = strncmp(line, "ok ", 3) == 0;
+        if (good || strncmp(line, "not ok ", 7) == 0) {
+            const char *desc = strstr(line, " - ");
+            tap_ok(good, __FILE__, __LINE__, "%s: %s", prefix, desc ? desc + 3 : line);
+            *passed += good;
+            *failed += !good;
+        } else if (line[0]) {
+            diag("%s", line);
+        }
+    }
+    return pclose(p);
+}
+
 static inline int tap_done(void)
 {
     if (tap_planned < 0)

@@ -5,7 +5,6 @@
  * Private endpoints are left out of both. */
 #include <ctype.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,44 +275,6 @@ static json_t *openapi_of(json_t *model, const char *title)
 
 /* ---- TypeScript ------------------------------------------------------------------ */
 
-typedef struct out {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} out;
-
-static void put(out *o, const char *fmt, ...) KEEL_PRINTF(2, 3);
-static void put(out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || o->failed) {
-        va_end(ap2);
-        o->failed = true;
-        return;
-    }
-    if (o->len + (size_t)n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 8192;
-        while (cap < o->len + (size_t)n + 1)
-            cap *= 2;
-        char *d = realloc(o->data, cap);
-        if (!d) {
-            va_end(ap2);
-            o->failed = true;
-            return;
-        }
-        o->data = d;
-        o->cap = cap;
-    }
-    vsnprintf(o->data + o->len, o->cap - o->len, fmt, ap2);
-    va_end(ap2);
-    o->len += (size_t)n;
-}
-
 /* "mark_done" -> "MarkDone" into buf. */
 static const char *pascal(const char *name, char *buf, size_t len)
 {
@@ -339,7 +300,7 @@ static const char *camel(const char *name, char *buf, size_t len)
     return buf;
 }
 
-static void ts_type(out *o, json_t *node);
+static void ts_type(keel_buf *o, json_t *node);
 
 /* A doc text that cannot end the comment it is put in (a static buffer: one
  * use per call site). */
@@ -359,40 +320,40 @@ static const char *comment_safe(const char *text)
     return buf;
 }
 
-static void ts_fields(out *o, json_t *fields, const char *where, const char *indent)
+static void ts_fields(keel_buf *o, json_t *fields, const char *where, const char *indent)
 {
     size_t i;
     json_t *f;
-    put(o, "{\n");
+    keel_buf_printf(o, "{\n");
     json_array_foreach(fields, i, f) {
         if (where && !field_in(f, where))
             continue;
         if (*str(f, "doc"))
-            put(o, "%s    /** %s */\n", indent, comment_safe(str(f, "doc")));
-        put(o, "%s    %s%s: ", indent, str(f, "name"), json_is_true(json_object_get(f, "optional")) ? "?" : "");
+            keel_buf_printf(o, "%s    /** %s */\n", indent, comment_safe(str(f, "doc")));
+        keel_buf_printf(o, "%s    %s%s: ", indent, str(f, "name"), json_is_true(json_object_get(f, "optional")) ? "?" : "");
         ts_type(o, f);
-        put(o, ";\n");
+        keel_buf_printf(o, ";\n");
     }
-    put(o, "%s}", indent);
+    keel_buf_printf(o, "%s}", indent);
 }
 
-static void ts_type(out *o, json_t *node)
+static void ts_type(keel_buf *o, json_t *node)
 {
     const char *t = str(node, "type");
     if (strcmp(t, "string") == 0)
-        put(o, "string");
+        keel_buf_printf(o, "string");
     else if (strcmp(t, "int64") == 0 || strcmp(t, "double") == 0)
-        put(o, "number");
+        keel_buf_printf(o, "number");
     else if (strcmp(t, "bool") == 0)
-        put(o, "boolean");
+        keel_buf_printf(o, "boolean");
     else if (strcmp(t, "object") == 0)
         ts_fields(o, json_object_get(node, "fields"), NULL, "    ");
     else if (strcmp(t, "array") == 0) {
-        put(o, "Array<");
+        keel_buf_printf(o, "Array<");
         ts_type(o, json_object_get(node, "items"));
-        put(o, ">");
+        keel_buf_printf(o, ">");
     } else
-        put(o, "unknown");
+        keel_buf_printf(o, "unknown");
 }
 
 static const char ts_prelude[] =
@@ -404,11 +365,14 @@ static const char ts_prelude[] =
 
 static char *typescript_of(json_t *model)
 {
-    out o = {0};
-    put(&o, "%s", ts_prelude);
+    keel_arena arena;
+    keel_arena_init(&arena, NULL, 0);
+    keel_buf o;
+    keel_buf_init(&o, &arena);
+    keel_buf_printf(&o, "%s", ts_prelude);
     for (int c = KEEL_CANCELED; c <= KEEL_UNAUTHENTICATED; c++)
-        put(&o, "    | \"%s\"%s\n", keel_code_name((keel_code)c), c == KEEL_UNAUTHENTICATED ? ";" : "");
-    put(&o, "\n"
+        keel_buf_printf(&o, "    | \"%s\"%s\n", keel_code_name((keel_code)c), c == KEEL_UNAUTHENTICATED ? ";" : "");
+    keel_buf_printf(&o, "\n"
             "/** An answer that is not 2xx, in Encore's error shape. */\n"
             "export class APIError extends Error {\n"
             "    constructor(\n"
@@ -466,26 +430,26 @@ static char *typescript_of(json_t *model)
                 continue;
             pascal(str(svc, "name"), sname, sizeof sname);
             pascal(str(ep, "name"), ename, sizeof ename);
-            put(&o, "\n/** %s %s (%s.%s) */\nexport interface %s%sRequest ", str(ep, "method"), str(ep, "path"),
+            keel_buf_printf(&o, "\n/** %s %s (%s.%s) */\nexport interface %s%sRequest ", str(ep, "method"), str(ep, "path"),
                 str(svc, "name"), str(ep, "name"), sname, ename);
             ts_fields(&o, json_object_get(ep, "request"), NULL, "");
-            put(&o, "\n\nexport interface %s%sResponse ", sname, ename);
+            keel_buf_printf(&o, "\n\nexport interface %s%sResponse ", sname, ename);
             ts_fields(&o, json_object_get(ep, "response"), NULL, "");
-            put(&o, "\n");
+            keel_buf_printf(&o, "\n");
         }
     }
     /* A class per service, a method per endpoint. */
     json_array_foreach(json_object_get(model, "services"), i, svc) {
         pascal(str(svc, "name"), sname, sizeof sname);
-        put(&o, "\nexport class %sService {\n    constructor(private readonly t: Transport) {}\n", sname);
+        keel_buf_printf(&o, "\nexport class %sService {\n    constructor(private readonly t: Transport) {}\n", sname);
         json_array_foreach(json_object_get(svc, "endpoints"), j, ep) {
             if (!is_public(ep))
                 continue;
             camel(str(ep, "name"), mname, sizeof mname);
             if (*str(ep, "doc"))
-                put(&o, "\n    /** %s */", comment_safe(str(ep, "doc")));
+                keel_buf_printf(&o, "\n    /** %s */", comment_safe(str(ep, "doc")));
             if (strcmp(str(ep, "kind"), "typed") != 0) {
-                put(&o, "\n    /** %s %s: a %s endpoint; path is the whole path, body is sent as JSON. */\n"
+                keel_buf_printf(&o, "\n    /** %s %s: a %s endpoint; path is the whole path, body is sent as JSON. */\n"
                         "    async %s(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): "
                         "Promise<Response> {\n"
                         "        return this.t.call(method, path, {}, headers, body);\n"
@@ -496,56 +460,54 @@ static char *typescript_of(json_t *model)
             pascal(str(ep, "name"), ename, sizeof ename);
             json_t *req = json_object_get(ep, "request");
             bool any = json_array_size(req) > 0;
-            put(&o, "\n    /** %s %s */\n    async %s(%s: %s%sRequest%s): Promise<%s%sResponse> {\n", str(ep, "method"),
+            keel_buf_printf(&o, "\n    /** %s %s */\n    async %s(%s: %s%sRequest%s): Promise<%s%sResponse> {\n", str(ep, "method"),
                 str(ep, "path"), mname, any ? "req" : "_req", sname, ename, any ? "" : " = {}", sname, ename);
             /* The path with its parameters. */
-            put(&o, "        const path = \"");
+            keel_buf_printf(&o, "        const path = \"");
             for (const char *p = str(ep, "path"); *p;) {
                 if (*p == ':' && (p == str(ep, "path") || p[-1] == '/')) {
                     const char *e = p + 1;
                     while (*e && *e != '/')
                         e++;
-                    put(&o, "\" + encodeURIComponent(String(req.%.*s)) + \"", (int)(e - p - 1), p + 1);
+                    keel_buf_printf(&o, "\" + encodeURIComponent(String(req.%.*s)) + \"", (int)(e - p - 1), p + 1);
                     p = e;
                 } else {
-                    put(&o, "%c", *p++);
+                    keel_buf_printf(&o, "%c", *p++);
                 }
             }
-            put(&o, "\";\n        const query: Query = {};\n        const headers: Record<string, string> = {};\n");
+            keel_buf_printf(&o, "\";\n        const query: Query = {};\n        const headers: Record<string, string> = {};\n");
             bool body = has_body_fields(req);
             if (body)
-                put(&o, "        const body: Record<string, unknown> = {};\n");
+                keel_buf_printf(&o, "        const body: Record<string, unknown> = {};\n");
             json_array_foreach(req, k, f) {
                 const char *n = str(f, "name");
                 if (field_in(f, "query"))
-                    put(&o, "        query[\"%s\"] = req.%s;\n", n, n);
+                    keel_buf_printf(&o, "        query[\"%s\"] = req.%s;\n", n, n);
                 else if (field_in(f, "header"))
-                    put(&o, "        if (req.%s !== undefined) headers[\"%s\"] = String(req.%s);\n", n, n, n);
+                    keel_buf_printf(&o, "        if (req.%s !== undefined) headers[\"%s\"] = String(req.%s);\n", n, n, n);
                 else if (field_in(f, "body"))
-                    put(&o, "        if (req.%s !== undefined) body[\"%s\"] = req.%s;\n", n, n, n);
+                    keel_buf_printf(&o, "        if (req.%s !== undefined) body[\"%s\"] = req.%s;\n", n, n, n);
             }
-            put(&o, "        return this.t.json<%s%sResponse>(\"%s\", path, query, headers, %s);\n    }\n", sname, ename,
+            keel_buf_printf(&o, "        return this.t.json<%s%sResponse>(\"%s\", path, query, headers, %s);\n    }\n", sname, ename,
                 str(ep, "method"), body ? "body" : "undefined");
         }
-        put(&o, "}\n");
+        keel_buf_printf(&o, "}\n");
     }
-    put(&o, "\n/** The app's API, one property per service. */\nexport class Client {\n");
+    keel_buf_printf(&o, "\n/** The app's API, one property per service. */\nexport class Client {\n");
     json_array_foreach(json_object_get(model, "services"), i, svc) {
         pascal(str(svc, "name"), sname, sizeof sname);
-        put(&o, "    readonly %s: %sService;\n", camel(str(svc, "name"), mname, sizeof mname), sname);
+        keel_buf_printf(&o, "    readonly %s: %sService;\n", camel(str(svc, "name"), mname, sizeof mname), sname);
     }
-    put(&o, "\n    constructor(baseURL: string, options: ClientOptions = {}) {\n"
+    keel_buf_printf(&o, "\n    constructor(baseURL: string, options: ClientOptions = {}) {\n"
             "        const t = new Transport(baseURL, options);\n");
     json_array_foreach(json_object_get(model, "services"), i, svc) {
         pascal(str(svc, "name"), sname, sizeof sname);
-        put(&o, "        this.%s = new %sService(t);\n", camel(str(svc, "name"), mname, sizeof mname), sname);
+        keel_buf_printf(&o, "        this.%s = new %sService(t);\n", camel(str(svc, "name"), mname, sizeof mname), sname);
     }
-    put(&o, "    }\n}\n");
-    if (o.failed) {
-        free(o.data);
-        return NULL;
-    }
-    return o.data;
+    keel_buf_printf(&o, "    }\n}\n");
+    char *text = o.failed ? NULL : strndup(o.data, o.len);
+    keel_arena_release(&arena);
+    return text;
 }
 
 /* ---- the command ----------------------------------------------------------------- */

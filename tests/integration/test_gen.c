@@ -16,27 +16,6 @@
 static ht_server srv;
 static char root[256];
 
-/* Runs cmd; relays its TAP lines as checks named with prefix; true when it
- * exited 0. */
-static bool relay(const char *cmd, const char *prefix, int *checks)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return false;
-    char line[2048];
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
-            const char *desc = strstr(line, " - ");
-            ok(line[0] == 'o', "%s: %s", prefix, desc ? desc + 3 : line);
-            (*checks)++;
-        } else if (line[0]) {
-            diag("%s", line);
-        }
-    }
-    return pclose(p) == 0;
-}
-
 static bool same_file(const char *a, const char *b)
 {
     char cmd[1300];
@@ -78,9 +57,10 @@ int main(void)
     snprintf(a, sizeof a, "%s/openapi.json", dir);
     snprintf(b, sizeof b, "%s/openapi2.json", dir);
     ok(same_file(a, b), "generating twice gives identical bytes");
-    int checks = 0;
+    int passed, failed;
     snprintf(cmd, sizeof cmd, "cd '%s' && node openapi_check.mjs %s 2>&1", js, a);
-    ok(relay(cmd, "openapi", &checks) && checks >= 10, "the OpenAPI checks ran (%d) and passed", checks);
+    status = tap_relay(cmd, "openapi", &passed, &failed);
+    ok(status == 0 && passed >= 10 && failed == 0, "the OpenAPI checks ran: %d passed, %d failed", passed, failed);
 
     /* The TypeScript client, compiled with --strict. */
     snprintf(cmd, sizeof cmd, "'%s' gen client --lang typescript --app '%s' --out %s/client.ts 2>&1 && "
@@ -118,22 +98,7 @@ int main(void)
     snprintf(cmd, sizeof cmd,
              "cd %s/out && KEEL_BASE_URL=http://127.0.0.1:%u KEEL_ADMIN_TOKEN=\"$KEEL_SECRET_ADMIN_TOKEN\" "
              "node --test --test-reporter=tap client_test.js 2>&1", dir, srv.port);
-    FILE *p = popen(cmd, "r");
-    int passed = 0, failed = 0;
-    char line[2048];
-    while (p && fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
-            bool good = line[0] == 'o';
-            const char *desc = strstr(line, " - ");
-            ok(good, "TypeScript client: %s", desc ? desc + 3 : line);
-            passed += good;
-            failed += !good;
-        } else if (strstr(line, "not ok") || strstr(line, "Error") || strstr(line, "error:")) {
-            diag("%s", line);
-        }
-    }
-    status = p ? pclose(p) : -1;
+    status = tap_relay(cmd, "TypeScript client", &passed, &failed);
     ok(status == 0 && passed >= 5 && failed == 0, "node --test ran the client's tests: %d passed, %d failed", passed, failed);
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     ht_remove_app_root(root);

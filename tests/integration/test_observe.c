@@ -597,25 +597,9 @@ static void test_dashboard_browser(const char *js_dir)
     }
     char cmd[800];
     snprintf(cmd, sizeof cmd, "cd %s && node dashboard_check.mjs http://127.0.0.1:%u 2>&1", js_dir, dashboard_port);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        ok(0, "node dashboard_check.mjs runs");
-        return;
-    }
-    char line[1024];
-    int checks = 0;
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "ok ", 3) == 0 || strncmp(line, "not ok ", 7) == 0) {
-            bool good = line[0] == 'o';
-            const char *desc = strstr(line, " - ");
-            ok(good, "dashboard in Chromium: %s", desc ? desc + 3 : line);
-            checks++;
-        } else if (line[0]) {
-            diag("%s", line);
-        }
-    }
-    int status = pclose(p);
+    int checks, failed;
+    int status = tap_relay(cmd, "dashboard in Chromium", &checks, &failed);
+    checks += failed;
     ok(checks >= 8 && status == 0, "the browser check ran %d checks and exited cleanly (status %d)", checks, status);
 }
 

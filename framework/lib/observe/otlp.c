@@ -11,15 +11,21 @@
 
 enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
 
+/* v as a base-128 varint into out (at most 10 bytes); returns its length. */
+static size_t varint(uint64_t v, char out[10])
+{
+    size_t n = 0;
+    do {
+        out[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
 static void put_varint(keel_buf *b, uint64_t v)
 {
     char tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    keel_buf_append(b, tmp, n);
+    keel_buf_append(b, tmp, varint(v, tmp));
 }
 
 static void put_tag(keel_buf *b, unsigned field, unsigned wire)
@@ -39,22 +45,14 @@ static void put_string(keel_buf *b, unsigned field, const char *s)
     put_bytes(b, field, s, strlen(s));
 }
 
-static void put_fixed64(keel_buf *b, unsigned field, uint64_t v)
+/* A fixed64 (size 8) or fixed32 (size 4) field, little-endian. */
+static void put_fixed(keel_buf *b, unsigned field, uint64_t v, size_t size)
 {
     char le[8];
-    for (int i = 0; i < 8; i++)
+    for (size_t i = 0; i < size; i++)
         le[i] = (char)(v >> (8 * i));
-    put_tag(b, field, WIRE_FIXED64);
-    keel_buf_append(b, le, 8);
-}
-
-static void put_fixed32(keel_buf *b, unsigned field, uint32_t v)
-{
-    char le[4];
-    for (int i = 0; i < 4; i++)
-        le[i] = (char)(v >> (8 * i));
-    put_tag(b, field, WIRE_FIXED32);
-    keel_buf_append(b, le, 4);
+    put_tag(b, field, size == 8 ? WIRE_FIXED64 : WIRE_FIXED32);
+    keel_buf_append(b, le, size);
 }
 
 /* Opens a length-delimited field: returns where its length goes. */
@@ -72,12 +70,7 @@ static void msg_close(keel_buf *b, size_t at)
         return;
     size_t body = b->len - at - 5;
     char tmp[10];
-    size_t n = 0;
-    uint64_t v = body;
-    do {
-        tmp[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
+    size_t n = varint(body, tmp);
     memcpy(b->data + at, tmp, n);
     memmove(b->data + at + n, b->data + at + 5, body);
     b->len -= 5 - n;
@@ -105,7 +98,7 @@ static void put_attr(keel_buf *b, unsigned field, const keel_attr *a)
     case KEEL_ATTR_DOUBLE: {
         uint64_t bits;
         memcpy(&bits, &a->v.d, 8);
-        put_fixed64(b, 4, bits);
+        put_fixed(b, 4, bits, 8);
         break;
     }
     }
@@ -136,8 +129,8 @@ static void put_span(keel_buf *b, const keel_trace *t, const keel_span *s)
     put_string(b, 5, s->name);
     put_tag(b, 6, WIRE_VARINT);
     put_varint(b, (uint64_t)s->kind);
-    put_fixed64(b, 7, s->start_ns);
-    put_fixed64(b, 8, s->end_ns);
+    put_fixed(b, 7, s->start_ns, 8);
+    put_fixed(b, 8, s->end_ns, 8);
     for (const keel_attr *a = s->attrs; a; a = a->next)
         put_attr(b, 9, a);
     if (s->status != KEEL_STATUS_UNSET) {
@@ -152,7 +145,7 @@ static void put_span(keel_buf *b, const keel_trace *t, const keel_span *s)
     uint32_t flags = t->flags | 0x100u;
     if (!s->parent && t->has_remote_parent)
         flags |= 0x200u;
-    put_fixed32(b, 16, flags);
+    put_fixed(b, 16, flags, 4);
     msg_close(b, at);
 }
 
