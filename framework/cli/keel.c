@@ -82,7 +82,7 @@ static const struct {
      "                                                (exit 1 when one is)\n\n"
      "Stores are secrets/<env>.enc (XChaCha20-Poly1305); the key is $KEEL_SECRETS_KEY (base64) or\n"
      "secrets/<env>.key (0600, created by the first set, git-ignored).  The default env is local.\n"},
-    {"gen", cli_gen, "gen openapi|client --lang typescript   contracts generated from the app model",
+    {"gen", cli_gen, "gen openapi|client --lang typescript|c   contracts generated from the app model",
      "usage:\n"
      "  keel gen openapi [--out FILE] [--app PATH]\n"
      "      an OpenAPI 3.1 document: paths with their path, query and header parameters, request and\n"
@@ -90,7 +90,11 @@ static const struct {
      "      endpoints as free-form operations; private endpoints are left out\n"
      "  keel gen client --lang typescript [--out FILE] [--app PATH]\n"
      "      one TypeScript file with no dependency beyond fetch: new Client(baseURL, {headers}), a\n"
-     "      method per endpoint grouped by service, errors thrown as APIError with the code\n\n"
+     "      method per endpoint grouped by service, errors thrown as APIError with the code\n"
+     "  keel gen client --lang c [--prefix NAME] [--out FILE.c] [--app PATH]\n"
+     "      FILE.c and FILE.h (default NAME_client.c here): per endpoint a request and a response\n"
+     "      struct with their field tables and a function calling it through libkeel-client\n"
+     "      (keel/client.h; build with pkg-config keel-client); NAME defaults to the app's name\n\n"
      "The same app model gives the same bytes, so generated files can be committed and reviewed.\n"},
     {"app-model", cli_app_model, "app-model [--app PATH]                print the app's services, endpoints and schemas",
      "usage: keel app-model [--app PATH]\n\nPrints the app model as JSON: each service's endpoints and schemas, databases,\n"

@@ -4,7 +4,8 @@
 # function or object declared in framework/include/keel/ (the library is
 # built with -fvisibility=hidden; the public headers push default
 # visibility), and the private keel__ functions and the private keel_pool_*
-# and keel_pipe_* ones stay inside.
+# and keel_pipe_* ones stay inside.  libkeel-client.so exports keel/client.h
+# alone, and only it links libcurl.
 set -u
 srcdir=${KEEL_SRCDIR:?run through make check}
 lib=$(ls framework/.libs/libkeel.so.*.*.* 2>/dev/null | head -n1)
@@ -12,7 +13,7 @@ n=0
 fail=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
 
-echo "1..7"
+echo "1..10"
 [ -n "$lib" ] && [ -f "$lib" ]
 ok $? "the build has a shared libkeel ($lib)"
 # AddressSanitizer adds an __odr_asan.<name> indicator beside each exported
@@ -40,4 +41,13 @@ ok $? "keel_main and keel_db_query_row_args are exported"
 nm -D --undefined-only services/.libs/keel-example 2>/dev/null | grep -q ' keel_main$' ||
     nm -D --undefined-only services/keel-example 2>/dev/null | grep -q ' keel_main$'
 ok $? "the example app takes keel_main from the shared library"
+clib=$(ls framework/.libs/libkeel-client.so.*.*.* 2>/dev/null | head -n1)
+csyms=$(nm -D --defined-only "$clib" 2>/dev/null | awk '$2 ~ /^[TDBRV]$/ && $3 !~ /^__odr_asan\./ {print $3}' | sort | tr '\n' ' ')
+[ "$csyms" = "keel_client_call keel_client_free keel_client_new keel_client_raw keel_client_set_header keel_client_set_max_response keel_client_set_timeout " ]
+ok $? "libkeel-client exports keel/client.h's functions and nothing else (${csyms:-none})"
+readelf -d "$clib" 2>/dev/null | grep NEEDED | grep -q 'libcurl' &&
+    nm -D --undefined-only "$clib" | grep -q ' keel_schema_encode$'
+ok $? "libkeel-client links libcurl and takes libkeel's API from the program (keel-client.pc requires keel)"
+! readelf -d "$lib" 2>/dev/null | grep NEEDED | grep -q 'libcurl'
+ok $? "libkeel does not link libcurl: an app that only serves never loads it"
 exit $fail

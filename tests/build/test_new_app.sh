@@ -6,7 +6,9 @@
 # (no --app, no KEEL_APP), a source change seen as new behaviour, a broken
 # build leaving the old app serving, and the local cluster seen, stopped and
 # started with keel db status|stop|start (a stopped cluster named in the
-# errors of the commands that need it).
+# errors of the commands that need it).  Another C program calls the app
+# through the client `keel gen client --lang c` writes, built with
+# pkg-config keel-client.
 set -u
 srcdir=${KEEL_SRCDIR:?run through make check}
 builddir=$(pwd)
@@ -36,7 +38,7 @@ ldflags=$(sed -n 's/^LDFLAGS = //p' "$builddir/Makefile")
 slow=1
 [ -n "${KEEL_TEST_VALGRIND:-}" ] && slow=4
 
-echo "1..28"
+echo "1..31"
 make -s -C "$builddir" install prefix="$work/prefix" >"$work/install.log" 2>&1
 ok $? "make install prefix=DIR installs Keel to a temporary prefix"
 [ -x "$work/prefix/bin/keel" ] && [ -f "$work/prefix/include/keel/keel.h" ] && ls "$work/prefix/lib"/libkeel.so* >/dev/null 2>&1
@@ -91,6 +93,41 @@ ok $r "POST /notes stores a note in the app's own database ($created)"
 got=$(curl -s "$url/notes/1")
 case "$got" in *'"text":"hello"'*) r=0 ;; *) r=1 ;; esac
 ok $r "GET /notes/1 reads it back"
+mkdir -p "$work/caller"
+keel gen client --lang c --out "$work/caller/notes_client.c" >"$work/gen.log" 2>&1 &&
+    grep -q 'keel_error \*notes_notes_create(' "$work/caller/notes_client.h"
+ok $? "keel gen client --lang c writes notes_client.[ch], prefixed with the app's name"
+cat >"$work/caller/main.c" <<'EOF'
+#include <stdio.h>
+#include "notes_client.h"
+int main(int argc, char **argv)
+{
+    keel_client *c = keel_client_new(argc > 1 ? argv[1] : "");
+    keel_arena arena;
+    keel_arena_init(&arena, NULL, 0);
+    notes_notes_create_response made = {0};
+    notes_notes_get_response got = {0};
+    keel_error *err = notes_notes_create(c, &(notes_notes_create_request){.text = "from C"}, &made, &arena);
+    if (!err)
+        err = notes_notes_get(c, &(notes_notes_get_request){.id = made.id}, &got, &arena);
+    if (!err)
+        printf("%lld %s\n", (long long)got.id, got.text);
+    keel_error *missing = notes_notes_get(c, &(notes_notes_get_request){.id = 999999}, &got, &arena);
+    printf("%s\n", missing ? keel_code_name(missing->code) : "found");
+    int rc = err ? 1 : 0;
+    keel_error_free(err);
+    keel_error_free(missing);
+    keel_arena_release(&arena);
+    keel_client_free(c);
+    return rc;
+}
+EOF
+(cd "$work/caller" && cc -std=c11 -Wall -Wextra -Werror $cflags -o caller main.c notes_client.c \
+    $(pkg-config --cflags --libs keel-client) -Wl,-rpath,"$work/prefix/lib" $ldflags) >"$work/caller.log" 2>&1
+ok $? "another C program builds with it (pkg-config keel-client)"
+out=$("$work/caller/caller" "$url" 2>&1 | tr '\n' ' ')
+case "$out" in "2 from C not_found ") r=0 ;; *) r=1 ;; esac
+ok $r "and calls the running app: a note made and read back, a missing one not_found ($out)"
 raw=$(curl -s -A tester "$url/notes/raw/a/b")
 case "$raw" in "GET /notes/raw/a/b rest=a/b agent=tester") r=0 ;; *) r=1 ;; esac
 ok $r "the raw endpoint sees method, path, path parameter and headers ($raw)"

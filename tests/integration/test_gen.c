@@ -2,8 +2,9 @@
  * real tools against the running example app: the OpenAPI document by
  * @apidevtools/swagger-parser (tests/js/openapi_check.mjs), the TypeScript
  * client compiled by tsc --strict and run with Node's test runner
- * (tests/js/client_test.ts calls every public typed endpoint).  Generating
- * twice gives the same bytes. */
+ * (tests/js/client_test.ts calls every public typed endpoint), and the C
+ * client, which the build generates and compiles into example_client_check
+ * (run here against the app).  Generating twice gives the same bytes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,30 @@ int main(void)
     snprintf(cmd, sizeof cmd, "'%s' gen client --app '%s' 2>&1", cli, app);
     out = ht_shell(cmd, &status);
     ok(status == 2 * 256 || status == 2, "a client without --lang is a usage error");
-    like(out, "--lang typescript", "naming the language");
+    like(out, "--lang typescript or --lang c", "naming the languages");
+    free(out);
+
+    /* The C client: the same bytes twice, the header beside the source.  The
+     * build compiled its own copy with the project's warnings into
+     * example_client_check, which runs against the app below. */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/c1 %s/c2 && '%s' gen client --lang c --prefix example --app '%s' "
+             "--out %s/c1/example_client.c 2>&1 && cd %s/c2 && '%s' gen client --lang c --prefix example --app '%s' 2>&1",
+             dir, dir, cli, app, dir, dir, cli, app);
+    out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel gen client --lang c writes the header and the source%s%s", status ? ": " : "",
+           status ? out : "");
+    like(out, "wrote example_client.c and example_client.h", "without --out, <prefix>_client.c and .h here");
+    free(out);
+    snprintf(a, sizeof a, "%s/c1/example_client.c", dir);
+    snprintf(b, sizeof b, "%s/c2/example_client.c", dir);
+    ok(same_file(a, b), "generating twice gives identical bytes (source)");
+    snprintf(a, sizeof a, "%s/c1/example_client.h", dir);
+    snprintf(b, sizeof b, "%s/c2/example_client.h", dir);
+    ok(same_file(a, b), "generating twice gives identical bytes (header)");
+    snprintf(cmd, sizeof cmd, "'%s' gen client --lang c --app '%s' --out %s/c1/client.txt 2>&1", cli, app, dir);
+    out = ht_shell(cmd, &status);
+    ok(status == 2 * 256 || status == 2, "--out that does not name a .c file is a usage error");
+    like(out, "FILE.c", "saying what --out takes");
     free(out);
 
     /* Run against the example app. */
@@ -100,6 +124,17 @@ int main(void)
              "node --test --test-reporter=tap client_test.js 2>&1", dir, srv.port);
     status = tap_relay(cmd, "TypeScript client", &passed, &failed);
     ok(status == 0 && passed >= 5 && failed == 0, "node --test ran the client's tests: %d passed, %d failed", passed, failed);
+    const char *c_check = getenv("KEEL_EXAMPLE_CLIENT_CHECK");
+    if (c_check) {
+        snprintf(cmd, sizeof cmd, "KEEL_BASE_URL=http://127.0.0.1:%u KEEL_ADMIN_TOKEN=\"$KEEL_SECRET_ADMIN_TOKEN\" "
+                 "%s%s%s'%s' 2>&1", srv.port, ht_valgrind() ? "sh '" : "", ht_valgrind() ? srcdir : "",
+                 ht_valgrind() ? "/tests/valgrind.sh' " : "", c_check);
+        status = tap_relay(cmd, "C client", &passed, &failed);
+        ok(status == 0 && passed >= 30 && failed == 0, "the generated C client called every typed endpoint: "
+           "%d passed, %d failed%s", passed, failed, ht_valgrind() ? ", no valgrind errors or leaks" : "");
+    } else {
+        skip("KEEL_EXAMPLE_CLIENT_CHECK is not set (run through make check)");
+    }
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     ht_remove_app_root(root);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

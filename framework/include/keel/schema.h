@@ -205,6 +205,11 @@ keel_error *keel_schema_decode_text(const keel_field *f, const char *text, size_
  * string is replaced by U+FFFD.  Fields marked IN_HEADER are skipped. */
 void keel_schema_encode(const keel_field *fields, const void *in, keel_buf *buf);
 
+/* False when field f of the struct at in is an optional field left out: its
+ * presence flag is false, or it is an optional string that is NULL.  The
+ * encoder omits such fields; so does a client building a query string. */
+bool keel_schema_present(const keel_field *f, const void *in);
+
 /* Describes a table for the app model: [{"name":..,"type":..,"optional":..,
  * "in":"body|path|query|header","fields":[..]|"items":..}].  New reference. */
 json_t *keel_schema_describe(const keel_field *fields);

@@ -1045,9 +1045,9 @@ static void encode_array(const keel_field *f, const char *base, keel_buf *b)
     keel_buf_putc(b, ']');
 }
 
-/* False when an optional field is absent and must be omitted. */
-static bool field_present(const keel_field *f, const char *base)
+bool keel_schema_present(const keel_field *f, const void *in)
 {
+    const char *base = in;
     if (f->has_offset != KEEL_NO_OFFSET && !*(const bool *)(const void *)(base + f->has_offset))
         return false;
     if (f->type == KEEL_T_STRING && (f->flags & KEEL_OPTIONAL) &&
@@ -1063,7 +1063,7 @@ static void encode_table(const keel_field *fields, const char *base, keel_buf *b
         fields = keel_empty_fields;
     keel_buf_putc(b, '{');
     for (const keel_field *f = fields; f->type != KEEL_T_END; f++) {
-        if ((f->flags & KEEL_IN_HEADER) || !field_present(f, base))
+        if ((f->flags & KEEL_IN_HEADER) || !keel_schema_present(f, base))
             continue;
         encode_key(b, f->name, first);
         first = false;
