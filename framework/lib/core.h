@@ -49,6 +49,7 @@ struct keel_app {
     unsigned port;
     atomic_uint_fast64_t next_request;
     atomic_bool stopping;     /* set once by keel_app_stop */
+    atomic_bool draining;     /* keel_app_drain: /__keel/readyz answers 503 */
     atomic_size_t body_bytes; /* request bodies held in memory: cfg.body_budget */
     struct keel_conn_limit *conn_limit; /* per-client connections; NULL: no limit */
     const keel_auth_handler *auth; /* the app's auth handler; NULL: none */

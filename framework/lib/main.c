@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char usage[] =
     "usage: %s [--port N] [--app-model] [--help]\n"
@@ -14,8 +15,8 @@ static const char usage[] =
     "  --app-model   print the app model (services with their endpoints, schemas, databases,\n"
     "                secrets and calls) as JSON and exit\n"
     "environment: PORT KEEL_HOST KEEL_IO_THREADS KEEL_WORKERS KEEL_MAX_BODY KEEL_BODY_BUDGET\n"
-    "             KEEL_MAX_HEADER KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_MAX_CONNECTIONS\n"
-    "             KEEL_MAX_CONNECTIONS_PER_IP KEEL_LOG_REQUESTS\n";
+    "             KEEL_MAX_HEADER KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_DRAIN_MS\n"
+    "             KEEL_MAX_CONNECTIONS KEEL_MAX_CONNECTIONS_PER_IP KEEL_LOG_REQUESTS\n";
 
 typedef struct {
     bool app_model;
@@ -69,8 +70,10 @@ static void print_failure(const char *what, const keel_error *err)
     fprintf(stderr, "keel: %s%s%s%s\n", what, err->message, err->cause ? ": " : "", err->cause ? err->cause : "");
 }
 
-/* Serves until SIGINT or SIGTERM.  The signals are blocked in every thread
- * (the mask is inherited) and taken here synchronously with sigwait. */
+/* Serves until SIGINT or SIGTERM, then drains for cfg.drain_ms (readyz
+ * answers 503 while everything else is served) unless a second signal
+ * comes first.  The signals are blocked in every thread (the mask is
+ * inherited) and taken here synchronously with sigwait. */
 static int serve(keel_app *app, const sigset_t *stop_signals)
 {
     keel_error *err = keel_app_start(app);
@@ -82,7 +85,18 @@ static int serve(keel_app *app, const sigset_t *stop_signals)
     keel_log(KEEL_LOG_INFO, "listening on http://%s:%u", app->cfg.host, keel_app_port(app));
     int sig = 0;
     sigwait(stop_signals, &sig);
-    keel_log(KEEL_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (app->cfg.drain_ms > 0) {
+        keel_app_drain(app);
+        keel_log(KEEL_LOG_INFO, "received %s, draining for %u ms: /__keel/readyz answers 503, requests are served",
+                 name, app->cfg.drain_ms);
+        struct timespec left = {(time_t)(app->cfg.drain_ms / 1000), (long)(app->cfg.drain_ms % 1000) * 1000000L};
+        if (sigtimedwait(stop_signals, NULL, &left) > 0)
+            keel_log(KEEL_LOG_INFO, "a second signal: draining cut short");
+        keel_log(KEEL_LOG_INFO, "drained, shutting down");
+    } else {
+        keel_log(KEEL_LOG_INFO, "received %s, shutting down", name);
+    }
     keel_app_stop(app);
     keel_log(KEEL_LOG_INFO, "stopped");
     return 0;

@@ -26,6 +26,11 @@ typedef struct keel_config {
     size_t max_header;           /* request line + headers; default 32 KiB */
     unsigned conn_timeout_s;     /* idle connection timeout; default 30 */
     unsigned shutdown_grace_ms;  /* wait for in-flight requests; default 10000 */
+    unsigned drain_ms;           /* keel_main, on SIGTERM or SIGINT: report not
+                                    ready (/__keel/readyz 503) and keep serving
+                                    this long before stopping, so that a load
+                                    balancer takes the instance out first;
+                                    default 0 */
     unsigned max_connections;    /* default 4096 */
     bool log_requests;           /* one JSON line per request; default true */
     int log_fd;                  /* default 2 (stderr) */
@@ -37,7 +42,7 @@ void keel_config_defaults(keel_config *c);
 /* Overrides c from the environment: PORT, KEEL_HOST, KEEL_IO_THREADS,
  * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_BODY_BUDGET, KEEL_MAX_CONNECTIONS,
  * KEEL_MAX_CONNECTIONS_PER_IP, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
- * KEEL_SHUTDOWN_GRACE_MS, KEEL_LOG_REQUESTS (0/1).  A malformed value gives
+ * KEEL_SHUTDOWN_GRACE_MS, KEEL_DRAIN_MS, KEEL_LOG_REQUESTS (0/1).  A malformed value gives
  * invalid_argument naming the variable. */
 keel_error *keel_config_from_env(keel_config *c);
 
@@ -60,6 +65,12 @@ keel_error *keel_app_start(keel_app *app);
 /* The port actually bound (useful with port 0). */
 unsigned keel_app_port(const keel_app *app);
 
+/* Marks the app as draining: from now on GET /__keel/readyz answers 503
+ * ("draining") while every other request is served as before.  For a
+ * shutdown behind a load balancer: drain, wait for the balancer to notice,
+ * then keel_app_stop.  Safe from any thread. */
+void keel_app_drain(keel_app *app);
+
 /* Graceful stop: stops accepting, waits up to shutdown_grace_ms for in-flight
  * requests, then closes everything.  Safe to call once after start. */
 void keel_app_stop(keel_app *app);
@@ -78,7 +89,8 @@ json_t *keel_app_model(const keel_app *app);
 
 /* The whole life of a Keel program: parses the command line (--port N,
  * --app-model, --help), reads the environment, builds the app, serves until
- * SIGINT or SIGTERM and shuts down gracefully.  Returns the exit status: 0 after
+ * SIGINT or SIGTERM, drains for cfg.drain_ms (a second signal cuts it short)
+ * and shuts down gracefully.  Returns the exit status: 0 after
  * a clean shutdown, 1 when start-up failed (the reason is printed on stderr), 2
  * for a usage error. */
 int keel_main(int argc, char **argv, const keel_service *const services[]);

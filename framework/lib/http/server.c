@@ -432,8 +432,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t us = (int64_t)(now.tv_sec - req->started.tv_sec) * 1000000 + (now.tv_nsec - req->started.tv_nsec) / 1000;
     keel__metrics_request_end(app, req->route, status, us > 0 ? (uint64_t)us : 0);
-    if (app->cfg.log_requests)
-        keel__log_request(req, status, us);
+    if (app->cfg.log_requests && !(req->route && req->route->service->name[0] == '_'))
+        keel__log_request(req, status, us); /* not the framework's pages: balancers ask often */
     keel__req_free(req);
     keel__loop_request_finished(loop);
 }

@@ -10,6 +10,7 @@
 #include "core.h"
 #include "keel/extdb.h"
 #include "observe/metrics.h"
+#include "health.h"
 #include "observe/observe.h"
 #include "sql/pool.h"
 
@@ -33,24 +34,29 @@ typedef struct route_counts {
     atomic_uint_fast64_t sum_us;
 } route_counts;
 
+static keel_error *metrics_page(keel_req *req, keel_resp *resp);
+
+/* The framework's own pages: never the app's routes, never traced. */
+static const keel_service framework_service = {.name = "__keel"};
+static const keel_endpoint framework_endpoints[] = {
+    KEEL_RAW("GET", "/__keel/metrics", metrics_page),
+    KEEL_RAW("GET", "/__keel/healthz", keel__healthz_page),
+    KEEL_RAW("GET", "/__keel/readyz", keel__readyz_page),
+};
+#define NFRAMEWORK (sizeof framework_endpoints / sizeof *framework_endpoints)
+
 struct keel_metrics {
     route_counts *routes;     /* app->nroutes, then the unrouted, then the framework's */
     size_t nroutes;
     atomic_uint_fast64_t in_flight;
     double start_time;        /* Unix seconds */
-    keel_route framework[1];  /* GET /__keel/metrics */
+    keel_route framework[NFRAMEWORK];
 };
-
-static keel_error *metrics_page(keel_req *req, keel_resp *resp);
-
-static const keel_service framework_service = {.name = "__keel"};
-static const keel_endpoint metrics_endpoint =
-    KEEL_RAW("GET", "/__keel/metrics", metrics_page);
 
 keel_error *keel__metrics_new(keel_app *app)
 {
     keel_metrics *m = calloc(1, sizeof *m);
-    size_t n = app->nroutes + 2;
+    size_t n = app->nroutes + 1 + NFRAMEWORK;
     route_counts *r = m ? calloc(n, sizeof *r) : NULL;
     if (!r) {
         free(m);
@@ -61,11 +67,13 @@ keel_error *keel__metrics_new(keel_app *app)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     m->start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-    keel_route *fr = &m->framework[0];
-    fr->service = &framework_service;
-    fr->ep = &metrics_endpoint;
-    snprintf(fr->label, sizeof fr->label, "__keel.metrics");
-    snprintf(fr->method, sizeof fr->method, "GET");
+    for (size_t i = 0; i < NFRAMEWORK; i++) {
+        keel_route *fr = &m->framework[i];
+        fr->service = &framework_service;
+        fr->ep = &framework_endpoints[i];
+        snprintf(fr->label, sizeof fr->label, "__keel.%s", framework_endpoints[i].path + strlen("/__keel/"));
+        snprintf(fr->method, sizeof fr->method, "GET");
+    }
     app->metrics = m;
     return NULL;
 }
@@ -89,8 +97,8 @@ static route_counts *counts_for(keel_metrics *m, const keel_app *app, const keel
 {
     if (route >= app->routes && route < app->routes + m->nroutes)
         return &m->routes[route - app->routes];
-    if (route == &m->framework[0])
-        return &m->routes[m->nroutes + 1];
+    if (route >= m->framework && route < m->framework + NFRAMEWORK)
+        return &m->routes[m->nroutes + 1 + (size_t)(route - m->framework)];
     return &m->routes[m->nroutes]; /* not routed */
 }
 
@@ -115,13 +123,16 @@ const keel_route *keel__framework_route(keel_app *app, const char *method, const
 {
     keel_metrics *m = app->metrics;
     *status = 404;
-    if (!m || strcmp(path, "/__keel/metrics") != 0)
-        return NULL;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        *status = 405;
-        return NULL;
+    for (size_t i = 0; m && i < NFRAMEWORK; i++) {
+        if (strcmp(path, framework_endpoints[i].path) != 0)
+            continue;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            *status = 405;
+            return NULL;
+        }
+        return &m->framework[i];
     }
-    return &m->framework[0];
+    return NULL;
 }
 
 /* ---- the page ---------------------------------------------------------------------- */
@@ -144,10 +155,10 @@ static void route_labels(keel_buf *b, const keel_route *r)
 
 static void http_metrics(keel_buf *b, keel_app *app, keel_metrics *m)
 {
-    size_t n = m->nroutes + 2;
+    size_t n = m->nroutes + 1 + NFRAMEWORK;
     header(b, "keel_http_requests_total", "counter", "HTTP requests answered, by endpoint and status code.");
     for (size_t i = 0; i < n; i++) {
-        const keel_route *r = i < m->nroutes ? &app->routes[i] : i == m->nroutes ? NULL : &m->framework[0];
+        const keel_route *r = i < m->nroutes ? &app->routes[i] : i == m->nroutes ? NULL : &m->framework[i - m->nroutes - 1];
         for (unsigned s = STATUS_MIN; s <= STATUS_MAX; s++) {
             uint64_t v = load(&m->routes[i].by_status[s - STATUS_MIN]);
             if (!v)
@@ -160,7 +171,7 @@ static void http_metrics(keel_buf *b, keel_app *app, keel_metrics *m)
     header(b, "keel_http_request_duration_seconds", "histogram",
            "Time from a request's arrival to the end of its response, by endpoint.");
     for (size_t i = 0; i < n; i++) {
-        const keel_route *r = i < m->nroutes ? &app->routes[i] : i == m->nroutes ? NULL : &m->framework[0];
+        const keel_route *r = i < m->nroutes ? &app->routes[i] : i == m->nroutes ? NULL : &m->framework[i - m->nroutes - 1];
         route_counts *c = &m->routes[i];
         uint64_t cumulative = 0;
         for (size_t k = 0; k <= NBUCKETS; k++)

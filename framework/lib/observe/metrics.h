@@ -1,6 +1,6 @@
 /* metrics.h - private: what the app counts about itself, and the
- * framework's own routes under /__keel/ (observe/metrics.c).  Not
- * installed. */
+ * framework's own routes under /__keel/ (observe/metrics.c): metrics,
+ * healthz and readyz (health.c).  Not installed. */
 #ifndef KEEL_OBSERVE_METRICS_H
 #define KEEL_OBSERVE_METRICS_H
 
