@@ -40,6 +40,7 @@ void keel_config_defaults(keel_config *c)
     c->conn_timeout_s = 30;
     c->shutdown_grace_ms = 10000;
     c->drain_ms = 0;
+    c->replica_check_ms = 1000;
     c->max_connections = 4096;
     c->log_requests = true;
     c->log_fd = 2;
@@ -83,6 +84,7 @@ keel_error *keel_config_from_env(keel_config *c)
     ENV_FIELD("KEEL_CONN_TIMEOUT", conn_timeout_s, 1, 86400);
     ENV_FIELD("KEEL_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600 * 1000);
     ENV_FIELD("KEEL_DRAIN_MS", drain_ms, 0, 3600 * 1000);
+    ENV_FIELD("KEEL_REPLICA_CHECK_MS", replica_check_ms, 10, 3600 * 1000);
     ENV_FIELD("KEEL_MAX_CONNECTIONS", max_connections, 1, 1000000);
     ENV_FIELD("KEEL_LOG_REQUESTS", log_requests, 0, 1);
     const char *host = getenv("KEEL_HOST");

@@ -16,7 +16,8 @@ static const char usage[] =
     "                secrets and calls) as JSON and exit\n"
     "environment: PORT KEEL_HOST KEEL_IO_THREADS KEEL_WORKERS KEEL_MAX_BODY KEEL_BODY_BUDGET\n"
     "             KEEL_MAX_HEADER KEEL_CONN_TIMEOUT KEEL_SHUTDOWN_GRACE_MS KEEL_DRAIN_MS\n"
-    "             KEEL_MAX_CONNECTIONS KEEL_MAX_CONNECTIONS_PER_IP KEEL_LOG_REQUESTS\n";
+    "             KEEL_REPLICA_CHECK_MS KEEL_MAX_CONNECTIONS KEEL_MAX_CONNECTIONS_PER_IP\n"
+    "             KEEL_LOG_REQUESTS\n";
 
 typedef struct {
     bool app_model;

@@ -291,6 +291,15 @@ static void test_limits(void)
     snprintf(why, sizeof why, "no connection available within %d ms", checkout_ms);
     like(third.r.body, why, "and says why");
     ht_free(&third.r);
+    /* A plain statement finds every connection held alone and the lane
+     * full: it waits for one like a transaction does (it used to be sent on
+     * no connection at all, and the app crashed). */
+    call plain;
+    call_start(&plain, "GET", "/dbtest/div/4");
+    pthread_join(plain.th, NULL);
+    is_int(plain.r.status, 503, "a plain statement while every connection is held alone waits, then is 503");
+    like(plain.r.body, why, "for the same reason");
+    ht_free(&plain.r);
     for (int i = 0; i < 2; i++) {
         pthread_join(held[i].th, NULL);
         is_int(held[i].r.status, 200, "the transaction holding connection %d commits", i + 1);

@@ -26,6 +26,9 @@ typedef struct keel_config {
     size_t max_header;           /* request line + headers; default 32 KiB */
     unsigned conn_timeout_s;     /* idle connection timeout; default 30 */
     unsigned shutdown_grace_ms;  /* wait for in-flight requests; default 10000 */
+    unsigned replica_check_ms;   /* how often each read replica is asked
+                                    whether it answers and how far it lags;
+                                    default 1000 */
     unsigned drain_ms;           /* keel_main, on SIGTERM or SIGINT: report not
                                     ready (/__keel/readyz 503) and keep serving
                                     this long before stopping, so that a load
@@ -42,7 +45,8 @@ void keel_config_defaults(keel_config *c);
 /* Overrides c from the environment: PORT, KEEL_HOST, KEEL_IO_THREADS,
  * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_BODY_BUDGET, KEEL_MAX_CONNECTIONS,
  * KEEL_MAX_CONNECTIONS_PER_IP, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
- * KEEL_SHUTDOWN_GRACE_MS, KEEL_DRAIN_MS, KEEL_LOG_REQUESTS (0/1).  A malformed value gives
+ * KEEL_SHUTDOWN_GRACE_MS, KEEL_DRAIN_MS, KEEL_REPLICA_CHECK_MS, KEEL_LOG_REQUESTS
+ * (0/1).  A malformed value gives
  * invalid_argument naming the variable. */
 keel_error *keel_config_from_env(keel_config *c);
 

@@ -37,13 +37,17 @@ typedef struct keel_sqldb {
                                 reference to a database declared elsewhere */
     struct keel_sqldb *resolved; /* set at start-up: the declaring database */
     keel_pool *pool;         /* set at start-up */
+    struct keel_replica_set *replicas; /* set at start-up: the read replicas the
+                                          infra config lists; NULL: none */
 } keel_sqldb;
 
 /* Declares a database owned by this service, with its migrations folder. */
-#define KEEL_SQLDB(db_name, dir) { .name = (db_name), .migrations = (dir), .resolved = NULL, .pool = NULL }
+#define KEEL_SQLDB(db_name, dir) \
+    { .name = (db_name), .migrations = (dir), .resolved = NULL, .pool = NULL, .replicas = NULL }
 /* Uses a database that another service declares (Encore's SQLDatabase.named).
  * An unknown name fails start-up with: sqldb: unknown database "NAME". */
-#define KEEL_SQLDB_NAMED(db_name) { .name = (db_name), .migrations = NULL, .resolved = NULL, .pool = NULL }
+#define KEEL_SQLDB_NAMED(db_name) \
+    { .name = (db_name), .migrations = NULL, .resolved = NULL, .pool = NULL, .replicas = NULL }
 
 /* ---- parameters --------------------------------------------------------- */
 
@@ -101,8 +105,26 @@ typedef struct keel_rows keel_rows;
 #define keel_db_query(req, db, rows, sql, ...) \
     keel_db_query_args((req), (db), (rows), (sql), KEEL__ARGS(__VA_ARGS__))
 
+/* Reads that may be slightly stale: the same as keel_db_query_row and
+ * keel_db_query, sent to one of the database's read replicas (the infra
+ * config's "replicas", round-robin among those that answer), or to the
+ * primary when it has none, none is healthy, or req is inside a
+ * transaction on db.  A replica that cannot be reached is left out and
+ * the read goes to the primary instead of failing.  Never use them to
+ * write, or to read what the same request just wrote: a replica replays
+ * the primary's changes a little later (keel_db_replica_lag_seconds on
+ * /__keel/metrics says how much). */
+#define keel_db_query_row_ro(req, db, row, sql, ...) \
+    keel_db_query_row_ro_args((req), (db), (row), (sql), KEEL__ARGS(__VA_ARGS__))
+#define keel_db_query_ro(req, db, rows, sql, ...) \
+    keel_db_query_ro_args((req), (db), (rows), (sql), KEEL__ARGS(__VA_ARGS__))
+
 keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, const char *sql,
                               const keel_arg *args, size_t nargs);
+keel_error *keel_db_query_row_ro_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                      const keel_arg *args, size_t nargs);
+keel_error *keel_db_query_ro_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                                  const keel_arg *args, size_t nargs);
 keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
                                    const keel_arg *args, size_t nargs);
 keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,

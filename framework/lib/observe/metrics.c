@@ -13,6 +13,7 @@
 #include "health.h"
 #include "observe/observe.h"
 #include "sql/pool.h"
+#include "sql/replica.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -265,6 +266,55 @@ static void db_metrics(keel_buf *b, keel_app *app)
     }
 }
 
+/* Each managed database's read replicas: whether they answer, how far
+ * their replay lags, and the statements they ran. */
+static void replica_metrics(keel_buf *b, keel_app *app)
+{
+    bool any = false;
+    for (size_t i = 0; i < app->ndbs; i++)
+        any |= keel__replicas_count(app->dbs[i]->replicas) > 0;
+    if (!any)
+        return;
+    header(b, "keel_db_replica_up", "gauge", "1 while a read replica answers (reads go to it), else 0.");
+    for (size_t i = 0; i < app->ndbs; i++)
+        for (size_t k = 0; k < keel__replicas_count(app->dbs[i]->replicas); k++) {
+            const char *label;
+            bool up;
+            double lag;
+            keel__replica_info(app->dbs[i]->replicas, k, &label, &up, &lag);
+            keel_buf_printf(b, "keel_db_replica_up{database=\"%s\",replica=\"%s\"} %d\n", app->dbs[i]->name, label,
+                            up ? 1 : 0);
+        }
+    header(b, "keel_db_replica_lag_seconds", "gauge",
+           "How far a replica's replay is behind: 0 when it replayed all it received, else the age of the last "
+           "transaction it replayed.  Absent until known.");
+    for (size_t i = 0; i < app->ndbs; i++)
+        for (size_t k = 0; k < keel__replicas_count(app->dbs[i]->replicas); k++) {
+            const char *label;
+            bool up;
+            double lag;
+            keel__replica_info(app->dbs[i]->replicas, k, &label, &up, &lag);
+            if (lag >= 0)
+                keel_buf_printf(b, "keel_db_replica_lag_seconds{database=\"%s\",replica=\"%s\"} %.6f\n",
+                                app->dbs[i]->name, label, lag);
+        }
+    header(b, "keel_db_replica_statements_total", "counter", "SQL statements a read replica ran, by outcome.");
+    for (size_t i = 0; i < app->ndbs; i++)
+        for (size_t k = 0; k < keel__replicas_count(app->dbs[i]->replicas); k++) {
+            const char *label;
+            bool up;
+            double lag;
+            keel__replica_info(app->dbs[i]->replicas, k, &label, &up, &lag);
+            keel_pool_stats st;
+            keel_pool_stats_read(keel__replica_pool(app->dbs[i]->replicas, k), &st);
+            keel_buf_printf(b, "keel_db_replica_statements_total{database=\"%s\",replica=\"%s\",outcome=\"ok\"} %llu\n",
+                            app->dbs[i]->name, label, (unsigned long long)st.statements_ok);
+            keel_buf_printf(b,
+                            "keel_db_replica_statements_total{database=\"%s\",replica=\"%s\",outcome=\"error\"} %llu\n",
+                            app->dbs[i]->name, label, (unsigned long long)st.statements_failed);
+        }
+}
+
 static void trace_metrics(keel_buf *b, keel_app *app)
 {
     keel_trace_stats t;
@@ -326,6 +376,7 @@ static keel_error *metrics_page(keel_req *req, keel_resp *resp)
     keel_buf *b = keel_resp_buf(resp);
     http_metrics(b, app, app->metrics);
     db_metrics(b, app);
+    replica_metrics(b, app);
     trace_metrics(b, app);
     process_metrics(b, app->metrics);
     if (b->failed)

@@ -12,6 +12,7 @@
 #include "sql/infra.h"
 #include "sql/pg_error.h"
 #include "sql/pool.h"
+#include "sql/replica.h"
 #include "observe/observe.h"
 #include "wipe.h"
 
@@ -214,6 +215,8 @@ keel_error *keel__databases_open(keel_app *app)
         err = migrate_database_traced(app, infra, app->dbs[i]);
         if (!err)
             err = open_pool(infra, app->dbs[i]);
+        if (!err)
+            err = keel__replicas_open(infra, app->dbs[i]->name, app->cfg.replica_check_ms, &app->dbs[i]->replicas);
     }
     return err;
 }
@@ -221,6 +224,8 @@ keel_error *keel__databases_open(keel_app *app)
 void keel__databases_close(keel_app *app)
 {
     for (size_t i = 0; i < app->ndbs; i++) {
+        keel__replicas_free(app->dbs[i]->replicas);
+        app->dbs[i]->replicas = NULL;
         keel_pool_free(app->dbs[i]->pool);
         app->dbs[i]->pool = NULL;
     }

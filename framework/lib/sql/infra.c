@@ -158,10 +158,40 @@ static bool sslmode_known(const char *m)
     return false;
 }
 
+/* "replicas": [{"host": ..., "port": ...}]: streaming replicas of the
+ * database's server, for reads (keel_db_query_ro). */
+static void check_replicas(checker *c, const char *where, json_t *list)
+{
+    static const char *const keys[] = {"host", "port", NULL};
+    char at[300];
+    snprintf(at, sizeof at, "%.200s.replicas", where);
+    if (!list)
+        return;
+    if (!json_is_array(list)) {
+        problem(c, at, "expected an array of {\"host\", \"port\"}");
+        return;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r) {
+        char one[340];
+        snprintf(one, sizeof one, "%s[%zu]", at, i);
+        if (!json_is_object(r)) {
+            problem(c, one, "expected an object with \"host\" and, optionally, \"port\"");
+            return;
+        }
+        only_keys(c, one, r, keys);
+        check_value(c, one, "host", json_object_get(r, "host"), false, true);
+        json_t *port = json_object_get(r, "port");
+        if (port && !reference(port, "$env"))
+            check_number(c, one, r, "port", 1, 65535);
+    }
+}
+
 static void check_database(checker *c, const char *where, json_t *db)
 {
     static const char *const keys[] = {"name", "user", "password", "admin_user", "admin_password",
-                                       "readonly_user", "readonly_password", "pool", NULL};
+                                       "readonly_user", "readonly_password", "pool", "replicas", NULL};
     if (!json_is_object(db)) {
         problem(c, where, "expected an object");
         return;
@@ -177,6 +207,7 @@ static void check_database(checker *c, const char *where, json_t *db)
     check_value(c, where, "readonly_user", json_object_get(db, "readonly_user"), false, false);
     check_value(c, where, "readonly_password", json_object_get(db, "readonly_password"), true, false);
     check_pool(c, where, json_object_get(db, "pool"));
+    check_replicas(c, where, json_object_get(db, "replicas"));
 }
 
 static void check_server(checker *c, const char *where, json_t *s)
@@ -593,6 +624,45 @@ keel_error *keel__infra_settings(const keel_infra *infra, const char *logical, k
     pool_from(json_object_get(infra->root, "pool"), &out->pool);
     pool_from(json_object_get(d->entry, "pool"), &out->pool);
     return NULL;
+}
+
+size_t keel__infra_replicas(const keel_infra *infra, const char *logical)
+{
+    const infra_db *d = find(infra, logical);
+    return d ? json_array_size(json_object_get(d->entry, "replicas")) : 0;
+}
+
+keel_error *keel__infra_replica_settings(const keel_infra *infra, const char *logical, size_t k,
+                                         keel_db_settings *out)
+{
+    const infra_db *d = find(infra, logical);
+    json_t *r = d ? json_array_get(json_object_get(d->entry, "replicas"), k) : NULL;
+    if (!r)
+        return keel_error_new(KEEL_NOT_FOUND, "infra config %s: database \"%s\" has no replica %zu", infra->path,
+                              logical, k);
+    keel_error *err = keel__infra_settings(infra, logical, KEEL_ROLE_APP, NULL, out);
+    if (err)
+        return err;
+    const char *host = NULL, *port = NULL;
+    char portbuf[16];
+    json_t *pv = json_object_get(r, "port");
+    err = resolve(infra, logical, "replicas[].host", json_object_get(r, "host"), &host, NULL, 0);
+    if (!err && json_is_integer(pv)) {
+        snprintf(portbuf, sizeof portbuf, "%lld", (long long)json_integer_value(pv));
+        port = portbuf;
+    } else if (!err) {
+        err = resolve(infra, logical, "replicas[].port", pv, &port, NULL, 0);
+    }
+    /* The replica is another server: its own host and port, and sslmode
+     * chosen for its host unless the config sets one. */
+    if (!err && (!keel__conn_param_set(&out->conn, "host", host) ||
+                 (port && !keel__conn_param_set(&out->conn, "port", port)) ||
+                 (out->sslmode_default &&
+                  !keel__conn_param_set(&out->conn, "sslmode", host_is_local(host) ? "prefer" : "verify-full"))))
+        err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    if (err)
+        keel__db_settings_free(out);
+    return err;
 }
 
 /* ---- URIs and servers ------------------------------------------------------------ */

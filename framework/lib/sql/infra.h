@@ -11,7 +11,8 @@
  *                         "user": "todo_app", "password": "..." | {"$env": "VAR"} | {"$secret": "NAME"},
  *                         "admin_user": "todo_admin", "admin_password": ...,
  *                         "readonly_user": "todo_ro", "readonly_password": ...,
- *                         "pool": {"max_connections": 40}}}}],
+ *                         "pool": {"max_connections": 40},
+ *                         "replicas": [{"host": "db-replica-1.internal", "port": 5432}]}}}],
  *    "pool": {"max_connections": 20, "checkout_timeout_ms": 5000, "statement_timeout_ms": 30000}}
  *
  * host, port, sslmode and sslrootcert may also be {"$env": "VAR"}.  The file
@@ -87,6 +88,14 @@ bool keel__infra_has(const keel_infra *infra, const char *logical);
 keel_error *keel__infra_settings(const keel_infra *infra, const char *logical, keel_db_role role,
                                  const char *default_secret, keel_db_settings *out);
 void keel__db_settings_free(keel_db_settings *s);
+
+/* The read replicas the config lists for logical ("replicas": [{"host",
+ * "port"}] in its entry), and the app role's settings for replica k: the
+ * database's own with the replica's host and port (and, when sslmode is
+ * not configured, the one for the replica's host). */
+size_t keel__infra_replicas(const keel_infra *infra, const char *logical);
+keel_error *keel__infra_replica_settings(const keel_infra *infra, const char *logical, size_t k,
+                                         keel_db_settings *out);
 
 /* The value of keyword in params, or NULL. */
 const char *keel__conn_param(const keel_conn_params *p, const char *keyword);

@@ -493,9 +493,12 @@ static bool stalled(const pipe_conn *c, const struct timespec *now)
 }
 
 /* The connection for the next statement: the least busy one that is not
- * stalled; a new one when every one is stalled or busy and the share allows. */
+ * stalled; a new one when every one is stalled or busy and the share allows.
+ * *out is NULL (and no error) when every connection is held alone and the
+ * share is used up: the caller waits for one. */
 static keel_error *pick(pipe_lane *lane, pipe_conn **out)
 {
+    *out = NULL;
     const struct timespec *now = keel__loop_now(lane->loop);
     pipe_conn *best = NULL, *any = NULL;
     for (pipe_conn *c = lane->conns; c; c = c->next) {
@@ -578,7 +581,19 @@ keel_error *keel__pipe_run(keel_req *req, keel_pool *pool, const char *sql, cons
     pipe_conn *c = NULL;
     if (lane)
         err = pick(lane, &c);
-    return err ? err : run_on(req, c, sql, p, out, lost);
+    if (err)
+        return err;
+    if (c)
+        return run_on(req, c, sql, p, out, lost);
+    /* Every connection of the lane is held alone (transactions, row
+     * streams) and the lane is full: wait for one as they do, up to the
+     * checkout timeout, and give it back after this one statement. */
+    keel_pipe_conn *held;
+    if ((err = keel__pipe_reserve(req, pool, &held)) != NULL)
+        return err;
+    err = run_on(req, held, sql, p, out, lost);
+    keel__pipe_release(held, *lost);
+    return err;
 }
 
 keel_error *keel__pipe_run_on(keel_req *req, keel_pipe_conn *c, const char *sql, const keel_pipe_params *p,

@@ -26,6 +26,7 @@
  * with the detail KEEL_DETAIL_NO_ROWS, which keel_db_no_rows compares. */
 #include "core.h"
 #include "sql/pool.h"
+#include "sql/replica.h"
 #include "sql/pipeline.h"
 #include "observe/trace.h"
 
@@ -75,6 +76,7 @@ struct keel_rows {
     struct db_state *state; /* the request's, which lists this stream */
     db_entry *entry;
     keel_pconn *conn;      /* off the I/O threads */
+    keel_pool *pool;       /* conn's: the primary's or a replica's */
     keel_pipe_conn *aconn; /* on the request's I/O thread */
     bool in_tx;            /* conn is the transaction's: never returned by the stream */
     bool done;
@@ -425,14 +427,14 @@ static keel_error *op_run(op_kind kind, keel_pconn *c, const char *dbname, const
  * fresh connection; an error in a transaction fails the transaction.  On
  * success *conn is the connection used, still checked out unless it is the
  * transaction's (the caller puts it back or keeps it). */
-static keel_error *run_pooled(keel_req *req, db_entry *e, op_kind kind, const char *sql, const params *p,
-                              PGresult **out, keel_pconn **conn)
+static keel_error *run_pooled(keel_req *req, db_entry *e, keel_pool *pool, op_kind kind, const char *sql,
+                              const params *p, PGresult **out, keel_pconn **conn)
 {
     *conn = NULL;
     for (int attempt = 0;; attempt++) {
         keel_pconn *c = e->tx;
         keel_error *err;
-        if (!c && (err = keel_pool_get(e->db->pool, &c)) != NULL)
+        if (!c && (err = keel_pool_get(pool, &c)) != NULL)
             return err;
         err = op_run(kind, c, e->db->name, sql, p, out);
         if (!err) {
@@ -444,7 +446,7 @@ static keel_error *run_pooled(keel_req *req, db_entry *e, op_kind kind, const ch
             return err;
         }
         bool lost = PQstatus(keel_pconn_pg(c)) == CONNECTION_BAD;
-        keel_pool_put(e->db->pool, c, lost);
+        keel_pool_put(pool, c, lost);
         if (!lost || attempt > 0)
             return err;
         keel_error_free(err);
@@ -536,32 +538,83 @@ static void statement_span_end(keel_req *req, keel_span *s, PGresult *r, keel_er
     keel__span_end(req, s, err);
 }
 
-static keel_error *execute_statement(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
-                                     size_t nargs, PGresult **out);
+static keel_error *execute_statement(keel_req *req, keel_sqldb *db, bool ro, const char *sql,
+                                     const keel_arg *args, size_t nargs, PGresult **out, keel_pool **used);
 
-/* Statements by database and outcome, for the metrics page.  A database
- * without a pool (an external one not yet opened) counts nothing. */
-static void statement_count(keel_sqldb *db, const keel_error *err)
+/* Statements by pool (the database's, or the replica's that ran it) and
+ * outcome, for the metrics page.  Before a pool was chosen (an external
+ * database not yet opened, a request refused early) the database's own
+ * pool counts the error, when it has one. */
+static void statement_count(keel_sqldb *db, keel_pool *used, const keel_error *err)
 {
     keel_sqldb *d = db->resolved ? db->resolved : db;
-    if (d->pool)
-        keel_pool_note_statement(d->pool, !err);
+    keel_pool *pool = used ? used : d->pool;
+    if (pool)
+        keel_pool_note_statement(pool, !err);
 }
 
 /* Runs a statement to completion on the transaction's connection or a pooled
  * one, with one retry on a fresh connection when a pooled one turns out dead. */
-static keel_error *execute(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
+static keel_error *execute(keel_req *req, keel_sqldb *db, bool ro, const char *sql, const keel_arg *args,
                            size_t nargs, PGresult **out)
 {
     keel_span *s = statement_span(req, db, sql, args, nargs);
-    keel_error *err = execute_statement(req, db, sql, args, nargs, out);
+    keel_pool *used = NULL;
+    keel_error *err = execute_statement(req, db, ro, sql, args, nargs, out, &used);
     statement_span_end(req, s, *out, err);
-    statement_count(db, err);
+    statement_count(db, used, err);
     return err;
 }
 
-static keel_error *execute_statement(keel_req *req, keel_sqldb *db, const char *sql, const keel_arg *args,
-                                     size_t nargs, PGresult **out)
+/* Where a read goes: a healthy replica when ro (and not inside a
+ * transaction, which lives on the primary), else the primary. */
+static keel_pool *read_pool(const db_entry *e, bool ro)
+{
+    keel_pool *replica = ro && !in_tx(e) && e->db->replicas ? keel__replica_pick(e->db->replicas) : NULL;
+    return replica ? replica : e->db->pool;
+}
+
+/* A read on a replica that found no connection is tried again on the
+ * primary, and the replica is left out until it answers: a stopped replica
+ * costs no failed request.  True when err (or a lost connection) is that. */
+static bool replica_unreachable(const db_entry *e, keel_pool *pool, const keel_error *err, bool lost)
+{
+    if (pool == e->db->pool || !(lost || err->code == KEEL_UNAVAILABLE))
+        return false;
+    keel__replica_failed(e->db->replicas, pool);
+    return true;
+}
+
+/* Runs the statement on e's transaction or on a connection of pool. */
+static keel_error *statement_on(keel_req *req, db_entry *e, keel_pool *pool, const char *sql, const params *p,
+                                PGresult **out, bool *lost)
+{
+    keel_error *err;
+    *lost = false;
+    if (on_loop(req)) {
+        keel_pipe_params pp = {p->n, p->values, p->lengths, p->formats};
+        if (e->atx) {
+            err = keel__pipe_run_on(req, e->atx, sql, &pp, out, lost);
+            if (err)
+                tx_fail(req, e);
+            return err;
+        }
+        for (int attempt = 0;; attempt++) {
+            err = keel__pipe_run(req, pool, sql, &pp, out, lost);
+            if (!err || !*lost || attempt > 0)
+                return err;
+            keel_error_free(err);
+        }
+    }
+    keel_pconn *c;
+    err = run_pooled(req, e, pool, OP_STATEMENT, sql, p, out, &c);
+    if (!err && !e->tx)
+        keel_pool_put(pool, c, false);
+    return err;
+}
+
+static keel_error *execute_statement(keel_req *req, keel_sqldb *db, bool ro, const char *sql,
+                                     const keel_arg *args, size_t nargs, PGresult **out, keel_pool **used)
 {
     *out = NULL;
     db_entry *e;
@@ -575,29 +628,15 @@ static keel_error *execute_statement(keel_req *req, keel_sqldb *db, const char *
     params p;
     if ((err = params_build(args, nargs, &p)) != NULL)
         return err;
-    keel_pool *pool = e->db->pool;
-    if (on_loop(req)) {
-        keel_pipe_params pp = {p.n, p.values, p.lengths, p.formats};
-        bool lost;
-        if (e->atx) {
-            err = keel__pipe_run_on(req, e->atx, sql, &pp, out, &lost);
-            if (err)
-                tx_fail(req, e);
-        } else {
-            for (int attempt = 0;; attempt++) {
-                err = keel__pipe_run(req, pool, sql, &pp, out, &lost);
-                if (!err || !lost || attempt > 0)
-                    break;
-                keel_error_free(err);
-            }
-        }
-        params_free(&p);
-        return err;
+    keel_pool *pool = read_pool(e, ro);
+    bool lost;
+    err = statement_on(req, e, pool, sql, &p, out, &lost);
+    if (err && replica_unreachable(e, pool, err, lost)) {
+        keel_error_free(err);
+        pool = e->db->pool;
+        err = statement_on(req, e, pool, sql, &p, out, &lost);
     }
-    keel_pconn *c;
-    err = run_pooled(req, e, OP_STATEMENT, sql, &p, out, &c);
-    if (!err && !e->tx)
-        keel_pool_put(pool, c, false);
+    *used = pool;
     params_free(&p);
     return err;
 }
@@ -608,7 +647,7 @@ keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, 
     if (affected)
         *affected = 0;
     PGresult *r;
-    keel_error *err = execute(req, db, sql, args, nargs, &r);
+    keel_error *err = execute(req, db, false, sql, args, nargs, &r);
     if (err)
         return err;
     if (affected) {
@@ -619,12 +658,12 @@ keel_error *keel_db_exec_args(keel_req *req, keel_sqldb *db, int64_t *affected, 
     return NULL;
 }
 
-keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
-                                   const keel_arg *args, size_t nargs)
+static keel_error *query_row(keel_req *req, keel_sqldb *db, bool ro, keel_row **row, const char *sql,
+                             const keel_arg *args, size_t nargs)
 {
     *row = NULL;
     PGresult *r;
-    keel_error *err = execute(req, db, sql, args, nargs, &r);
+    keel_error *err = execute(req, db, ro, sql, args, nargs, &r);
     if (err)
         return err;
     if (PQntuples(r) == 0) {
@@ -647,6 +686,18 @@ keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row
     rw->stream = NULL;
     *row = rw;
     return NULL;
+}
+
+keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                   const keel_arg *args, size_t nargs)
+{
+    return query_row(req, db, false, row, sql, args, nargs);
+}
+
+keel_error *keel_db_query_row_ro_args(keel_req *req, keel_sqldb *db, keel_row **row, const char *sql,
+                                      const keel_arg *args, size_t nargs)
+{
+    return query_row(req, db, true, row, sql, args, nargs);
 }
 
 bool keel_db_no_rows(const keel_error *err)
@@ -685,7 +736,7 @@ static void rows_finish(keel_rows *rows, bool failed)
         keel__pipe_release(rows->aconn, false); /* closed unless the stream ended cleanly */
     } else {
         PGconn *pg = keel_pconn_pg(rows->conn);
-        keel_pool_put(e->db->pool, rows->conn, PQstatus(pg) != CONNECTION_OK);
+        keel_pool_put(rows->pool, rows->conn, PQstatus(pg) != CONNECTION_OK);
     }
     rows->conn = NULL;
     rows->aconn = NULL;
@@ -709,14 +760,14 @@ static bool drain_async(keel_req *req, keel_pipe_conn *c)
 
 /* keel_db_query on the request's I/O thread: the stream holds a connection
  * of its own (the transaction's, or one reserved until the stream ends). */
-static keel_error *stream_start_async(keel_req *req, db_entry *e, const char *sql, const params *p,
-                                      keel_pipe_conn **out, PGresult **first)
+static keel_error *stream_start_async(keel_req *req, db_entry *e, keel_pool *pool, const char *sql,
+                                      const params *p, keel_pipe_conn **out, PGresult **first)
 {
     *out = NULL;
     *first = NULL;
     keel_pipe_conn *c = e->atx;
     keel_error *err = NULL;
-    if (!c && (err = keel__pipe_reserve(req, e->db->pool, &c)) != NULL)
+    if (!c && (err = keel__pipe_reserve(req, pool, &c)) != NULL)
         return err;
     keel_pipe_params pp = {p->n, p->values, p->lengths, p->formats};
     err = keel__pipe_stream_start(req, c, sql, &pp);
@@ -745,23 +796,48 @@ static keel_error *stream_start_async(keel_req *req, db_entry *e, const char *sq
     return NULL;
 }
 
-static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
-                               const keel_arg *args, size_t nargs);
+static keel_error *query_start(keel_req *req, keel_sqldb *db, bool ro, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs, keel_pool **used);
 
 /* A row stream's span covers the statement's start (its first rows); the
  * rows read afterwards are the handler's time. */
-keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
-                               const keel_arg *args, size_t nargs)
+static keel_error *query(keel_req *req, keel_sqldb *db, bool ro, keel_rows **rows, const char *sql,
+                         const keel_arg *args, size_t nargs)
 {
     keel_span *s = statement_span(req, db, sql, args, nargs);
-    keel_error *err = query_start(req, db, rows, sql, args, nargs);
+    keel_pool *used = NULL;
+    keel_error *err = query_start(req, db, ro, rows, sql, args, nargs, &used);
     keel__span_end(req, s, err);
-    statement_count(db, err);
+    statement_count(db, used, err);
     return err;
 }
 
-static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
                                const keel_arg *args, size_t nargs)
+{
+    return query(req, db, false, rows, sql, args, nargs);
+}
+
+keel_error *keel_db_query_ro_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
+                                  const keel_arg *args, size_t nargs)
+{
+    return query(req, db, true, rows, sql, args, nargs);
+}
+
+/* Starts the stream on e's transaction or a connection of pool: *ac on the
+ * I/O thread, else *c. */
+static keel_error *stream_on(keel_req *req, db_entry *e, keel_pool *pool, const char *sql, const params *p,
+                             keel_pipe_conn **ac, keel_pconn **c, PGresult **first)
+{
+    *ac = NULL;
+    *c = NULL;
+    if (on_loop(req))
+        return stream_start_async(req, e, pool, sql, p, ac, first);
+    return run_pooled(req, e, pool, OP_STREAM, sql, p, first, c);
+}
+
+static keel_error *query_start(keel_req *req, keel_sqldb *db, bool ro, keel_rows **rows, const char *sql,
+                               const keel_arg *args, size_t nargs, keel_pool **used)
 {
     *rows = NULL;
     db_entry *e;
@@ -781,16 +857,15 @@ static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, 
     keel_pconn *c = NULL;
     keel_pipe_conn *ac = NULL;
     PGresult *first = NULL;
-    if (on_loop(req)) {
-        err = stream_start_async(req, e, sql, &p, &ac, &first);
-        params_free(&p);
-        if (err)
-            return err;
+    keel_pool *pool = read_pool(e, ro);
+    err = stream_on(req, e, pool, sql, &p, &ac, &c, &first);
+    if (err && replica_unreachable(e, pool, err, false)) {
+        keel_error_free(err);
+        pool = e->db->pool;
+        err = stream_on(req, e, pool, sql, &p, &ac, &c, &first);
     }
-    if (!ac) {
-        err = run_pooled(req, e, OP_STREAM, sql, &p, &first, &c);
-        params_free(&p);
-    }
+    *used = pool;
+    params_free(&p);
     if (err)
         return err;
     db_state *st = state_of(req);
@@ -798,6 +873,7 @@ static keel_error *query_start(keel_req *req, keel_sqldb *db, keel_rows **rows, 
     rs->state = st;
     rs->entry = e;
     rs->conn = c;
+    rs->pool = pool;
     rs->aconn = ac;
     rs->in_tx = in_tx(e);
     rs->pending = first;
@@ -978,7 +1054,7 @@ static keel_error *begin_on(keel_req *req, db_entry *e)
     }
     keel_pconn *c;
     PGresult *none;
-    if ((err = run_pooled(req, e, OP_BEGIN, "BEGIN", NULL, &none, &c)) != NULL)
+    if ((err = run_pooled(req, e, e->db->pool, OP_BEGIN, "BEGIN", NULL, &none, &c)) != NULL)
         return err;
     e->tx = c;
     e->tx_failed = false;
