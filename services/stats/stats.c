@@ -1,6 +1,8 @@
 /* services/stats - reads another service's database by name: the todo
  * database is declared (and migrated) by the todo service; this service only
- * refers to it, as Encore's SQLDatabase.named("todo") does. */
+ * refers to it, as Encore's SQLDatabase.named("todo") does.  Counts may be a
+ * moment old, so they are read with keel_db_query_row_ro: from a read
+ * replica when the infra config lists one. */
 #include <keel/keel.h>
 
 #include "services.h"
@@ -20,7 +22,7 @@ static keel_error *todo_counts(keel_req *req, const keel_empty *in, todo_stats *
 {
     (void)in;
     keel_row *row;
-    keel_error *err = keel_db_query_row(req, &todo_ref, &row,
+    keel_error *err = keel_db_query_row_ro(req, &todo_ref, &row,
         "SELECT count(*), count(*) FILTER (WHERE done) FROM todo_item");
     return err ? err : keel_row_scan(row, "ii", &out->total, &out->done);
 }

@@ -3,7 +3,8 @@
  * webhook, external-database and legacy services, which test_observe traces): a statement that
  * fails for one input only, a slow statement, the backend that served a
  * statement (to see several requests share one pipelined connection), and a
- * transaction with a row stream inside that commits or rolls back. */
+ * transaction with a row stream inside that commits or rolls back, and
+ * reads that may go to a read replica. */
 #include <keel/keel.h>
 
 #include "services.h"
@@ -109,6 +110,52 @@ static keel_error *count_rows(keel_req *req, const dbtest_num *in, dbtest_out *o
     return err;
 }
 
+/* GET /dbtest/ro/:n: a read that may go to a replica (value: 1 when the
+ * server that answered is in recovery, a replica), n echoed in backend. */
+static keel_error *read_ro(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    keel_row *row;
+    bool replica = false;
+    keel_error *err = keel_db_query_row_ro(req, &todo_ref, &row, "SELECT pg_is_in_recovery()");
+    if (!err)
+        err = keel_row_scan(row, "b", &replica);
+    out->value = replica;
+    out->backend = in->n;
+    return err;
+}
+
+/* GET /dbtest/ro-stream/:n: n rows streamed from a replica when there is
+ * one; value counts the rows a replica sent. */
+static keel_error *stream_ro(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    keel_rows *rows;
+    keel_error *err = keel_db_query_ro(req, &todo_ref, &rows,
+                                       "SELECT pg_is_in_recovery() FROM generate_series(1, $1::int)",
+                                       KEEL_ARG_INT64(in->n));
+    keel_row *row;
+    while (!err && !(err = keel_rows_next(rows, &row)) && row) {
+        bool replica = false;
+        if (!(err = keel_row_scan(row, "b", &replica)))
+            out->value += replica;
+    }
+    keel_rows_close(rows);
+    return err;
+}
+
+/* GET /dbtest/ro-tx/:n: the same read inside a transaction, which lives on
+ * the primary (value 0). */
+static keel_error *read_ro_in_tx(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    keel_error *err = keel_db_begin(req, &todo_ref);
+    if (!err)
+        err = read_ro(req, in, out);
+    if (err) {
+        keel_db_rollback(req, &todo_ref);
+        return err;
+    }
+    return keel_db_commit(req, &todo_ref);
+}
+
 static const keel_service dbtest_service = {
     .name = "dbtest",
     .databases = (keel_sqldb *const[]){ &todo_ref, NULL },
@@ -118,6 +165,9 @@ static const keel_service dbtest_service = {
         KEEL_TYPED("POST", "/dbtest/tx", in_tx, dbtest_tx_in, dbtest_tx_out),
         KEEL_TYPED("GET", "/dbtest/hold/:n", hold, dbtest_num, dbtest_out),
         KEEL_TYPED("GET", "/dbtest/count/:n", count_rows, dbtest_num, dbtest_out),
+        KEEL_TYPED("GET", "/dbtest/ro/:n", read_ro, dbtest_num, dbtest_out),
+        KEEL_TYPED("GET", "/dbtest/ro-stream/:n", stream_ro, dbtest_num, dbtest_out),
+        KEEL_TYPED("GET", "/dbtest/ro-tx/:n", read_ro_in_tx, dbtest_num, dbtest_out),
         KEEL_ENDPOINT_END
     },
 };

@@ -397,6 +397,70 @@ bool ht_cluster_ctl(const char *app_root, bool start)
     return ok;
 }
 
+unsigned ht_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+bool ht_replica_ctl(const char *dir, unsigned port, bool start)
+{
+    const char *bin = keel__pg_bindir() ? keel__pg_bindir() : "";
+    char cmd[2048];
+    if (start)
+        snprintf(cmd, sizeof cmd,
+                 "runuser -u postgres -- '%s/pg_ctl' -D '%s/data' -l '%s/server.log' -w "
+                 "-o '-c listen_addresses=127.0.0.1 -p %u -k %s/run' start >/dev/null 2>&1",
+                 bin, dir, dir, port, dir);
+    else
+        snprintf(cmd, sizeof cmd, "runuser -u postgres -- '%s/pg_ctl' -D '%s/data' -w -m fast stop >/dev/null 2>&1",
+                 bin, dir);
+    return system(cmd) == 0;
+}
+
+bool ht_replica_make(const char *app_root, char *dir, size_t len, unsigned *port)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/.keel/pg.json", app_root);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *cluster = json_string_value(json_object_get(j, "cluster"));
+    json_int_t primary = json_integer_value(json_object_get(j, "port"));
+    snprintf(dir, len, "/tmp/keel-replica-XXXXXX");
+    bool ok = cluster && mkdtemp(dir);
+    char cmd[3000];
+    if (ok) {
+        const char *bin = keel__pg_bindir() ? keel__pg_bindir() : "";
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s/run' && chown -R postgres: '%s' && "
+                 "runuser -u postgres -- '%s/pg_basebackup' -h '%s/run' -p %lld -U postgres -D '%s/data' -R "
+                 "-X stream --no-sync >'%s/basebackup.log' 2>&1",
+                 dir, dir, bin, cluster, (long long)primary, dir, dir);
+        ok = system(cmd) == 0;
+        if (!ok)
+            printf("# pg_basebackup failed: see %s/basebackup.log\n", dir);
+    }
+    json_decref(j);
+    *port = ok ? ht_free_port() : 0;
+    return ok && *port && ht_replica_ctl(dir, *port, true);
+}
+
+void ht_replica_remove(const char *dir)
+{
+    ht_replica_ctl(dir, 0, false);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+}
+
 void ht_remove_app_root(const char *app_root)
 {
     if (!ht_cluster_ctl(app_root, false))

@@ -47,6 +47,17 @@ bool ht_start_keel_run(ht_server *srv, const char *app_root, const char *const *
  * app_root, with pg_ctl as an operator would; true on success. */
 bool ht_cluster_ctl(const char *app_root, bool start);
 
+/* A streaming replica of app_root's cluster (pg_basebackup -R, as the
+ * postgres user) in a new folder, started on a free port on 127.0.0.1:
+ * its folder in dir and its port in *port.  ht_replica_ctl stops or starts
+ * it again; ht_replica_remove stops it and removes the folder. */
+bool ht_replica_make(const char *app_root, char *dir, size_t len, unsigned *port);
+bool ht_replica_ctl(const char *dir, unsigned port, bool start);
+void ht_replica_remove(const char *dir);
+
+/* A TCP port on 127.0.0.1 that nothing listens on now. */
+unsigned ht_free_port(void);
+
 /* Stops app_root's cluster (if any) and removes the folder. */
 void ht_remove_app_root(const char *app_root);
 

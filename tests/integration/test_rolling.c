@@ -6,15 +6,12 @@
  * while the instances are restarted one at a time, each after a new
  * migration was added: not one answer that is not 2xx, not one socket
  * error, and every migration applied exactly once. */
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,20 +19,6 @@
 #include "tap.h"
 
 #define INSTANCES 3
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    unsigned port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 static char env_infra[600], env_root[300], env_port[INSTANCES][32];
 
@@ -141,7 +124,7 @@ int main(void)
     ht_server app[INSTANCES];
     unsigned ports[INSTANCES];
     for (int i = 0; i < INSTANCES; i++) {
-        ports[i] = free_port();
+        ports[i] = ht_free_port();
         snprintf(env_port[i], sizeof env_port[i], "PORT=%u", ports[i]);
         if (!start_instance(&app[i], i)) {
             printf("Bail out! instance %d did not start\n", i + 1);
@@ -151,7 +134,7 @@ int main(void)
     ok(app[0].port == ports[0] && app[2].port == ports[2], "three instances of the example app on one cluster");
 
     /* HAProxy with the example configuration, unchanged. */
-    ht_server lb = {.port = free_port()};
+    ht_server lb = {.port = ht_free_port()};
     char conf[600], lb_log[300];
     snprintf(conf, sizeof conf, "%s/doc/examples/haproxy.cfg", srcdir);
     snprintf(lb_log, sizeof lb_log, "%s/haproxy.log", root);

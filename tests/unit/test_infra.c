@@ -201,11 +201,54 @@ static void test_param_set(void)
     keel__db_settings_free(&s);
 }
 
+/* Read replicas: checked like the rest, and each one's settings are the
+ * database's app role on the replica's host and port. */
+static void test_replicas(void)
+{
+    refused("{\"sql_servers\": [{\"host\": \"h\", \"databases\": {\"d\": {\"user\": \"u\", "
+            "\"replicas\": [{\"hots\": \"r\"}]}}}]}",
+            "sql_servers[0].databases.d.replicas[0]: unknown key \"hots\"", "a misspelt replica key is refused");
+    refused("{\"sql_servers\": [{\"host\": \"h\", \"databases\": {\"d\": {\"user\": \"u\", "
+            "\"replicas\": {\"host\": \"r\"}}}}]}",
+            "replicas: expected an array", "replicas that are not an array are refused");
+    refused("{\"sql_servers\": [{\"host\": \"h\", \"databases\": {\"d\": {\"user\": \"u\", "
+            "\"replicas\": [{\"host\": \"r\", \"port\": 0}]}}}]}",
+            "\"port\" must be a whole number from 1 to 65535", "a replica port out of range is refused");
+    keel_error *err;
+    keel_infra *infra = parse("{\"sql_servers\": [{\"host\": \"127.0.0.1\", \"port\": 5432, \"databases\": "
+                              "{\"d\": {\"user\": \"app\", \"password\": \"pw\", \"replicas\": "
+                              "[{\"host\": \"127.0.0.1\", \"port\": 5433}, {\"host\": \"replica.example.com\"}]}, "
+                              "\"e\": {\"user\": \"u\"}}}]}", &err);
+    ok(infra && !err, "a config with two replicas is accepted");
+    is_int((int)keel__infra_replicas(infra, "d"), 2, "d has two replicas");
+    is_int((int)keel__infra_replicas(infra, "e"), 0, "e has none");
+    keel_db_settings s;
+    err = keel__infra_replica_settings(infra, "d", 0, &s);
+    ok(!err, "the first replica's settings");
+    is_str(keel__conn_param(&s.conn, "port"), "5433", "its own port");
+    is_str(keel__conn_param(&s.conn, "user"), "app", "the app role's user");
+    is_str(keel__conn_param(&s.conn, "password"), "pw", "and password");
+    is_str(keel__conn_param(&s.conn, "sslmode"), "prefer", "sslmode prefer on this machine");
+    keel__db_settings_free(&s);
+    err = keel__infra_replica_settings(infra, "d", 1, &s);
+    ok(!err, "the second replica's settings");
+    is_str(keel__conn_param(&s.conn, "host"), "replica.example.com", "its own host");
+    is_str(keel__conn_param(&s.conn, "port"), "5432", "the server's port when it names none");
+    is_str(keel__conn_param(&s.conn, "sslmode"), "verify-full", "verify-full for another machine, though the "
+           "primary is local");
+    keel__db_settings_free(&s);
+    err = keel__infra_replica_settings(infra, "d", 2, &s);
+    is_str(err ? keel_code_name(err->code) : "ok", "not_found", "a replica that is not listed is not_found");
+    keel_error_free(err);
+    keel__infra_free(infra);
+}
+
 int main(void)
 {
-    plan(63);
+    plan(63 + 19);
     test_checks();
     test_settings();
     test_param_set();
+    test_replicas();
     return tap_done();
 }
