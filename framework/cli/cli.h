@@ -34,7 +34,12 @@ void cli_project_init(void);
 /* What cli_project_init found; never NULL. */
 const cli_project *cli_project_get(void);
 
+/* Runs keel.json's build command in the app root (nothing without one);
+ * true when it succeeded.  Its output (the compiler's errors) goes straight
+ * to the terminal; cmd prefixes the messages. */
+bool cli_project_build(const cli_project *p, const char *cmd);
 int cli_new(int argc, char **argv);
+int cli_build(int argc, char **argv);      /* build.c */
 
 /* When env is the local one and its cluster exists but is stopped: a
  * sentence saying so and which command starts it; else NULL. */

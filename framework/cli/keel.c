@@ -82,6 +82,14 @@ static const struct {
      "                                                (exit 1 when one is)\n\n"
      "Stores are secrets/<env>.enc (XChaCha20-Poly1305); the key is $KEEL_SECRETS_KEY (base64) or\n"
      "secrets/<env>.key (0600, created by the first set, git-ignored).  The default env is local.\n"},
+    {"build", cli_build, "build [--out DIR]                     a release: binary, libkeel, migrations, systemd unit",
+     "usage: keel build [--out DIR] [--app PATH]\n\n"
+     "Runs keel.json's build command (if any), then makes a release in DIR (default release/,\n"
+     "which must not exist or be empty): bin/APP, lib/libkeel.so.0 when the app links it\n"
+     "dynamically, the declared databases' migrations, infra.production.json (host, port and\n"
+     "passwords from the environment), APP.env.example (every variable the app needs),\n"
+     "APP.service (a hardened systemd unit), a run script and a README.  The release runs\n"
+     "without the keel command: the app migrates its databases itself at start-up.\n"},
     {"gen", cli_gen, "gen openapi|client --lang typescript|c   contracts generated from the app model",
      "usage:\n"
      "  keel gen openapi [--out FILE] [--app PATH]\n"

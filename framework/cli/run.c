@@ -110,13 +110,11 @@ static void exec_app(const char *path)
     free(copy);
 }
 
-/* Runs keel.json's build command in the app root; true when it succeeded.
- * Its output (the compiler's errors) goes straight to the terminal. */
-static bool build(const cli_project *p)
+bool cli_project_build(const cli_project *p, const char *cmd)
 {
     if (!p->found || !p->build[0])
         return true;
-    fprintf(stderr, "keel run: building: %s\n", p->build);
+    fprintf(stderr, "%s: building: %s\n", cmd, p->build);
     pid_t pid = fork();
     if (pid == 0) {
         sigset_t none;
@@ -132,7 +130,7 @@ static bool build(const cli_project *p)
         ;
     bool ok = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!ok)
-        fprintf(stderr, "keel run: the build failed (%s, in %s)\n", p->build, p->root);
+        fprintf(stderr, "%s: the build failed (%s, in %s)\n", cmd, p->build, p->root);
     return ok;
 }
 
@@ -249,7 +247,7 @@ static int watch(const cli_project *p, const char *path)
             now = fingerprint(p);
         } while (now != seen);
         fprintf(stderr, "keel run: change detected\n");
-        if (!build(p)) {
+        if (!cli_project_build(p, "keel run")) {
             fprintf(stderr, "keel run: %s; waiting for the next change\n",
                     app > 0 ? "the running app keeps serving" : "no app is running");
             continue;
@@ -318,7 +316,7 @@ int cli_run(int argc, char **argv)
                         "run it inside an app made with keel new\n");
         return CLI_USAGE;
     }
-    bool built = app || (getenv("KEEL_APP") && *getenv("KEEL_APP")) || build(p);
+    bool built = app || (getenv("KEEL_APP") && *getenv("KEEL_APP")) || cli_project_build(p, "keel run");
     if (!built && !watching)
         return CLI_FAILED;
     const char *path = built ? cli_find_app(app) : NULL;
