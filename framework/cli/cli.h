@@ -109,6 +109,11 @@ keel_error *cli_conn_params(keel_infra *infra, const char *env, const char *name
 
 /* Connects to database name as its admin (owner) role; NULL after printing. */
 PGconn *cli_connect_admin(const char *cmd, keel_infra *infra, const char *name);
+/* Applies database name's pending migrations (folder from the model) with
+ * its admin role and says how many; CLI_OK or CLI_FAILED after printing why
+ * (migrate_cmd.c). */
+int cli_migrate_up(const char *cmd, keel_infra *infra, struct json_t *model, const char *name);
+int cli_test(int argc, char **argv);       /* test_cmd.c */
 
 /* The migrations folder the app model declares for database name, joined to
  * the app root (malloc'd); NULL after printing (unknown database...). */

@@ -90,6 +90,14 @@ static const struct {
      "passwords from the environment), APP.env.example (every variable the app needs),\n"
      "APP.service (a hardened systemd unit), a run script and a README.  The release runs\n"
      "without the keel command: the app migrates its databases itself at start-up.\n"},
+    {"test", cli_test, "test PROGRAM...                      run test programs against the test cluster",
+     "usage: keel test [--app PATH] PROGRAM...\n\n"
+     "Runs keel.json's build command (if any), makes sure the test cluster runs (.keel/test,\n"
+     "apart from keel run's, fsync off), provisions and migrates every declared database there\n"
+     "as a template, then runs each PROGRAM with KEEL_TEST_INFRA_CONFIG and KEEL_APP_ROOT set.\n"
+     "Programs use the test library (keel/test.h, pkg-config keel-test): keel_test_start runs\n"
+     "the app in the program on a free port with a fresh copy of each database.  Exit status 1\n"
+     "when a program fails.\n"},
     {"gen", cli_gen, "gen openapi|client --lang typescript|c   contracts generated from the app model",
      "usage:\n"
      "  keel gen openapi [--out FILE] [--app PATH]\n"

@@ -211,6 +211,8 @@ static bool port_free(unsigned port)
     return ok;
 }
 
+static keel_error *ensure(const char *root, local_pg *pg);
+
 /* Fills pg->root with the canonical app root and pg->state_dir, refusing a
  * root too long for the paths keel derives from it. */
 static keel_error *set_root(local_pg *pg, const char *given)
@@ -226,7 +228,7 @@ static keel_error *set_root(local_pg *pg, const char *given)
                              "its files under it in paths of at most %zu bytes (move the app to a shorter path)",
                              real, len, sizeof pg->root - 1);
     else if (!path_fmt(pg->root, sizeof pg->root, "%s", real) ||
-             !path_fmt(pg->state_dir, sizeof pg->state_dir, "%s/.keel", real))
+             !path_fmt(pg->state_dir, sizeof pg->state_dir, pg->test ? "%s/.keel/test" : "%s/.keel", real))
         err = too_long("the app root");
     free(real);
     return err;
@@ -478,7 +480,10 @@ static keel_error *start_server(local_pg *pg)
     /* Another cluster (of another app root) may grab the same free port
      * between our check and its bind: then move to the next free port. */
     for (int attempt = 0;; attempt++) {
-        if (!path_fmt(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s", pg->port, pg->socket_dir))
+        /* The test cluster trades durability for speed: its databases are
+         * made again from the templates at every test. */
+        if (!path_fmt(opts, sizeof opts, "-c listen_addresses=127.0.0.1 -p %u -k %s%s", pg->port, pg->socket_dir,
+                      pg->test ? " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" : ""))
             return too_long("the cluster folder");
         fprintf(stderr, "Starting PostgreSQL on 127.0.0.1:%u ... ", pg->port);
         double t0 = now_s();
@@ -555,6 +560,23 @@ static keel_error *take_lock(const local_pg *pg)
 keel_error *local_pg_ensure(const char *root, local_pg *pg)
 {
     memset(pg, 0, sizeof *pg);
+    return ensure(root, pg);
+}
+
+keel_error *local_pg_ensure_test(const char *root, local_pg *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    pg->test = true;
+    local_pg dev;
+    memset(&dev, 0, sizeof dev);
+    keel_error *err = set_root(&dev, root); /* .keel first: .keel/test lives in it */
+    if (!err && mkdir(dev.state_dir, 0711) != 0 && errno != EEXIST)
+        err = keel_error_new(KEEL_FAILED_PRECONDITION, "cannot create %s: %s", dev.state_dir, strerror(errno));
+    return err ? err : ensure(root, pg);
+}
+
+static keel_error *ensure(const char *root, local_pg *pg)
+{
     keel_error *err = set_root(pg, root);
     if (err)
         return err;
@@ -897,6 +919,20 @@ keel_error *local_pg_drop_database(local_pg *pg, const char *name)
 /* Finds an existing cluster without locking or starting it: long-running
  * commands (keel db proxy) must not hold .keel/lock, or keel run would wait
  * for them. */
+keel_error *local_pg_make_templates(local_pg *pg, const char *const *databases)
+{
+    keel_error *err = NULL;
+    PGconn *conn = superuser_connect(pg, "postgres", &err);
+    for (size_t i = 0; conn && !err && databases[i]; i++) {
+        char sql[600];
+        snprintf(sql, sizeof sql, "ALTER DATABASE %s IS_TEMPLATE true; ALTER ROLE %s_admin CREATEDB", databases[i],
+                 databases[i]);
+        exec_ok(conn, sql, &err);
+    }
+    PQfinish(conn);
+    return err;
+}
+
 keel_error *local_pg_locate(const char *root, local_pg *pg)
 {
     memset(pg, 0, sizeof *pg);

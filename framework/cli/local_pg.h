@@ -18,6 +18,7 @@ typedef struct local_pg {
     char pg_dir[PATH_MAX];     /* the cluster folder: data/, run/ (socket), log */
     char socket_dir[PATH_MAX];
     unsigned port;             /* TCP port on 127.0.0.1 */
+    bool test;                 /* the test cluster: .keel/test, fsync off */
 } local_pg;
 
 /* Makes sure the cluster for the app root exists and runs: creates it on first
@@ -25,6 +26,10 @@ typedef struct local_pg {
  * with other keel processes by a lock file.  Prints progress on stderr.
  * Errors say what failed and how to fix it. */
 keel_error *local_pg_ensure(const char *root, local_pg *pg);
+/* The same for the test cluster of `keel test`, apart from the one keel run
+ * uses: its state in .keel/test (passwords, infra config, lock), its own
+ * port, and fsync, synchronous_commit and full_page_writes off. */
+keel_error *local_pg_ensure_test(const char *root, local_pg *pg);
 
 /* Creates (or updates) the database and its three roles (NAME_admin owns it
  * and runs migrations, NAME_app reads and writes, NAME_ro reads), with
@@ -46,6 +51,10 @@ keel_error *local_pg_write_infra(const local_pg *pg, const char *const *database
  * fsync, rename). */
 keel_error *local_pg_write_private(const char *path, const char *text);
 
+/* For the test cluster: marks each database a template and lets its admin
+ * role create databases, so that a test makes its own copy with CREATE
+ * DATABASE ... TEMPLATE (the names are checked database names). */
+keel_error *local_pg_make_templates(local_pg *pg, const char *const *databases);
 /* Drops and recreates a database (used by keel db reset and tests). */
 keel_error *local_pg_drop_database(local_pg *pg, const char *name);
 

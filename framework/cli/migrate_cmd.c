@@ -145,6 +145,11 @@ static int act_one(const char *cmd, keel_infra *infra, json_t *model, const char
     return err ? cli_fail(cmd, err) : CLI_OK;
 }
 
+int cli_migrate_up(const char *cmd, keel_infra *infra, json_t *model, const char *name)
+{
+    return act_one(cmd, infra, model, name, ACT_UP, 0);
+}
+
 /* Runs act on one database or, without a name, on every declared one. */
 static int run_action(const char *cmd, const mopts *o, action act)
 {

@@ -5,7 +5,7 @@
 # built with -fvisibility=hidden; the public headers push default
 # visibility), and the private keel__ functions and the private keel_pool_*
 # and keel_pipe_* ones stay inside.  libkeel-client.so exports keel/client.h
-# alone, and only it links libcurl.
+# alone, and only it links libcurl; libkeel-test exports keel/test.h alone.
 set -u
 srcdir=${KEEL_SRCDIR:?run through make check}
 lib=$(ls framework/.libs/libkeel.so.*.*.* 2>/dev/null | head -n1)
@@ -13,7 +13,7 @@ n=0
 fail=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
 
-echo "1..10"
+echo "1..11"
 [ -n "$lib" ] && [ -f "$lib" ]
 ok $? "the build has a shared libkeel ($lib)"
 # AddressSanitizer adds an __odr_asan.<name> indicator beside each exported
@@ -50,4 +50,8 @@ readelf -d "$clib" 2>/dev/null | grep NEEDED | grep -q 'libcurl' &&
 ok $? "libkeel-client links libcurl and takes libkeel's API from the program (keel-client.pc requires keel)"
 ! readelf -d "$lib" 2>/dev/null | grep NEEDED | grep -q 'libcurl'
 ok $? "libkeel does not link libcurl: an app that only serves never loads it"
+tlib=$(ls framework/.libs/libkeel-test.so.*.*.* 2>/dev/null | head -n1)
+tsyms=$(nm -D --defined-only "$tlib" 2>/dev/null | awk '$2 ~ /^[TDBRV]$/ && $3 !~ /^__odr_asan\./ {print $3}' | sort | tr '\n' ' ')
+[ "$tsyms" = "keel_test_client keel_test_database keel_test_request keel_test_setup_ms keel_test_start keel_test_stop keel_test_url " ]
+ok $? "libkeel-test exports keel/test.h's functions and nothing else (${tsyms:-none})"
 exit $fail
