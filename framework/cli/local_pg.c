@@ -28,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -314,20 +315,41 @@ static keel_error *pick_port(local_pg *pg)
     return save_location(pg);
 }
 
+/* A short name for the app root: 16 hex digits of its hash. */
+static void root_hash(const local_pg *pg, char hex[17])
+{
+    unsigned char hash[8];
+    crypto_generichash(hash, sizeof hash, (const unsigned char *)pg->root, strlen(pg->root), NULL, 0);
+    sodium_bin2hex(hex, 17, hash, sizeof hash);
+}
+
+/* True when /dev/shm is a memory file system we may create in. */
+static bool shm_usable(void)
+{
+    struct statfs fs;
+    return statfs("/dev/shm", &fs) == 0 && fs.f_type == 0x01021994 /* TMPFS_MAGIC */ && access("/dev/shm", W_OK) == 0;
+}
+
 /* Decides where the cluster lives (under .keel/pg when the postgres user can
- * reach it, else under /var/lib/keel) and which port it uses. */
+ * reach it, else under /var/lib/keel; the test cluster in memory, under
+ * /dev/shm, when it can) and which port it uses. */
 static keel_error *choose_location(local_pg *pg)
 {
     if (read_location(pg))
         return set_socket_dir(pg);
-    if (owner_can_enter(pg->state_dir)) {
+    if (pg->test && shm_usable()) {
+        /* Its databases are copied from templates at every test: on a
+         * memory file system a copy takes a few milliseconds, on a disk
+         * tens.  Lost at a reboot, it is made again by the next keel test. */
+        char hex[17];
+        root_hash(pg, hex);
+        snprintf(pg->pg_dir, sizeof pg->pg_dir, "/dev/shm/keel-test-%s", hex);
+    } else if (owner_can_enter(pg->state_dir)) {
         if (!path_fmt(pg->pg_dir, sizeof pg->pg_dir, "%s/pg", pg->state_dir))
             return too_long("the app root");
     } else {
-        unsigned char hash[8];
-        crypto_generichash(hash, sizeof hash, (const unsigned char *)pg->root, strlen(pg->root), NULL, 0);
         char hex[17];
-        sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+        root_hash(pg, hex);
         mkdir("/var/lib/keel", 0711);
         snprintf(pg->pg_dir, sizeof pg->pg_dir, "/var/lib/keel/%s", hex);
         fprintf(stderr, "note: the postgres user cannot enter %s; the cluster lives in %s\n", pg->root,

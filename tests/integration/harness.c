@@ -441,7 +441,7 @@ bool ht_replica_make(const char *app_root, char *dir, size_t len, unsigned *port
         snprintf(cmd, sizeof cmd,
                  "mkdir -p '%s/run' && chown -R postgres: '%s' && "
                  "runuser -u postgres -- '%s/pg_basebackup' -h '%s/run' -p %lld -U postgres -D '%s/data' -R "
-                 "-X stream --no-sync >'%s/basebackup.log' 2>&1",
+                 "-X stream --checkpoint=fast --no-sync >'%s/basebackup.log' 2>&1",
                  dir, dir, bin, cluster, (long long)primary, dir, dir);
         ok = system(cmd) == 0;
         if (!ok)
