@@ -58,7 +58,7 @@ int main(void)
     int status;
     char *out = ht_shell(cmd, &status);
     is_int(status, 0, "keel build makes the release%s%s", status ? ": " : "", status ? out : "");
-    like(out, "10 migration files", "with every declared database's migrations (%s)", out);
+    like(out, "10 migration files", "with every declared database's migrations (%s)", out ? out : "");
     free(out);
     char path[800];
     snprintf(path, sizeof path, "%s/release/bin/keel-example", work);
@@ -85,7 +85,7 @@ int main(void)
                  "systemd-analyze verify '%s/keel-example.service' 2>&1", work, path, work, work);
         out = ht_shell(cmd, &status);
         ok(status == 0 && !strstr(out, "keel-example.service:"), "systemd-analyze verify accepts the unit%s%s",
-           *out ? ": " : "", out);
+           out && *out ? ": " : "", out ? out : "");
         free(out);
     } else {
         skip("systemd-analyze is not installed");
@@ -150,7 +150,8 @@ int main(void)
     }
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' build --app '%s' --out '%s/fresh' 2>&1", srcdir, cli, app, work);
     out = ht_shell(cmd, &status);
-    ok(status != 0 && strstr(out, "is not empty"), "keel build refuses a folder that is not empty (%s)", out);
+    ok(status != 0 && strstr(out, "is not empty"), "keel build refuses a folder that is not empty (%s)",
+       out ? out : "");
     free(out);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     free(ht_shell(cmd, NULL));
