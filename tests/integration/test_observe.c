@@ -426,38 +426,54 @@ static void test_prometheus(void)
         ok(0, "a folder for Prometheus");
         return;
     }
-    unsigned port = 20000 + (unsigned)getpid() % 20000;
-    char conf[300];
+    char conf[300], log[400];
     snprintf(conf, sizeof conf, "%s/prometheus.yml", dir);
+    snprintf(log, sizeof log, "%s/prometheus.log", dir);
     FILE *f = fopen(conf, "w");
     fprintf(f, "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: keel\n    metrics_path: /__keel/metrics\n"
                "    static_configs:\n      - targets: ['127.0.0.1:%u']\n", srv.port);
     fclose(f);
-    pid_t prom = fork();
-    if (prom == 0) {
-        char a1[400], a2[400], a3[64];
-        snprintf(a1, sizeof a1, "--config.file=%s", conf);
-        snprintf(a2, sizeof a2, "--storage.tsdb.path=%s/data", dir);
-        snprintf(a3, sizeof a3, "--web.listen-address=127.0.0.1:%u", port);
-        char log[400];
-        snprintf(log, sizeof log, "%s/prometheus.log", dir);
-        freopen(log, "w", stdout);
-        freopen(log, "a", stderr);
-        execlp("prometheus", "prometheus", a1, a2, a3, (char *)NULL);
-        _exit(127);
-    }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd,
-             "curl -s 'http://127.0.0.1:%u/api/v1/query?query=keel_http_requests_total%%7Bservice%%3D%%22todo%%22%%7D'", port);
+    /* A port free now; another test running beside this one may take it
+     * before Prometheus binds it: then Prometheus exits and starts again
+     * on another. */
+    unsigned port = 0;
+    pid_t prom = 0;
     char *out = NULL;
     int limit = ht_valgrind() ? 120 : 60;
     for (int i = 0; i < limit; i++) {
+        int status;
+        if (!prom || waitpid(prom, &status, WNOHANG) == prom) {
+            port = ht_free_port();
+            prom = fork();
+            if (prom == 0) {
+                char a1[400], a2[400], a3[64];
+                snprintf(a1, sizeof a1, "--config.file=%s", conf);
+                snprintf(a2, sizeof a2, "--storage.tsdb.path=%s/data", dir);
+                snprintf(a3, sizeof a3, "--web.listen-address=127.0.0.1:%u", port);
+                freopen(log, "w", stdout);
+                freopen(log, "a", stderr);
+                execlp("prometheus", "prometheus", a1, a2, a3, (char *)NULL);
+                _exit(127);
+            }
+        }
+        char cmd[300];
+        snprintf(cmd, sizeof cmd,
+                 "curl -s 'http://127.0.0.1:%u/api/v1/query?query=keel_http_requests_total%%7Bservice%%3D%%22todo%%22%%7D'",
+                 port);
         free(out);
         out = ht_shell(cmd, NULL);
         if (strstr(out, "\"endpoint\":\"get\""))
             break;
         sleep(1);
     }
+    if (!strstr(out, "\"endpoint\":\"get\"")) {
+        char cat[500];
+        snprintf(cat, sizeof cat, "tail -n 20 '%s'", log);
+        char *said = ht_shell(cat, NULL);
+        diag("Prometheus said:\n%s", said);
+        free(said);
+    }
+    char cmd[300];
     like(out, "\"endpoint\":\"get\"", "a real Prometheus scrapes /__keel/metrics and answers a query on Keel's series");
     free(out);
     snprintf(cmd, sizeof cmd, "curl -s 'http://127.0.0.1:%u/api/v1/query?query=up%%7Bjob%%3D%%22keel%%22%%7D'", port);

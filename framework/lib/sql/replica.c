@@ -130,6 +130,11 @@ keel_error *keel__replicas_open(const keel_infra *infra, const char *logical, un
                                 r->settings.pool.max_connections, r->settings.pool.checkout_timeout_ms,
                                 r->settings.pool.statement_timeout_ms};
         err = keel_pool_new(&cfg, &r->pool);
+        /* The checker's own connection (the pool copied its settings):
+         * a replica that stops answering must not hold the thread for the
+         * kernel's whole connect timeout. */
+        if (!err && !keel__conn_param_set(&r->settings.conn, "connect_timeout", "2"))
+            err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     }
     if (!err && pthread_create(&set->thread, NULL, checker, set) != 0)
         err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "%s: cannot start the replicas' checker thread", logical);
