@@ -25,6 +25,7 @@ static keel_test *start(void)
     keel_error *err = keel_test_start(services, &t);
     if (err) {
         printf("Bail out! %s\n", err->message);
+        keel_error_free(err);
         exit(1);
     }
     setup_ms[tests++ % 8] = keel_test_setup_ms(t);
@@ -37,6 +38,7 @@ static keel_client_answer call(keel_test *t, const char *method, const char *pat
     keel_error *err = keel_test_request(t, method, path, json, &a);
     if (err) {
         printf("Bail out! %s %s: %s\n", method, path, err->message);
+        keel_error_free(err);
         exit(1);
     }
     return a;
