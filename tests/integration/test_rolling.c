@@ -206,8 +206,13 @@ int main(void)
     ok(requests > 1000, "wrk sent %lld requests through the restarts", requests);
     is_int((int)non2xx, 0, "not one answer that is not 2xx");
     ok(!sock, "not one socket error%s%.*s", sock ? ": " : "", sock ? (int)strcspn(sock, "\n") : 0, sock ? sock : "");
-    if (non2xx || sock || requests <= 1000)
+    if (non2xx || sock || requests <= 1000) {
         diag("wrk said:\n%s", report);
+        snprintf(cmd, sizeof cmd, "grep -v 'is UP' '%s' | tail -n 30", lb_log);
+        char *said = ht_shell(cmd, NULL);
+        diag("HAProxy said:\n%s", said);
+        free(said);
+    }
     free(report);
 
     for (int i = 0; i < INSTANCES; i++) {
