@@ -32,6 +32,20 @@ static long status_of(const ht_server *srv, const char *method, const char *path
     return status;
 }
 
+/* After an app this test stopped itself: its log removed and, under
+ * valgrind, its report checked empty and removed. */
+static void forget(const ht_server *srv, const char *what)
+{
+    unlink(srv->log_path);
+    if (!srv->valgrind)
+        return;
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cat %s.* 2>/dev/null; rm -f %s.*", srv->vg_path, srv->vg_path);
+    char *report = ht_shell(cmd, NULL);
+    ok(!*report, "%s: no valgrind errors or leaks%s%s", what, *report ? ":\n" : "", report);
+    free(report);
+}
+
 /* Waits for pid to exit, up to limit_s; its exit status or -1. */
 static int wait_exit(pid_t pid, double limit_s)
 {
@@ -139,7 +153,7 @@ static void drain(const char *testapp)
     char *log = ht_log(&srv);
     like(log, "draining for", "the log says it drains");
     free(log);
-    unlink(srv.log_path);
+    forget(&srv, "the drained app");
 
     const char *long_env[] = {"KEEL_DRAIN_MS=600000", NULL};
     if (!ht_start(&srv, testapp, long_env)) {
@@ -154,7 +168,7 @@ static void drain(const char *testapp)
     rc = wait_exit(srv.pid, ht_valgrind() ? 60 : 10);
     srv.pid = 0;
     is_int(rc, 0, "a second SIGTERM cuts a 10-minute drain short (%.2f s)", now_s() - sent);
-    unlink(srv.log_path);
+    forget(&srv, "the app whose drain was cut short");
 }
 
 int main(void)
