@@ -129,6 +129,7 @@ struct keel_req {
     keel_resp resp;
     keel_coro *coro;          /* while the handler runs as a coroutine */
     bool suspended;           /* the connection waits for the handler */
+    struct keel_stream *stream_state; /* a streamed body being sent (stream.c) */
     keel_job job;             /* KEEL_BLOCKING: the handler as a worker job */
     const void *auth;         /* the auth data, once resolved; NULL: none */
     const char *auth_subject;

@@ -79,12 +79,9 @@ static keel_error *list(keel_req *req, const keel_empty *in, todo_list *out)
             break;
         }
         todo_item *item = &out->items[out->count];
-        const char *title;
-        err = keel_row_scan(row, "itb", &item->id, &title, &item->done);
+        err = keel_row_scan(row, "itb", &item->id, &item->title, &item->done);
         if (err)
             break;
-        /* Streamed rows are released by the next call: keep a copy. */
-        item->title = keel_arena_strdup(keel_req_arena(req), title);
         out->count++;
     }
     keel_rows_close(rows);

@@ -130,8 +130,11 @@ keel_error *keel_db_query_row_args(keel_req *req, keel_sqldb *db, keel_row **row
 keel_error *keel_db_query_args(keel_req *req, keel_sqldb *db, keel_rows **rows, const char *sql,
                                const keel_arg *args, size_t nargs);
 
-/* Sets *row to the next row, or to NULL after the last.  The row (and the
- * strings taken from it) stay valid until the next call. */
+/* Sets *row to the next row, or to NULL after the last.  The row itself is
+ * valid until the next call; what a getter takes from it (text, bytes) is a
+ * copy in the request's arena and lives until the request completes.  A
+ * stream may be left unread: keel_rows_close, an error, or the end of the
+ * request ends it (the server stops sending). */
 keel_error *keel_rows_next(keel_rows *rows, keel_row **row);
 void keel_rows_close(keel_rows *rows);
 
@@ -171,8 +174,18 @@ keel_error *keel_row_json(const keel_row *row, int col, json_t **out, bool *is_n
  * b bool, x bytea (const uint8_t **, size_t *), T timestamptz (int64_t *),
  * j json (json_t **).  A column that may be NULL takes '?' before its letter
  * and then a bool * after its destination(s) receives is_null; without '?', NULL
- * is an error.  Strings point into the row. */
+ * is an error.  Strings and bytes live in the request's arena (see
+ * keel_rows_next). */
 keel_error *keel_row_scan(const keel_row *row, const char *format, ...);
+
+/* For values that only pass through (a streamed response writing millions of
+ * rows), where keel_row_text's copies would stay in the request's arena until
+ * it ends: copies column col's text into dst, cut to cap - 1 bytes and
+ * NUL-terminated when cap > 0, and sets *len to the value's whole length (a
+ * value was cut when *len >= cap).  SQL NULL gives "" and *len 0, and is
+ * handled as by the getters above. */
+keel_error *keel_row_copy_text(const keel_row *row, int col, char *dst, size_t cap, size_t *len,
+                               bool *is_null);
 
 
 #pragma GCC visibility pop

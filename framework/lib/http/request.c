@@ -2,6 +2,7 @@
  * response that handlers fill, and turning it into a libmicrohttpd response.
  * Typed, raw and error replies all leave through keel__req_send. */
 #include "core.h"
+#include "http/stream.h"
 #include "observe/trace.h"
 
 #include <stdio.h>
@@ -320,14 +321,8 @@ void keel_resp_error(keel_resp *resp, keel_error *err)
 /* Builds the libmicrohttpd response object for resp; NULL on exhaustion. */
 static struct MHD_Response *resp_build(keel_resp *resp)
 {
-    if (resp->kind == RESP_STREAM) {
-        uint64_t size = resp->stream_size == KEEL_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : resp->stream_size;
-        struct MHD_Response *r = MHD_create_response_from_callback(
-            size, 64 * 1024, resp->stream, resp->stream_cls, resp->stream_free);
-        if (r)
-            resp->stream_free = NULL; /* libmicrohttpd owns cls now */
-        return r;
-    }
+    if (resp->kind == RESP_STREAM)
+        return keel__stream_response(resp_owner(resp));
     const void *data = resp->use_buf ? resp->buf.data : resp->data;
     size_t len = resp->use_buf ? resp->buf.len : resp->len;
     if (resp->use_buf && resp->buf.failed)

@@ -10,6 +10,7 @@
  * in 0.9.75 that would turn off keep-alive. */
 #include "core.h"
 #include "http/coro.h"
+#include "http/stream.h"
 #include "http/loop.h"
 #include "http/conn_limit.h"
 #include "observe/dashboard.h"
@@ -425,6 +426,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         req->route->ep->cleanup(req);
     if (req->resp.kind == RESP_STREAM && req->resp.stream_free)
         req->resp.stream_free(req->resp.stream_cls); /* never handed to libmicrohttpd */
+    keel__stream_request_done(req);
     unsigned status = final_status(req);
     keel_arena_dispose(&req->arena); /* what the request held may still end spans */
     keel__trace_request_end(req, status);

@@ -42,12 +42,6 @@
 #define NO_ROWS_MESSAGE "no rows"
 #define TX_ABORTED_MESSAGE "transaction was rolled back after an error"
 
-/* Memory handed out by a streamed row's bytea getter: freed at the next row. */
-typedef struct scratch {
-    struct scratch *next;
-    _Alignas(16) unsigned char data[];
-} scratch;
-
 typedef struct kept_result {
     struct kept_result *next;
     PGresult *res;
@@ -83,7 +77,6 @@ struct keel_rows {
     PGresult *pending;     /* the first result, read by keel_db_query */
     PGresult *cur;
     keel_row row;
-    scratch *scratch;
 };
 
 typedef struct db_state {
@@ -707,17 +700,6 @@ bool keel_db_no_rows(const keel_error *err)
 
 /* ---- row streams --------------------------------------------------------------------- */
 
-static void scratch_free(keel_rows *rows)
-{
-    scratch *s = rows->scratch;
-    while (s) {
-        scratch *next = s->next;
-        free(s);
-        s = next;
-    }
-    rows->scratch = NULL;
-}
-
 /* The stream's command is over (its results all read): give the connection
  * back unless it belongs to the transaction. */
 static void rows_finish(keel_rows *rows, bool failed)
@@ -726,7 +708,6 @@ static void rows_finish(keel_rows *rows, bool failed)
     PQclear(rows->pending);
     rows->cur = rows->pending = NULL;
     rows->row.res = NULL;
-    scratch_free(rows);
     db_entry *e = rows->entry;
     if (rows->in_tx) {
         e->tx_stream = NULL;
@@ -734,7 +715,7 @@ static void rows_finish(keel_rows *rows, bool failed)
             tx_fail(rows->req, e);
     } else if (rows->aconn) {
         keel__pipe_release(rows->aconn, false); /* closed unless the stream ended cleanly */
-    } else {
+    } else if (rows->conn) { /* NULL: an I/O thread's stream whose connection was already closed */
         PGconn *pg = keel_pconn_pg(rows->conn);
         keel_pool_put(rows->pool, rows->conn, PQstatus(pg) != CONNECTION_OK);
     }
@@ -907,7 +888,6 @@ keel_error *keel_rows_next(keel_rows *rows, keel_row **row)
     *row = NULL;
     if (!rows || rows->done)
         return NULL;
-    scratch_free(rows);
     if (rows->cur && rows->row.idx + 1 < PQntuples(rows->cur)) {
         rows->row.idx++;
         *row = &rows->row;
@@ -1167,15 +1147,44 @@ static keel_error *mismatch(const keel_row *row, int col, const char *type)
     return keel_error_new(KEEL_INTERNAL, "column \"%s\" does not convert to %s", PQfname(row->res, col), type);
 }
 
+/* A streamed row's result is freed by the next keel_rows_next: its text is
+ * copied into the request's arena.  keel_db_query_row's results are kept
+ * until the request ends, so their text is handed out as it is. */
 keel_error *keel_row_text(const keel_row *row, int col, const char **out, bool *is_null)
 {
-    keel_error *err = cell(row, col, out, NULL);
+    int len;
+    keel_error *err = cell(row, col, out, &len);
     if (err)
         return err;
     if (!*out)
         return null_value(row, col, is_null);
     if (is_null)
         *is_null = false;
+    if (row->stream && !(*out = keel_arena_strndup(&row->req->arena, *out, (size_t)len)))
+        return oom();
+    return NULL;
+}
+
+keel_error *keel_row_copy_text(const keel_row *row, int col, char *dst, size_t cap, size_t *len, bool *is_null)
+{
+    const char *v;
+    int n;
+    *len = 0;
+    if (cap)
+        dst[0] = '\0';
+    keel_error *err = cell(row, col, &v, &n);
+    if (err)
+        return err;
+    if (!v)
+        return null_value(row, col, is_null);
+    if (is_null)
+        *is_null = false;
+    *len = (size_t)n;
+    if (cap) {
+        size_t take = (size_t)n < cap ? (size_t)n : cap - 1;
+        memcpy(dst, v, take);
+        dst[take] = '\0';
+    }
     return NULL;
 }
 
@@ -1237,18 +1246,11 @@ keel_error *keel_row_bool(const keel_row *row, int col, bool *out, bool *is_null
     return NULL;
 }
 
-/* Memory for a value taken from row: the arena for query_row's rows, scratch
- * that lives until the next row for streamed ones. */
+/* Memory for a value taken from row: the request's arena, so that it lives
+ * as long as the request whatever the row does next. */
 static void *row_alloc(const keel_row *row, size_t n)
 {
-    if (!row->stream)
-        return keel_arena_alloc(&row->req->arena, n);
-    scratch *s = malloc(sizeof *s + (n ? n : 1));
-    if (!s)
-        return NULL;
-    s->next = row->stream->scratch;
-    row->stream->scratch = s;
-    return s->data;
+    return keel_arena_alloc(&row->req->arena, n ? n : 1);
 }
 
 keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len, bool *is_null)
