@@ -226,6 +226,29 @@ static void test_trusted_proxy(void)
     ok(okays == 5 && limited == 3, "client 198.51.100.2 has a bucket of its own (%d passed)", okays);
     burst(3, (const char *[]){"X-Forwarded-For: 198.51.100.1, 127.0.0.1", NULL}, &okays, &limited, NULL, 0);
     ok(limited == 3, "a trusted hop on the right is skipped: still client .1 (%d limited)", limited);
+    /* HAProxy's option forwardfor adds a line of its own after the client's. */
+    burst(3, (const char *[]){"X-Forwarded-For: 203.0.113.99", "X-Forwarded-For: 198.51.100.1", NULL}, &okays,
+          &limited, NULL, 0);
+    ok(limited == 3, "of two X-Forwarded-For lines the proxy's (the last) names the client: a forged first line "
+       "buys no bucket (%d limited)", limited);
+    burst(3, (const char *[]){"X-Forwarded-For: 203.0.113.98, 127.0.0.1", "X-Forwarded-For: 127.0.0.1", NULL},
+          &okays, &limited, NULL, 0);
+    ok(okays == 3, "entries are walked from the right across lines, trusted hops skipped: a new client (%d passed)",
+       okays);
+    /* One IPv6 host has a whole /64 to pick addresses from. */
+    okays = limited = 0;
+    for (int i = 0; i < 8; i++) {
+        char xff[80];
+        snprintf(xff, sizeof xff, "X-Forwarded-For: 2001:db8:1:2:%x::%x", i * 7 + 1, i + 1);
+        ht_response r = send_req("POST", "/todo", "{\"title\":\"r\"}", (const char *[]){xff, NULL});
+        okays += r.status == 200;
+        limited += r.status == 429;
+        ht_free(&r);
+    }
+    ok(okays == 5 && limited == 3, "8 addresses of one IPv6 /64 share one bucket (%d passed, %d limited)", okays,
+       limited);
+    burst(1, (const char *[]){"X-Forwarded-For: 2001:db8:1:3::1", NULL}, &okays, &limited, NULL, 0);
+    ok(okays == 1, "the next /64 has a bucket of its own");
     srv = saved;
     is_int(ht_stop(&proxied), 0, "the proxied app stops cleanly");
 }
@@ -269,7 +292,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(55);
+    plan(59);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");

@@ -205,19 +205,30 @@ static void test_keys(void)
     struct sockaddr_storage v4 = peer_of("192.0.2.1");
     ok(keel__ip_from_sockaddr((const struct sockaddr *)&v4, a) && keel__ip_parse("::ffff:192.0.2.1", 16, b) &&
        memcmp(a, b, 16) == 0, "an IPv4 peer and its mapped form have the same 16 bytes");
-    keel__ip_client_key(a);
+    keel__ip_client_key(a, 64);
     ok(memcmp(a, b, 16) == 0, "an IPv4 client key is the whole address");
     ok(keel__ip_parse("2001:db8:1:2:3:4:5:6", 20, a) && keel__ip_parse("2001:db8:1:2:ffff::", 19, b) &&
        memcmp(a, b, 16) != 0, "two addresses of one /64 differ");
-    keel__ip_client_key(a);
-    keel__ip_client_key(b);
-    ok(memcmp(a, b, 16) == 0, "but have the same client key (the /64)");
+    unsigned char a2[16], b2[16];
+    memcpy(a2, a, 16);
+    memcpy(b2, b, 16);
+    keel__ip_client_key(a, 0);
+    keel__ip_client_key(b, 0);
+    ok(memcmp(a, b, 16) == 0, "but have the same client key (the /64 by default)");
+    keel__ip_client_key(a2, 128);
+    keel__ip_client_key(b2, 128);
+    ok(memcmp(a2, b2, 16) != 0, "keyed by /128 they stay apart");
+    keel__ip_parse("2001:db8:1:2:3:4:5:6", 20, a2);
+    keel__ip_parse("2001:db8:1:3:3:4:5:6", 20, b2);
+    keel__ip_client_key(a2, 48);
+    keel__ip_client_key(b2, 48);
+    ok(memcmp(a2, b2, 16) == 0, "keyed by /48 two /64s of one /48 share a key");
     ok(!keel__ip_parse("1.2.3.4x", 8, a) && keel__ip_parse("1.2.3.4x", 7, a), "parse reads exactly len bytes");
 }
 
 int main(void)
 {
-    plan(71);
+    plan(73);
     test_nothing_trusted();
     test_forwarded_for();
     test_cidr_edges();

@@ -134,12 +134,15 @@ typedef struct keel_rate_limit {
     double burst;
     keel_rate_key by;
     size_t max_keys;
+    unsigned ipv6_prefix;        /* IPv6 clients are keyed by their first ipv6_prefix
+                                    bits (0: 64, one customer's network; 128: each
+                                    address): one host has a whole /64 to pick from */
     keel_lazy limiter;           /* made on first use */
 } keel_rate_limit;
 
 #define KEEL_RATE_LIMIT(limit_name, rate, burst_size, key) \
     { .name = (limit_name), .per_second = (rate), .burst = (burst_size), .by = (key), .max_keys = 0, \
-      .limiter = KEEL_LAZY_INIT }
+      .ipv6_prefix = 0, .limiter = KEEL_LAZY_INIT }
 
 /* The middleware enforcing limit on the endpoints with one of tags (NULL:
  * every endpoint of the declaring service; .global = true in a copy for

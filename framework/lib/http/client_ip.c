@@ -75,10 +75,16 @@ bool keel__ip_parse(const char *text, size_t len, unsigned char ip[16])
     return false;
 }
 
-void keel__ip_client_key(unsigned char ip[16])
+/* ip with every bit past prefix cleared, into out. */
+static void mask_to(const unsigned char ip[16], unsigned prefix, unsigned char out[16]);
+
+void keel__ip_client_key(unsigned char ip[16], unsigned v6_prefix)
 {
-    if (!is_v4(ip))
-        memset(ip + 8, 0, 8);
+    if (is_v4(ip))
+        return;
+    unsigned char masked[16];
+    mask_to(ip, v6_prefix ? (v6_prefix > 128 ? 128 : v6_prefix) : 64, masked);
+    memcpy(ip, masked, 16);
 }
 
 /* True when the first prefix bits of a and b agree. */
@@ -93,7 +99,6 @@ static bool same_prefix(const unsigned char a[16], const unsigned char b[16], un
     return ((a[whole] ^ b[whole]) & mask) == 0;
 }
 
-/* ip with every bit past prefix cleared, into out. */
 static void mask_to(const unsigned char ip[16], unsigned prefix, unsigned char out[16])
 {
     memset(out, 0, 16);

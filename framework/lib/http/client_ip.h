@@ -45,8 +45,8 @@ bool keel__ip_from_sockaddr(const struct sockaddr *addr, unsigned char ip[16]);
 bool keel__ip_parse(const char *text, size_t len, unsigned char ip[16]);
 
 /* Turns ip into its client key in place: an IPv4 address is itself, an IPv6
- * address becomes its /64 (one subscriber's prefix: a client with IPv6 has
- * a whole /64 to pick addresses from). */
-void keel__ip_client_key(unsigned char ip[16]);
+ * address becomes its first v6_prefix bits (0: 64, one subscriber's prefix:
+ * a client with IPv6 has a whole /64 to pick addresses from). */
+void keel__ip_client_key(unsigned char ip[16], unsigned v6_prefix);
 
 #endif

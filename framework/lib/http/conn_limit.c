@@ -39,7 +39,7 @@ static bool client_key(const struct sockaddr *addr, unsigned char key[16])
 {
     if (!keel__ip_from_sockaddr(addr, key))
         return false;
-    keel__ip_client_key(key);
+    keel__ip_client_key(key, 64);
     return true;
 }
 

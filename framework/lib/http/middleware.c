@@ -300,6 +300,39 @@ void keel__resp_add_extras(keel_req *req)
     }
 }
 
+/* Every X-Forwarded-For line, in order, as one list: a proxy such as
+ * HAProxy (option forwardfor) adds a line of its own after the client's
+ * instead of appending to it, and the rightmost entries are the ones we
+ * trust. */
+typedef struct xff_lines {
+    keel_buf joined;
+    unsigned n;
+} xff_lines;
+
+static int xff_line(void *cls, const char *name, const char *value)
+{
+    xff_lines *x = cls;
+    if (strcasecmp(name, "X-Forwarded-For") != 0)
+        return 0;
+    if (x->n++)
+        keel_buf_putc(&x->joined, ',');
+    keel_buf_puts(&x->joined, value ? value : "");
+    return 0;
+}
+
+static const char *forwarded_for(keel_req *req)
+{
+    if (!req->app->trusted) /* nothing is believed: no need to read it */
+        return NULL;
+    xff_lines x = {.n = 0};
+    keel_buf_init(&x.joined, &req->arena);
+    keel_req_each(req, KEEL_HEADERS, xff_line, &x);
+    if (!x.n)
+        return NULL;
+    keel_buf_putc(&x.joined, '\0');
+    return x.joined.failed ? "" : x.joined.data; /* out of memory: believe no hop */
+}
+
 const char *keel_req_client_ip(keel_req *req)
 {
     if (req->client_ip[0] || !req->conn)
@@ -308,7 +341,7 @@ const char *keel_req_client_ip(keel_req *req)
     const struct sockaddr *peer = ci ? ci->client_addr : NULL;
     if (!peer)
         return "";
-    keel__client_ip(req->app->trusted, peer, keel_req_header(req, "X-Forwarded-For"), req->client_ip,
+    keel__client_ip(req->app->trusted, peer, forwarded_for(req), req->client_ip,
                     sizeof req->client_ip);
     return req->client_ip;
 }
@@ -365,8 +398,20 @@ keel_error *keel_rate_limit_before(keel_req *req, const void *typed_in, void *st
         return err;
     const char *subject = limit->by == KEEL_RATE_BY_SUBJECT ? keel_req_auth_subject(req) : NULL;
     char key[300];
-    int n = subject ? snprintf(key, sizeof key, "s:%s", subject)
-                    : snprintf(key, sizeof key, "i:%s", keel_req_client_ip(req));
+    int n;
+    unsigned char ip[16];
+    const char *text = subject ? NULL : keel_req_client_ip(req);
+    if (subject) {
+        n = snprintf(key, sizeof key, "s:%s", subject);
+    } else if (keel__ip_parse(text, strlen(text), ip)) {
+        keel__ip_client_key(ip, limit->ipv6_prefix); /* an IPv6 client is its network */
+        key[0] = 'i';
+        key[1] = ':';
+        memcpy(key + 2, ip, 16);
+        n = 18;
+    } else {
+        n = snprintf(key, sizeof key, "i:%s", text); /* no address (a Unix socket) */
+    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t retry_ms = 0;
