@@ -134,6 +134,8 @@ struct keel_req {
     const void *auth;         /* the auth data, once resolved; NULL: none */
     const char *auth_subject;
     bool auth_resolved;       /* the auth handler ran (or there was nothing to run) */
+    bool in_auth;             /* the auth handler is running: its statements' parameters
+                                 (the token) are never recorded */
     keel_header *extra_headers; /* keel_req_add_response_header: added to any response */
     keel_header **extra_tail;
     char client_ip[46];       /* "" until keel_req_client_ip computes it */
@@ -155,6 +157,10 @@ bool keel__name_valid(const char *name);
  * databases (not keel_app_new, so that --app-model works while a secret is
  * missing). */
 keel_error *keel__secrets_check(keel_app *app);
+
+/* secrets.c: true when the len bytes at v are the value of a secret (from
+ * $KEEL_SECRET_<NAME> or the store): what a trace must never record. */
+bool keel__secret_value(const char *v, size_t len);
 
 /* request.c */
 /* A request context for work that is not an HTTP request (start-up tasks,

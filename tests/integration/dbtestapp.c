@@ -366,10 +366,23 @@ static keel_error *export_rows(keel_req *req, keel_resp *resp)
     return NULL;
 }
 
+/* GET /dbtest/secret-param/:n: a statement with a parameter bound from a
+ * secret (value: its length), which a trace must never record. */
+static keel_error *secret_param(keel_req *req, const dbtest_num *in, dbtest_out *out)
+{
+    (void)in;
+    keel_row *row;
+    keel_error *err = keel_db_query_row(req, &todo_ref, &row, "SELECT length($1)",
+                                        KEEL_ARG_TEXT(keel_secret("ADMIN_TOKEN")));
+    return err ? err : keel_row_scan(row, "i", &out->value);
+}
+
 static const keel_service dbtest_service = {
     .name = "dbtest",
     .databases = (keel_sqldb *const[]){ &todo_ref, NULL },
+    .secrets = (const char *const[]){ "ADMIN_TOKEN", NULL },
     .endpoints = (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/dbtest/secret-param/:n", secret_param, dbtest_num, dbtest_out),
         KEEL_TYPED("GET", "/dbtest/div/:n", divide, dbtest_num, dbtest_out),
         KEEL_TYPED("GET", "/dbtest/sleep/:n", sleep_ms, dbtest_num, dbtest_out),
         KEEL_TYPED("POST", "/dbtest/tx", in_tx, dbtest_tx_in, dbtest_tx_out),

@@ -619,6 +619,62 @@ static void test_dashboard_browser(const char *js_dir)
     ok(checks >= 8 && status == 0, "the browser check ran %d checks and exited cleanly (status %d)", checks, status);
 }
 
+/* With tracing.sql_parameters on, values are recorded, except what the auth
+ * handler binds (the caller's token) and values bound from secrets. */
+static void test_parameters_recorded(void)
+{
+    is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "KEEL_APP_ROOT=%s %s infra set tracing '{\"sql_parameters\": true}' 2>&1", root, getenv("KEEL_CLI"));
+    int status = -1;
+    char *out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel infra set tracing '{\"sql_parameters\": true}'%s%s", status ? ": " : "", status ? out : "");
+    free(out);
+    const char *env[] = {"KEEL_DASHBOARD_PORT=0", NULL};
+    if (!ht_start_keel_run(&srv, root, env)) {
+        ok(0, "the app restarts with parameters recorded");
+        return;
+    }
+    char *log = ht_log(&srv);
+    const char *at = strstr(log, "dashboard: http://127.0.0.1:");
+    dashboard_port = 0;
+    if (at)
+        sscanf(at, "dashboard: http://127.0.0.1:%u/", &dashboard_port);
+    free(log);
+    const char *paths[] = {"/todo", "/hello/x", "/dbtest/secret-param/1"};
+    const char *methods[] = {"POST", "GET", "GET"};
+    const char *bodies[] = {"{\"title\":\"visible-param-Zq\"}", NULL, NULL};
+    char *traces[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        char id[64] = "";
+        ht_response r = request(methods[i], paths[i], bodies[i], "Authorization: Bearer user-token-Rk9w", NULL);
+        ht_header(&r, "X-Trace-Id", id, sizeof id);
+        ht_free(&r);
+        char path[96];
+        snprintf(path, sizeof path, "/api/traces/%s", id);
+        for (int tries = 0; tries < 50; tries++) { /* the trace is handed over after the answer */
+            r = dash("GET", path, NULL, NULL);
+            if (r.status == 200)
+                break;
+            ht_free(&r);
+            usleep(100000);
+        }
+        traces[i] = r.body;
+        r.body = NULL;
+        ht_free(&r);
+    }
+    like(traces[0], "visible-param-Zq", "a statement's parameters are recorded when asked for");
+    ok(traces[0] && traces[1] && traces[2] && !strstr(traces[0], "user-token-Rk9w") &&
+       !strstr(traces[1], "user-token-Rk9w") && !strstr(traces[2], "user-token-Rk9w"),
+       "the bearer token the auth handler looked up is in no trace");
+    like(traces[1], "api_token", "(the auth handler's statement is traced, without its parameters)");
+    ok(traces[2] && !strstr(traces[2], "admin-token-for-tests") && strstr(traces[2], "(secret)"),
+       "a parameter bound from a secret is recorded as (secret), never its value");
+    for (int i = 0; i < 3; i++)
+        free(traces[i]);
+}
+
 int main(void)
 {
     const char *srcdir = getenv("KEEL_SRCDIR");
@@ -664,6 +720,7 @@ int main(void)
        sample(page, "keel_trace_spans_failed_total"));
     free(page);
     test_dropped();
+    test_parameters_recorded();
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     ht_remove_app_root(root);
     receiver_stop();

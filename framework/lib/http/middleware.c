@@ -95,7 +95,9 @@ keel_error *keel__auth_resolve(keel_req *req)
     void *data = keel_arena_calloc(&req->arena, 1, h->data_size ? h->data_size : 1);
     if (!data)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    req->in_auth = true;
     err = h->fn(req, token, data);
+    req->in_auth = false;
     if (!err) {
         req->auth = data;
         return NULL;

@@ -739,6 +739,32 @@ keel_error *keel_secret_lookup(const char *name, const char **out)
                              KEEL_DETAIL_SECRET_NOT_SET);
 }
 
+extern char **environ;
+
+bool keel__secret_value(const char *v, size_t len)
+{
+    if (!v || len == 0)
+        return false;
+    static const char prefix[] = "KEEL_SECRET_";
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (eq && strlen(eq + 1) == len && memcmp(eq + 1, v, len) == 0)
+            return true;
+    }
+    const keel_secrets *s;
+    keel_error *err = process_store(&s);
+    if (err) {
+        keel_error_free(err);
+        return false;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->entries[i].len == len && memcmp(s->entries[i].value, v, len) == 0)
+            return true;
+    return false;
+}
+
 const char *keel_secret(const char *name)
 {
     const char *v = NULL;

@@ -464,7 +464,10 @@ static void span_parameters(keel_span *s, const keel_arg *args, size_t nargs)
         const char *key = parameter_keys[i];
         switch (a->type) {
         case KEEL_ARG_T_TEXT:
-            keel__span_attr_strn(s, key, a->ptr, strnlen(a->ptr, 256));
+            if (keel__secret_value(a->ptr, strlen(a->ptr)))
+                keel__span_attr_str(s, key, "(secret)");
+            else
+                keel__span_attr_strn(s, key, a->ptr, strnlen(a->ptr, 256));
             break;
         case KEEL_ARG_T_INT64:
             keel__span_attr_int(s, key, a->i);
@@ -515,7 +518,8 @@ static keel_span *statement_span(keel_req *req, const keel_sqldb *db, const char
     if (oplen)
         keel__span_attr_str(s, "db.operation.name", op);
     keel__span_attr_str(s, "db.query.text", sql);
-    if (s && keel__span_sql_parameters(req))
+    /* The auth handler's statements bind the caller's credentials. */
+    if (s && keel__span_sql_parameters(req) && !req->in_auth)
         span_parameters(s, args, nargs);
     return s;
 }
