@@ -198,8 +198,11 @@ keel_error *keel__extdb_check_legacy(void);
  * header or the handler's cookie); an error only when the request must fail. */
 keel_error *keel__auth_resolve(keel_req *req);
 /* Runs the befores of req's route in order with typed_in; the first error
- * stops them. */
-keel_error *keel__middleware_before(keel_req *req, const void *typed_in);
+ * stops them.  Which ones: those that run ahead of the auth handler
+ * (KEEL__MW_PRE_AUTH), the others (KEEL__MW_POST_AUTH), or all
+ * (KEEL__MW_ALL: mounted handlers, which have no auth step). */
+typedef enum { KEEL__MW_PRE_AUTH, KEEL__MW_POST_AUTH, KEEL__MW_ALL } keel_mw_phase;
+keel_error *keel__middleware_before(keel_req *req, const void *typed_in, keel_mw_phase phase);
 /* Runs every after() of req's route in reverse order (they see every answer). */
 void keel__middleware_after(keel_req *req);
 /* Fills every route's middleware list and app->auth; errors name the service. */

@@ -184,6 +184,27 @@ static void burst(int n, const char *const *headers, int *okays, int *limited, c
     }
 }
 
+/* The sum of a metric's samples whose line starts with prefix. */
+static double metric_sum(const char *page, const char *prefix)
+{
+    double sum = 0;
+    size_t n = strlen(prefix);
+    for (const char *p = page ? page : ""; *p;) {
+        const char *nl = strchr(p, '\n');
+        if (strncmp(p, prefix, n) == 0) {
+            const char *sp = p + n;
+            while (*sp && *sp != ' ' && *sp != '\n')
+                sp++;
+            if (*sp == ' ')
+                sum += atof(sp + 1);
+        }
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return sum;
+}
+
 static void test_rate_limit(void)
 {
     int okays, limited;
@@ -197,6 +218,18 @@ static void test_rate_limit(void)
        BURST + 20, BURST, rate, okays, limited);
     ok(atoi(retry) >= 1, "refusals are 429 with Retry-After (%s)", retry);
     like(last_429, "\"code\":\"resource_exhausted\"", "in the Encore shape");
+    /* A limit by IP runs before the auth handler: refused requests cost no
+     * token lookup. */
+    ht_response m = send_req("GET", "/__keel/metrics", NULL, NULL);
+    double before = metric_sum(m.body, "keel_db_statements_total{database=\"accounts\"");
+    ht_free(&m);
+    burst(10, (const char *[]){"Authorization: Bearer not-a-token-Vb2", NULL}, &okays, &limited, NULL, 0);
+    m = send_req("GET", "/__keel/metrics", NULL, NULL);
+    double after = metric_sum(m.body, "keel_db_statements_total{database=\"accounts\"");
+    ht_free(&m);
+    ok(limited >= 1 && after - before == okays,
+       "requests refused by a rate limit by IP run no auth lookup (%d limited; %.0f lookups for %d passed)", limited,
+       after - before, okays);
     ht_response r = send_req("GET", "/todo/1", NULL, NULL);
     ok(r.status != 429, "other endpoints are not limited");
     ht_free(&r);
@@ -292,7 +325,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(59);
+    plan(60);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");

@@ -98,6 +98,10 @@ typedef struct keel_middleware {
     const char *const *tags;    /* NULL: every endpoint in its scope; else only
                                    endpoints with one of these tags */
     bool global;                /* every service's endpoints, not only its own */
+    bool before_auth;           /* before() runs ahead of the auth handler (and of
+                                   decoding), typed_in NULL: for cheap checks that
+                                   must throttle or refuse before credentials cost
+                                   a lookup.  A rate limit by IP always does. */
     void *state;
     const struct keel_rate_limit *rate_limit; /* set by KEEL_RATE_LIMIT_MIDDLEWARE (app model) */
 } keel_middleware;

@@ -131,7 +131,7 @@ static keel_error *run_typed(keel_req *req, const keel_endpoint *ep)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     keel_error *err = decode_typed_request(req, ep, in);
     if (!err)
-        err = keel__middleware_before(req, in);
+        err = keel__middleware_before(req, in, KEEL__MW_POST_AUTH);
     if (err)
         return err;
     err = ep->typed(req, in, out);
@@ -150,12 +150,13 @@ static keel_error *run_typed(keel_req *req, const keel_endpoint *ep)
 
 static keel_error *run_raw(keel_req *req, const keel_endpoint *ep)
 {
-    keel_error *err = keel__middleware_before(req, NULL);
+    keel_error *err = keel__middleware_before(req, NULL, KEEL__MW_POST_AUTH);
     return err ? err : ep->raw(req, &req->resp);
 }
 
-/* The auth handler runs first, once, like any handler; a KEEL_AUTH
- * endpoint without auth data is refused before anything else runs. */
+/* The auth handler runs once, like any handler, after the befores that run
+ * ahead of it (a rate limit by IP); a KEEL_AUTH endpoint without auth data
+ * is refused before anything else runs. */
 static keel_error *authenticate(keel_req *req, const keel_endpoint *ep)
 {
     keel_error *err = keel__auth_resolve(req);
@@ -167,7 +168,9 @@ static keel_error *authenticate(keel_req *req, const keel_endpoint *ep)
 void keel__dispatch(keel_req *req)
 {
     const keel_endpoint *ep = req->route->ep;
-    keel_error *err = authenticate(req, ep);
+    keel_error *err = keel__middleware_before(req, NULL, KEEL__MW_PRE_AUTH);
+    if (!err)
+        err = authenticate(req, ep);
     if (!err)
         err = ep->kind == KEEL_EP_TYPED ? run_typed(req, ep) : run_raw(req, ep);
     if (err)

@@ -240,12 +240,19 @@ keel_error *keel__middleware_start(keel_app *app)
     return err;
 }
 
-keel_error *keel__middleware_before(keel_req *req, const void *typed_in)
+/* A rate limit by IP needs nothing the auth handler finds: it throttles
+ * before the handler's lookup costs anything. */
+static bool runs_before_auth(const keel_middleware *mw)
+{
+    return mw->before_auth || (mw->rate_limit && mw->rate_limit->by == KEEL_RATE_BY_IP);
+}
+
+keel_error *keel__middleware_before(keel_req *req, const void *typed_in, keel_mw_phase phase)
 {
     const keel_route *route = req->route;
     for (size_t i = 0; route && i < route->nmiddleware; i++) {
         const keel_middleware *mw = route->middleware[i];
-        if (!mw->before)
+        if (!mw->before || (phase != KEEL__MW_ALL && runs_before_auth(mw) != (phase == KEEL__MW_PRE_AUTH)))
             continue;
         keel_error *err = mw->before(req, typed_in, mw->state);
         if (err)

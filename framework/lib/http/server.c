@@ -352,7 +352,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             req->error = refuse_nul(conn);
         if (!req->error && req->route->ep->kind == KEEL_EP_MHD) {
             /* Only the befores: the legacy code answers by itself. */
-            req->error = keel__middleware_before(req, NULL);
+            req->error = keel__middleware_before(req, NULL, KEEL__MW_ALL);
             if (!req->error) {
                 req->state = REQ_MOUNTED;
                 return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
