@@ -418,8 +418,12 @@ keel_error *keel_client_call(keel_client *c, const keel_client_endpoint *ep, con
                              keel_arena *arena)
 {
     const keel_field *in = ep->request ? ep->request : no_fields, *out = ep->response ? ep->response : no_fields;
-    if (!req && in->type != KEEL_T_END)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: the request is NULL", ep->name);
+    if (!req) { /* nothing to send: fine when every field may be left out */
+        for (const keel_field *f = in; f->type != KEEL_T_END; f++)
+            if (!(f->flags & KEEL_OPTIONAL))
+                return keel_error_new(KEEL_INVALID_ARGUMENT, "%s: the request is NULL", ep->name);
+        in = no_fields;
+    }
     char inline_buf[4096];
     keel_arena scratch;
     keel_arena_init(&scratch, inline_buf, sizeof inline_buf);

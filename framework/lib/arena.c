@@ -60,6 +60,14 @@ static void *arena_grow(keel_arena *a, size_t n)
     return c->data;
 }
 
+size_t keel_arena_size(const keel_arena *a)
+{
+    size_t n = 0;
+    for (const keel_arena_chunk *c = a->chunks; c; c = c->next)
+        n += sizeof *c + c->size;
+    return n;
+}
+
 void *keel_arena_alloc(keel_arena *a, size_t n)
 {
     if (n == 0)

@@ -44,6 +44,10 @@ void keel_config_defaults(keel_config *c)
     c->max_connections = 4096;
     c->log_requests = true;
     c->log_fd = 2;
+    c->header_timeout_ms = 20000;
+    c->min_rate = 1024;
+    c->rate_grace_ms = 20000;
+    c->response_budget = 256u * 1024 * 1024;
 }
 
 /* Reads an unsigned number in [min, max] from variable name, if set. */
@@ -87,6 +91,10 @@ keel_error *keel_config_from_env(keel_config *c)
     ENV_FIELD("KEEL_REPLICA_CHECK_MS", replica_check_ms, 10, 3600 * 1000);
     ENV_FIELD("KEEL_MAX_CONNECTIONS", max_connections, 1, 1000000);
     ENV_FIELD("KEEL_LOG_REQUESTS", log_requests, 0, 1);
+    ENV_FIELD("KEEL_HEADER_TIMEOUT_MS", header_timeout_ms, 100, 3600 * 1000);
+    ENV_FIELD("KEEL_MIN_RATE", min_rate, 0, 1u << 30);
+    ENV_FIELD("KEEL_RATE_GRACE_MS", rate_grace_ms, 100, 3600 * 1000);
+    ENV_FIELD("KEEL_RESPONSE_BUDGET", response_budget, 64 * 1024, 1ull << 44);
     const char *host = getenv("KEEL_HOST");
     if (host && *host)
         c->host = host;

@@ -51,6 +51,8 @@ struct keel_app {
     atomic_bool stopping;     /* set once by keel_app_stop */
     atomic_bool draining;     /* keel_app_drain: /__keel/readyz answers 503 */
     atomic_size_t body_bytes; /* request bodies held in memory: cfg.body_budget */
+    atomic_size_t resp_bytes; /* memory of requests whose answers are being sent:
+                                 cfg.response_budget */
     struct keel_conn_limit *conn_limit; /* per-client connections; NULL: no limit */
     const keel_auth_handler *auth; /* the app's auth handler; NULL: none */
     struct keel_trusted_proxies *trusted; /* KEEL_TRUSTED_PROXIES; NULL: none */
@@ -123,6 +125,8 @@ struct keel_req {
     size_t discarded;         /* bytes dropped since the answer was decided */
     size_t discard_max;       /* how much of that before closing instead */
     size_t body_held;         /* counted in app->body_bytes, given back at free */
+    size_t resp_held;         /* counted in app->resp_bytes, given back at free */
+    struct keel_watchdog *wd; /* the connection's deadlines (watchdog.c); NULL: none */
     size_t max_body;          /* 0: unlimited (streaming raw) */
     void *user;
     void *mounted_cls;        /* a mounted handler's own per-request pointer */

@@ -9,7 +9,8 @@
 typedef struct { const char *title; } todo_new;
 typedef struct { int64_t id; } todo_ref;
 typedef struct { int64_t id; const char *title; bool done; } todo_item;
-typedef struct { todo_item *items; size_t count; } todo_list;
+typedef struct { int64_t limit; bool has_limit; int64_t after; bool has_after; } todo_page;
+typedef struct { todo_item *items; size_t count; int64_t next_after; bool has_next_after; } todo_list;
 
 static const keel_field todo_new_fields[] = {
     KEEL_STRING(todo_new, title),
@@ -25,10 +26,20 @@ static const keel_field todo_item_fields[] = {
     KEEL_BOOL(todo_item, done),
     KEEL_END
 };
-static const keel_field todo_list_fields[] = {
-    KEEL_ARRAY(todo_list, items, count, todo_item, todo_item_fields),
+static const keel_field todo_page_fields[] = {
+    KEEL_INT64_OPT(todo_page, limit, has_limit, KEEL_IN_QUERY),
+    KEEL_INT64_OPT(todo_page, after, has_after, KEEL_IN_QUERY),
     KEEL_END
 };
+static const keel_field todo_list_fields[] = {
+    KEEL_ARRAY(todo_list, items, count, todo_item, todo_item_fields),
+    KEEL_INT64_OPT(todo_list, next_after, has_next_after),
+    KEEL_END
+};
+
+/* A page of GET /todo: the default and the most a caller may ask for. */
+#define TODO_PAGE 100
+#define TODO_PAGE_MAX 1000
 
 static keel_sqldb todo_db = KEEL_SQLDB("todo", "migrations/todo");
 
@@ -63,17 +74,27 @@ static keel_error *get(keel_req *req, const todo_ref *in, todo_item *out)
     return fetch(req, in->id, out);
 }
 
-/* GET /todo: every item, read from a streamed query. */
-static keel_error *list(keel_req *req, const keel_empty *in, todo_list *out)
+/* GET /todo?limit=N&after=ID: a page of items in id order, read from a
+ * streamed query; next_after, when present, asks for the next page. */
+static keel_error *list(keel_req *req, const todo_page *in, todo_list *out)
 {
-    (void)in;
+    int64_t limit = in->has_limit ? in->limit : TODO_PAGE;
+    if (limit < 1 || limit > TODO_PAGE_MAX)
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "field \"limit\": must be from 1 to %d", TODO_PAGE_MAX);
     keel_rows *rows;
-    keel_error *err = keel_db_query(req, &todo_db, &rows, "SELECT id, title, done FROM todo_item ORDER BY id");
+    keel_error *err = keel_db_query(req, &todo_db, &rows,
+                                    "SELECT id, title, done FROM todo_item WHERE id > $1 ORDER BY id LIMIT $2",
+                                    KEEL_ARG_INT64(in->has_after ? in->after : 0), KEEL_ARG_INT64(limit + 1));
     if (err)
         return err;
     size_t cap = 0;
     keel_row *row;
     while (!(err = keel_rows_next(rows, &row)) && row) {
+        if (out->count == (size_t)limit) { /* one more than asked: there is a next page */
+            out->next_after = out->items[out->count - 1].id;
+            out->has_next_after = true;
+            break;
+        }
         if (!keel_arena_grow(keel_req_arena(req), (void **)&out->items, out->count, &cap, sizeof *out->items)) {
             err = keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
             break;
@@ -141,7 +162,7 @@ const keel_service todo_service = {
     .endpoints = (const keel_endpoint[]){
         KEEL_TYPED_TAGS("POST", "/todo", create, todo_new, todo_item, KEEL_TAGS("rate_limited")),
         KEEL_TYPED("GET", "/todo/:id", get, todo_ref, todo_item),
-        KEEL_TYPED("GET", "/todo", list, keel_empty, todo_list),
+        KEEL_TYPED("GET", "/todo", list, todo_page, todo_list),
         KEEL_TYPED("PUT", "/todo/:id/done", mark_done, todo_ref, todo_item),
         KEEL_TYPED("DELETE", "/todo/:id", remove_item, todo_ref, keel_empty),
         KEEL_TYPED("DELETE", "/todo", clear_all, keel_empty, todo_cleared, KEEL_AUTH),
@@ -149,7 +170,10 @@ const keel_service todo_service = {
     },
     .docs = KEEL_DOCS({"create", "Adds an item, not done yet."},
                       {"get", "Returns one item."},
-                      {"list", "Every item, oldest first."},
+                      {"list", "A page of items, oldest first (100 unless limit says up to 1000)."},
+                      {"todo_page.limit", "How many items at most (1 to 1000; default 100)."},
+                      {"todo_page.after", "Only items after this id: the previous page's next_after."},
+                      {"todo_list.next_after", "Present when there are more items: pass it as after."},
                       {"mark_done", "Marks an item done."},
                       {"remove_item", "Deletes one item."},
                       {"clear_all", "Deletes every item (admin token needed)."},

@@ -44,7 +44,14 @@ static void todo(keel_client *api, keel_client *admin)
     called(example_todo_get(api, &(example_todo_get_request){.id = made.id}, &got, &arena), "todo.get");
     ok(got.id == made.id && got.title && strcmp(got.title, "from C") == 0, "the same item back");
     example_todo_list_response list = {0};
-    called(example_todo_list(api, NULL, &list, &arena), "todo.list (an empty request is NULL)");
+    called(example_todo_list(api, NULL, &list, &arena), "todo.list (a request of optional fields only may be NULL)");
+    example_todo_list_response page = {0};
+    called(example_todo_list(api, &(example_todo_list_request){.after = made.id - 1, .has_after = true,
+                                                                 .limit = 1, .has_limit = true},
+                             &page, &arena),
+           "todo.list with query fields");
+    ok(page.items_count == 1 && page.items[0].id == made.id, "the page after id - 1 starts with it");
+    list = page;
     bool found = false;
     for (size_t i = 0; i < list.items_count; i++)
         found |= list.items[i].id == made.id && strcmp(list.items[i].title, "from C") == 0;

@@ -86,6 +86,11 @@ long ht_peak_rss_kib(const ht_server *srv);
 /* A connected TCP socket to the server, or -1. */
 int ht_connect(const ht_server *srv);
 
+/* A TCP socket to the server from the loopback address src (127.0.0.2, ...:
+ * another client as far as the server can tell), with a receive timeout;
+ * -1 when it cannot connect. */
+int ht_connect_from(const ht_server *srv, const char *src);
+
 /* ht_connect with send and receive timeouts of timeout_s seconds. */
 int ht_raw_connect(const ht_server *srv, unsigned timeout_s);
 

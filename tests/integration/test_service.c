@@ -241,6 +241,23 @@ static keel_error *download(keel_req *req, keel_resp *resp)
     return NULL;
 }
 
+/* GET /test/big/:size answers size bytes of a b c ... built in the
+ * request's arena (a large buffered answer). */
+static keel_error *big(keel_req *req, keel_resp *resp)
+{
+    char *end;
+    unsigned long long size = strtoull(keel_req_param(req, "size"), &end, 10);
+    if (*end || size > (1ull << 30))
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "size must be a number up to 2^30");
+    char *data = keel_arena_alloc(keel_req_arena(req), (size_t)size);
+    if (!data)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < size; i++)
+        data[i] = (char)('a' + i % 26);
+    keel_resp_body(resp, data, (size_t)size);
+    return NULL;
+}
+
 /* ---- raw: buffered body echoed back, with a parameter report ----------------- */
 
 static keel_error *echo_body(keel_req *req, keel_resp *resp)
@@ -342,6 +359,7 @@ const keel_service test_service = {
         KEEL_TYPED("GET", "/test/headers", headers, hdr_req, hdr_resp),
         KEEL_RAW_STREAM("POST", "/test/upload", upload_done, upload_chunk, upload_cleanup, 0),
         KEEL_RAW("GET", "/test/download/:size", download),
+        KEEL_RAW("GET", "/test/big/:size", big),
         KEEL_RAW("POST", "/test/echo", echo_body),
         KEEL_RAW("PUT", "/test/echo", echo_body_put),
         KEEL_RAW("GET", "/test/route/static", route_static),

@@ -78,6 +78,45 @@ static void test_crud(void)
     r = req("GET", "/stats/todo", NULL);
     is_str(r.body, "{\"total\":2,\"done\":1}", "another service reads the todo database by name");
     ht_free(&r);
+    /* Pages: 7 more items read 3 at a time, each page pointing at the next. */
+    for (int i = 0; i < 7; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"title\":\"page item %d\"}", i);
+        r = req("POST", "/todo", body);
+        ht_free(&r);
+    }
+    int pages = 0, items = 0, in_order = 1;
+    long long after = 0, last = 0;
+    bool more = true;
+    while (more && pages < 10) {
+        char path[64];
+        snprintf(path, sizeof path, "/todo?limit=3&after=%lld", after);
+        r = req("GET", path, NULL);
+        json_t *j = json_loads(r.body ? r.body : "", 0, NULL);
+        json_t *list = json_object_get(j, "items"), *it;
+        size_t k;
+        json_array_foreach(list, k, it) {
+            long long id = json_integer_value(json_object_get(it, "id"));
+            in_order &= id > last;
+            last = id;
+            items++;
+        }
+        more = json_object_get(j, "next_after") != NULL;
+        after = json_integer_value(json_object_get(j, "next_after"));
+        in_order &= !more || after == last;
+        pages++;
+        json_decref(j);
+        ht_free(&r);
+    }
+    is_int(items, 9, "GET /todo?limit=3 pages through all 9 items, each once");
+    ok(pages == 3 && in_order, "in 3 pages, in id order, next_after naming each page's last id (%d pages)", pages);
+    r = req("GET", "/todo?limit=1001", NULL);
+    is_int(r.status, 400, "a page larger than 1000 is refused");
+    like(r.body, "limit", "naming the field");
+    ht_free(&r);
+    r = req("GET", "/todo", NULL);
+    ok(r.status == 200 && !strstr(r.body, "next_after"), "the default page (100) holds them all: no next_after");
+    ht_free(&r);
     r = req("DELETE", "/todo/2", NULL);
     is_int(r.status, 200, "DELETE /todo/2 removes it");
     ht_free(&r);

@@ -32,7 +32,7 @@ test('todo: create, get, list, mark done, remove, clear', async () => {
     assert.equal(made.done, false);
     const got = await api.todo.get({ id: made.id });
     assert.deepEqual(got, made);
-    const list = await api.todo.list();
+    const list = await api.todo.list({ limit: 1000 });
     assert.ok(list.items.some((i) => i.id === made.id && i.title === 'from TypeScript'));
     assert.equal((await api.todo.markDone({ id: made.id })).done, true);
     await api.todo.removeItem({ id: made.id });

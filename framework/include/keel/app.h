@@ -37,6 +37,18 @@ typedef struct keel_config {
     unsigned max_connections;    /* default 4096 */
     bool log_requests;           /* one JSON line per request; default true */
     int log_fd;                  /* default 2 (stderr) */
+    unsigned header_timeout_ms;  /* a request's headers must be complete this long
+                                    after its connection opened (or, on a kept-alive
+                                    connection, after the idle timeout and this);
+                                    trickling bytes does not extend it; default 20000 */
+    unsigned min_rate;           /* bytes a second a body must arrive at and a
+                                    response be read at, after rate_grace_ms: a
+                                    slower connection is closed; 0: no minimum;
+                                    default 1024 */
+    unsigned rate_grace_ms;      /* default 20000 */
+    size_t response_budget;      /* memory held by requests whose answers are
+                                    being sent, all together; an answer that does
+                                    not fit is replaced by 503; default 256 MiB */
 } keel_config;
 
 /* Fills c with the defaults above. */
@@ -46,7 +58,8 @@ void keel_config_defaults(keel_config *c);
  * KEEL_WORKERS, KEEL_MAX_BODY, KEEL_BODY_BUDGET, KEEL_MAX_CONNECTIONS,
  * KEEL_MAX_CONNECTIONS_PER_IP, KEEL_MAX_HEADER, KEEL_CONN_TIMEOUT,
  * KEEL_SHUTDOWN_GRACE_MS, KEEL_DRAIN_MS, KEEL_REPLICA_CHECK_MS, KEEL_LOG_REQUESTS
- * (0/1).  A malformed value gives
+ * (0/1), KEEL_HEADER_TIMEOUT_MS, KEEL_MIN_RATE, KEEL_RATE_GRACE_MS,
+ * KEEL_RESPONSE_BUDGET.  A malformed value gives
  * invalid_argument naming the variable. */
 keel_error *keel_config_from_env(keel_config *c);
 

@@ -71,6 +71,10 @@ char *keel_arena_strndup(keel_arena *a, const char *s, size_t n);
 char *keel_arena_strdup(keel_arena *a, const char *s);
 char *keel_arena_printf(keel_arena *a, const char *fmt, ...) KEEL_PRINTF(2, 3);
 
+/* The bytes the arena took from malloc so far (its inline buffer not
+ * counted): what releasing it would give back. */
+size_t keel_arena_size(const keel_arena *a);
+
 /* Runs the registered disposers (keel_arena_dispose), then frees every block
  * the arena took from malloc; the arena may be reused after keel_arena_init. */
 void keel_arena_release(keel_arena *a);

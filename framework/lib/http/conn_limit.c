@@ -7,6 +7,11 @@
  * client is an IPv4 address, or an IPv6 /64 (one subscriber's prefix: an
  * attacker with IPv6 has a whole /64 to pick addresses from).
  *
+ * Near the process's cap (three quarters of its slots taken), connections
+ * are shared fairly: a client that already holds its share (the slots over
+ * the clients present plus one newcomer) gets no more, so a handful of
+ * addresses cannot take every slot even under their own limit.
+ *
  * The check and the count are separate steps (libmicrohttpd asks before it
  * has a connection to count), so accepts racing on several threads can let a
  * client go over by at most one connection per I/O thread. */
@@ -27,6 +32,9 @@ typedef struct client {
 struct keel_conn_limit {
     pthread_mutex_t mu;
     unsigned per_client;
+    unsigned capacity;     /* the process's slots */
+    unsigned total;        /* connections counted */
+    unsigned clients;      /* distinct clients among them */
     client **buckets;
     size_t nbuckets;       /* a power of two */
     client *nodes;         /* capacity: one per possible connection */
@@ -79,6 +87,7 @@ keel_error *keel__conn_limit_new(unsigned per_client, unsigned capacity, keel_co
     }
     pthread_mutex_init(&l->mu, NULL);
     l->per_client = per_client;
+    l->capacity = capacity;
     l->nbuckets = nb;
     for (unsigned i = 0; i < capacity; i++) {
         l->nodes[i].next = l->free_list;
@@ -107,6 +116,8 @@ bool keel__conn_limit_allows(keel_conn_limit *l, const struct sockaddr *addr)
     pthread_mutex_lock(&l->mu);
     const client *c = find(l, key, NULL);
     bool allowed = !c || c->count < l->per_client;
+    if (allowed && c && (uint64_t)l->total * 4 >= (uint64_t)l->capacity * 3)
+        allowed = c->count < l->capacity / (l->clients + 1); /* near the cap: a fair share */
     pthread_mutex_unlock(&l->mu);
     return allowed;
 }
@@ -126,9 +137,12 @@ bool keel__conn_limit_enter(keel_conn_limit *l, const struct sockaddr *addr)
         c->count = 0;
         c->next = NULL;
         *link = c;
+        l->clients++;
     }
-    if (c)
+    if (c) {
         c->count++;
+        l->total++;
+    }
     pthread_mutex_unlock(&l->mu);
     return c != NULL;
 }
@@ -141,10 +155,13 @@ void keel__conn_limit_leave(keel_conn_limit *l, const struct sockaddr *addr)
     pthread_mutex_lock(&l->mu);
     client **link;
     client *c = find(l, key, &link);
+    if (c)
+        l->total--;
     if (c && --c->count == 0) {
         *link = c->next;
         c->next = l->free_list;
         l->free_list = c;
+        l->clients--;
     }
     pthread_mutex_unlock(&l->mu);
 }

@@ -3,6 +3,7 @@
  * Typed, raw and error replies all leave through keel__req_send. */
 #include "core.h"
 #include "http/stream.h"
+#include "http/watchdog.h"
 #include "observe/trace.h"
 
 #include <stdio.h>
@@ -99,6 +100,8 @@ void keel__req_free(keel_req *req)
         return;
     if (req->body_held)
         atomic_fetch_sub_explicit(&req->app->body_bytes, req->body_held, memory_order_relaxed);
+    if (req->resp_held)
+        atomic_fetch_sub_explicit(&req->app->resp_bytes, req->resp_held, memory_order_relaxed);
     keel_error_free(req->error);
     keel_arena_release(&req->arena);
     free(req);
@@ -318,21 +321,77 @@ void keel_resp_error(keel_resp *resp, keel_error *err)
     keel__resp_set_error(resp_owner(resp), err);
 }
 
+/* A buffered body larger than this is handed to libmicrohttpd piece by
+ * piece, so that the connection's watchdog sees how fast it is read. */
+#define KEEL_WATCHED_BODY (64 * 1024)
+
+static ssize_t buffered_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    keel_req *req = cls;
+    keel_resp *resp = &req->resp;
+    const char *data = resp->use_buf ? resp->buf.data : resp->data;
+    size_t len = resp->use_buf ? resp->buf.len : resp->len;
+    if (pos >= len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = len - pos < max ? len - pos : max;
+    memcpy(out, data + pos, n);
+    if (req->wd)
+        keel__watchdog_progress(req->wd, n);
+    return (ssize_t)n;
+}
+
 /* Builds the libmicrohttpd response object for resp; NULL on exhaustion. */
 static struct MHD_Response *resp_build(keel_resp *resp)
 {
+    keel_req *req = resp_owner(resp);
     if (resp->kind == RESP_STREAM)
-        return keel__stream_response(resp_owner(resp));
+        return keel__stream_response(req);
     const void *data = resp->use_buf ? resp->buf.data : resp->data;
     size_t len = resp->use_buf ? resp->buf.len : resp->len;
     if (resp->use_buf && resp->buf.failed)
         return NULL;
+    if (len > KEEL_WATCHED_BODY && req->wd)
+        return MHD_create_response_from_callback(len, KEEL_WATCHED_BODY, buffered_read, req, NULL);
+    if (req->wd) /* a small answer goes into the socket's buffer at once */
+        keel__watchdog_progress(req->wd, len);
     return MHD_create_response_from_buffer(len, (void *)(data ? data : ""), MHD_RESPMEM_PERSISTENT);
+}
+
+/* The 503 for an answer whose request does not fit the response budget. */
+static keel_error *response_budget_used_up(size_t budget)
+{
+    return keel_error_cause(
+        keel_error_new(KEEL_UNAVAILABLE, "server busy: too many answers waiting for slow clients, try again"),
+        "the response budget of %zu bytes (KEEL_RESPONSE_BUDGET) is used up", budget);
+}
+
+/* Counts what req holds (its arena) against the response budget until it
+ * is freed; false when it does not fit. */
+static bool hold_response(keel_req *req)
+{
+    if (!req->app || !req->wd)
+        return true; /* a detached request serves no client */
+    size_t bytes = keel_arena_size(&req->arena), budget = req->app->cfg.response_budget;
+    size_t used = atomic_load_explicit(&req->app->resp_bytes, memory_order_relaxed);
+    do {
+        if (bytes > budget || used > budget - bytes)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&req->app->resp_bytes, &used, used + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    req->resp_held = bytes;
+    return true;
 }
 
 enum MHD_Result keel__req_send(keel_req *req)
 {
     keel_resp *resp = &req->resp;
+    bool over_budget = !hold_response(req);
+    if (over_budget) {
+        keel_error_free(req->error);
+        req->error = response_budget_used_up(req->app->cfg.response_budget);
+        req->method_not_allowed = false;
+        keel_error_free(keel_req_add_response_header(req, "Retry-After", "1"));
+    }
     if (req->error) {
         keel__resp_set_error(req, req->error);
         if (req->method_not_allowed)
@@ -351,10 +410,12 @@ enum MHD_Result keel__req_send(keel_req *req)
     MHD_add_response_header(r, "X-Request-Id", req->id);
     if (req->trace_hex[0])
         MHD_add_response_header(r, "X-Trace-Id", req->trace_hex);
-    if (atomic_load_explicit(&req->app->stopping, memory_order_relaxed))
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining */
+    if (over_budget || atomic_load_explicit(&req->app->stopping, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining, or freeing memory */
     for (const keel_header *h = resp->headers; h; h = h->next)
         MHD_add_response_header(r, h->name, h->value);
+    if (req->wd)
+        keel__watchdog_phase(req->wd, KEEL_WD_SENDING, 0);
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
     MHD_destroy_response(r);
     req->state = REQ_SENT;

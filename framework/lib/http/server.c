@@ -11,6 +11,7 @@
 #include "core.h"
 #include "http/coro.h"
 #include "http/stream.h"
+#include "http/watchdog.h"
 #include "http/loop.h"
 #include "http/conn_limit.h"
 #include "observe/dashboard.h"
@@ -48,6 +49,7 @@ typedef struct keel_conn {
     size_t cap;
     bool counted;                 /* in the per-client limit, under client */
     struct sockaddr_storage client;
+    keel_watchdog wd;             /* deadlines trickling cannot reset */
 } keel_conn;
 
 /* Accept policy: a client at its connection limit is refused (closed at once). */
@@ -61,9 +63,12 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    keel_app *app = cls;
+    keel_loop *loop = cls;
+    keel_app *app = keel__loop_app(loop);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         keel_conn *kc = calloc(1, sizeof(keel_conn));
+        if (kc)
+            keel__watchdog_start(&kc->wd, loop, conn);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (kc && ci && ci->client_addr) {
             const struct sockaddr *sa = ci->client_addr;
@@ -75,6 +80,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         keel_conn *kc = *socket_context;
         if (kc) {
+            keel__watchdog_stop(&kc->wd);
             if (kc->counted)
                 keel__conn_limit_leave(app->conn_limit, (struct sockaddr *)&kc->client);
             free(kc->raw);
@@ -231,6 +237,8 @@ static bool keeps_body(const keel_endpoint *ep)
 static void take_body_chunk(keel_req *req, const char *data, size_t len)
 {
     req->body_seen += len;
+    if (req->wd)
+        keel__watchdog_progress(req->wd, len);
     if (req->max_body && req->body_seen > req->max_body) {
         req->error = body_too_large(req->max_body);
         return;
@@ -298,6 +306,8 @@ static enum MHD_Result finish_request(keel_req *req)
 {
     if (req->state == REQ_READY || req->error)
         return keel__req_send(req);
+    if (req->wd) /* the app's time, not the client's */
+        keel__watchdog_phase(req->wd, KEEL_WD_OFF, 0);
     if (req->route->ep->flags & KEEL_BLOCKING) {
         MHD_suspend_connection(req->conn);
         req->state = REQ_QUEUED;
@@ -342,6 +352,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         req->loop = loop;
         *req_cls = req;
+        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        keel_conn *kc = sc ? sc->socket_context : NULL;
+        if (kc) {
+            req->wd = &kc->wd;
+            keel__watchdog_phase(req->wd, KEEL_WD_BODY, 0); /* the headers are in */
+        }
         keel__loop_request_started(loop);
         keel__metrics_request_start(req->app);
         route_request(req);
@@ -355,6 +371,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             req->error = keel__middleware_before(req, NULL, KEEL__MW_ALL);
             if (!req->error) {
                 req->state = REQ_MOUNTED;
+                if (req->wd) /* the legacy code owns the connection (it may long-poll) */
+                    keel__watchdog_phase(req->wd, KEEL_WD_OFF, 0);
                 return call_mounted(req, conn, url, method, version, upload_data, upload_data_size);
             }
         }
@@ -388,6 +406,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
          * cap (discard_max), then answered.  Past the cap the connection is
          * closed: libmicrohttpd cannot answer in the middle of a body. */
         req->discarded += len;
+        if (req->wd)
+            keel__watchdog_progress(req->wd, len);
         return req->discarded > req->discard_max ? MHD_NO : MHD_YES;
     }
     if (req->state == REQ_SENT || req->state == REQ_QUEUED || req->state == REQ_RUNNING)
@@ -427,6 +447,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (req->resp.kind == RESP_STREAM && req->resp.stream_free)
         req->resp.stream_free(req->resp.stream_cls); /* never handed to libmicrohttpd */
     keel__stream_request_done(req);
+    if (req->wd) /* kept alive: the next request's headers; else closing */
+        keel__watchdog_phase(req->wd, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? KEEL_WD_HEADERS : KEEL_WD_OFF,
+                             app->cfg.conn_timeout_s * 1000u);
     unsigned status = final_status(req);
     keel_arena_dispose(&req->arena); /* what the request held may still end spans */
     keel__trace_request_end(req, status);
@@ -527,7 +550,7 @@ static struct MHD_Daemon *daemon_start(keel_app *app, keel_loop *loop, int liste
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, loop,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, app,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, loop,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, app->cfg.conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,

@@ -13,6 +13,7 @@
 #include "core.h"
 #include "http/loop.h"
 #include "http/stream.h"
+#include "http/watchdog.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ static void fill_main(void *arg)
     s->running = false;
     req->coro = NULL;
     if (req->suspended) {
+        if (req->wd)
+            keel__watchdog_resume(req->wd);
         req->suspended = false;
         MHD_resume_connection(req->conn);
         keel__loop_kick(req->loop);
@@ -60,6 +63,8 @@ static ssize_t deliver(keel_stream *s, uint64_t pos, char *out, size_t max)
         size_t n = s->len - s->off < max ? s->len - s->off : max;
         memcpy(out, s->buf + s->off, n);
         s->off += n;
+        if (s->req && s->req->wd)
+            keel__watchdog_progress(s->req->wd, n);
         return (ssize_t)n;
     }
     if (s->end)
@@ -84,9 +89,17 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     s->running = true;
     keel__loop_run(req);
     if (s->running) { /* waiting for PostgreSQL: resumed by fill_main */
+        if (req->wd) /* the app's time, not the client's */
+            keel__watchdog_pause(req->wd);
         MHD_suspend_connection(req->conn);
         req->suspended = true;
         return 0;
+    }
+    if (req->wd) { /* a fill with nothing yet is the app's time, not the client's */
+        if (s->len == 0 && !s->end)
+            keel__watchdog_pause(req->wd);
+        else
+            keel__watchdog_resume(req->wd);
     }
     return deliver(s, pos, out, max);
 }

@@ -50,6 +50,7 @@ struct keel_metrics {
     route_counts *routes;     /* app->nroutes, then the unrouted, then the framework's */
     size_t nroutes;
     atomic_uint_fast64_t in_flight;
+    atomic_uint_fast64_t cut[3];      /* connections cut by their watchdog: headers, body, response */
     double start_time;        /* Unix seconds */
     keel_route framework[NFRAMEWORK];
 };
@@ -101,6 +102,15 @@ static route_counts *counts_for(keel_metrics *m, const keel_app *app, const keel
     if (route >= m->framework && route < m->framework + NFRAMEWORK)
         return &m->routes[m->nroutes + 1 + (size_t)(route - m->framework)];
     return &m->routes[m->nroutes]; /* not routed */
+}
+
+static const char *const cut_reasons[3] = {"headers", "body", "response"};
+
+void keel__metrics_connection_cut(keel_app *app, const char *reason)
+{
+    for (size_t i = 0; app->metrics && i < 3; i++)
+        if (strcmp(reason, cut_reasons[i]) == 0)
+            atomic_fetch_add_explicit(&app->metrics->cut[i], 1, memory_order_relaxed);
 }
 
 void keel__metrics_request_end(keel_app *app, const keel_route *route, unsigned status, uint64_t duration_us)
@@ -198,6 +208,12 @@ static void http_metrics(keel_buf *b, keel_app *app, keel_metrics *m)
     }
     header(b, "keel_http_requests_in_flight", "gauge", "Requests received and not yet answered.");
     keel_buf_printf(b, "keel_http_requests_in_flight %llu\n", (unsigned long long)load(&m->in_flight));
+    header(b, "keel_http_connections_cut_total", "counter",
+           "Connections closed for being too slow: headers not complete in time, a body or an answer "
+           "moving under the minimum rate.");
+    for (size_t i = 0; i < 3; i++)
+        keel_buf_printf(b, "keel_http_connections_cut_total{reason=\"%s\"} %llu\n", cut_reasons[i],
+                        (unsigned long long)load(&m->cut[i]));
 }
 
 typedef struct pool_row {

@@ -20,6 +20,9 @@ void keel__metrics_free(keel_app *app);
 void keel__metrics_request_start(keel_app *app);
 void keel__metrics_request_end(keel_app *app, const keel_route *route, unsigned status, uint64_t duration_us);
 
+/* A connection's watchdog closed it; reason: "headers", "body" or
+ * "response".  Lock-free. */
+void keel__metrics_connection_cut(keel_app *app, const char *reason);
 /* The framework route for method and path under /__keel/, or NULL with
  * *status 404 (no such page) or 405 (another method). */
 const keel_route *keel__framework_route(keel_app *app, const char *method, const char *path, unsigned *status);
