@@ -11,8 +11,10 @@
  *   README                   how to install it
  *
  * The release is made in a new folder (an existing non-empty one is
- * refused), files are created with O_EXCL | O_NOFOLLOW, and nothing is
- * copied through a symbolic link. */
+ * refused, and so is one, or a folder above it, that another user owns or
+ * may write: see open_out), relative to the output folder's descriptor;
+ * files are created with O_EXCL | O_NOFOLLOW, and nothing is copied or
+ * written through a symbolic link. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,10 +42,11 @@ static bool join(char *out, size_t len, const char *a, const char *b)
     return true;
 }
 
-/* Creates path (O_EXCL, O_NOFOLLOW) with mode and writes len bytes. */
-static bool write_new(const char *path, const void *data, size_t len, mode_t mode)
+/* Creates name in the folder dir (shown as shown) with O_EXCL and
+ * O_NOFOLLOW, with mode, and writes len bytes. */
+static bool write_new(int dir, const char *shown, const char *name, const void *data, size_t len, mode_t mode)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     bool ok = fd >= 0;
     for (size_t off = 0; ok && off < len;) {
         ssize_t n = write(fd, (const char *)data + off, len - off);
@@ -55,13 +58,13 @@ static bool write_new(const char *path, const void *data, size_t len, mode_t mod
     if (fd >= 0 && (fchmod(fd, mode) != 0 || close(fd) != 0))
         ok = false;
     if (!ok)
-        fprintf(stderr, CMD ": cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, CMD ": cannot write %s/%s: %s\n", shown, name, strerror(errno));
     return ok;
 }
 
-/* Copies the regular file src to dst with mode; a symbolic link or anything
- * that is not a regular file is refused. */
-static bool copy_file(const char *src, const char *dst, mode_t mode)
+/* Copies the regular file src to name in the folder dir with mode; a
+ * symbolic link or anything that is not a regular file is refused. */
+static bool copy_file(const char *src, int dir, const char *shown, const char *name, mode_t mode)
 {
     int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
@@ -82,54 +85,183 @@ static bool copy_file(const char *src, const char *dst, mode_t mode)
         got += (size_t)n;
     }
     close(fd);
-    bool ok = data && got == (size_t)st.st_size && write_new(dst, data, got, mode);
+    bool ok = data && got == (size_t)st.st_size && write_new(dir, shown, name, data, got, mode);
     if (data && got != (size_t)st.st_size)
         fprintf(stderr, CMD ": cannot read %s\n", src);
     free(data);
     return ok;
 }
 
-/* mkdir -p for a path inside the release (mode 0755). */
-static bool make_dirs(const char *path)
+/* ---- the output folder ----------------------------------------------------------- */
+
+/* keel build often runs as root.  Where another user can write, that user
+ * could swap a folder keel is about to write in for a symbolic link between
+ * keel's check and its write, and have root create files anywhere.  So
+ * every component of --out is opened one at a time, relative to the one
+ * before, with O_NOFOLLOW (a symbolic link is refused, never followed), and
+ * checked on what was opened; the release is then written relative to the
+ * output folder's descriptor (openat, mkdirat), so that no component can be
+ * swapped after its check. */
+
+/* True when the opened folder fd (shown as shown) is safe to write under:
+ * it belongs to keel's user, or (for a folder above the output folder) to
+ * root, and neither its group nor others may write it, except in a parent
+ * with the sticky bit, like /tmp, where nobody else can rename or remove
+ * what keel creates.  Says why not on stderr. */
+static bool safe_dir(int fd, const char *shown, bool out)
 {
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s", path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            fprintf(stderr, CMD ": cannot create %s: %s\n", p, strerror(errno));
-            return false;
-        }
-        *s = '/';
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fprintf(stderr, CMD ": cannot check %s: %s\n", shown, strerror(errno));
+        return false;
     }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, CMD ": cannot create %s: %s\n", p, strerror(errno));
+    uid_t me = geteuid();
+    if (st.st_uid != me && (out || st.st_uid != 0)) {
+        fprintf(stderr,
+                CMD ": refusing to write under %s: it belongs to uid %u, not to uid %u, which runs keel build "
+                    "(name a folder of your own with --out)\n",
+                shown, (unsigned)st.st_uid, (unsigned)me);
+        return false;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (out || !(st.st_mode & S_ISVTX))) {
+        fprintf(stderr,
+                CMD ": refusing to write under %s: its group or other users may write in it (mode %04o; chmod "
+                    "go-w it, or name another folder with --out)\n",
+                shown, (unsigned)(st.st_mode & 07777));
         return false;
     }
     return true;
 }
 
-/* Copies the migration files (*.sql) of folder src into dst. */
-static bool copy_migrations(const char *src, const char *dst, int *count)
+/* Opens the folder name in at (its path shown as shown) without following
+ * a symbolic link, creating it (0755) when it is missing.  -1 (said) when
+ * it cannot. */
+static int open_component(int at, const char *name, const char *shown)
 {
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(at, name, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, CMD ": cannot create %s: %s\n", shown, strerror(errno));
+            return -1;
+        }
+        fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    struct stat st;
+    if (e == ELOOP || (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)))
+        fprintf(stderr,
+                CMD ": refusing to write under %s: it is a symbolic link, which keel build does not follow "
+                    "(give --out the real path: realpath %s)\n",
+                shown, shown);
+    else
+        fprintf(stderr, CMD ": cannot open the folder %s: %s\n", shown, strerror(e));
+    return -1;
+}
+
+/* Opens the folder rel under the folder at, one component at a time
+ * (open_component), each checked with safe_dir; prefix is at's path for
+ * messages ("" when rel says it all).  Returns the descriptor or -1 (said). */
+static int open_dirs(int at, const char *prefix, const char *rel)
+{
+    int fd = fcntl(at, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, CMD ": cannot open %s: %s\n", prefix, strerror(errno));
+        return -1;
+    }
+    for (const char *p = rel + strspn(rel, "/"); *p; p += strspn(p, "/")) {
+        size_t n = strcspn(p, "/");
+        char name[NAME_MAX + 1], shown[PATH_MAX];
+        int w = snprintf(shown, sizeof shown, "%s%s%.*s", prefix, *prefix ? "/" : "", (int)(p + n - rel), rel);
+        if (n > NAME_MAX || w < 0 || (size_t)w >= sizeof shown) {
+            fprintf(stderr, CMD ": the path %s%s%s is too long\n", prefix, *prefix ? "/" : "", rel);
+            close(fd);
+            return -1;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        int next = open_component(fd, name, shown);
+        close(fd);
+        if (next < 0 || !safe_dir(next, shown, false)) {
+            if (next >= 0)
+                close(next);
+            return -1;
+        }
+        fd = next;
+        p += n;
+    }
+    return fd;
+}
+
+/* True when the folder fd holds nothing. */
+static bool is_empty(int fd)
+{
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = copy >= 0 ? fdopendir(copy) : NULL;
+    if (!d) {
+        if (copy >= 0)
+            close(copy);
+        return false;
+    }
+    bool empty = true;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        empty &= strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+/* Opens (creating what is missing) the output folder dir, from / or from
+ * the current folder, which must be safe too: a new folder, or an empty one
+ * of keel's user that only it may write.  Returns its descriptor or -1
+ * (said). */
+static int open_out(const char *dir)
+{
+    const char *from = dir[0] == '/' ? "/" : ".";
+    int start = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (start < 0) {
+        fprintf(stderr, CMD ": cannot open %s: %s\n", from, strerror(errno));
+        return -1;
+    }
+    int fd = safe_dir(start, from, false) ? open_dirs(start, "", dir) : -1;
+    close(start);
+    if (fd >= 0 && !safe_dir(fd, dir, true)) {
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0 && !is_empty(fd)) {
+        fprintf(stderr, CMD ": %s exists and is not empty: name a new folder with --out\n", dir);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Copies the migration files (*.sql) of folder src into rel under the
+ * output folder out (shown as dir). */
+static bool copy_migrations(const char *src, int out, const char *dir, const char *rel, int *count)
+{
+    char shown[PATH_MAX];
+    if (!join(shown, sizeof shown, dir, rel))
+        return false;
     DIR *d = opendir(src);
     if (!d) {
         fprintf(stderr, CMD ": cannot read the migrations folder %s: %s\n", src, strerror(errno));
         return false;
     }
-    bool ok = make_dirs(dst);
+    int dst = open_dirs(out, dir, rel);
+    bool ok = dst >= 0;
     for (struct dirent *e; ok && (e = readdir(d)) != NULL;) {
         size_t n = strlen(e->d_name);
         if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".sql") != 0)
             continue;
-        char from[PATH_MAX], to[PATH_MAX];
-        ok = join(from, sizeof from, src, e->d_name) && join(to, sizeof to, dst, e->d_name) &&
-             copy_file(from, to, 0644);
+        char from[PATH_MAX];
+        ok = join(from, sizeof from, src, e->d_name) && copy_file(from, dst, shown, e->d_name, 0644);
         *count += ok;
     }
     closedir(d);
+    if (dst >= 0)
+        close(dst);
     return ok;
 }
 
@@ -285,10 +417,9 @@ static char *fill(const char *template, const char *app)
     return out;
 }
 
-static bool write_text(const char *dir, const char *name, const char *text, mode_t mode)
+static bool write_text(int out, const char *dir, const char *name, const char *text, mode_t mode)
 {
-    char path[PATH_MAX];
-    return text && join(path, sizeof path, dir, name) && write_new(path, text, strlen(text), mode);
+    return text && write_new(out, dir, name, text, strlen(text), mode);
 }
 
 /* The environment the app needs, with what each variable is for. */
@@ -341,7 +472,7 @@ int cli_build(int argc, char **argv)
 {
     const char *out = NULL, *given = NULL;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc && argv[i + 1][0])
             out = argv[++i];
         else if (strcmp(argv[i], "--app") == 0 && i + 1 < argc)
             given = argv[++i];
@@ -366,33 +497,29 @@ int cli_build(int argc, char **argv)
         json_decref(model);
         return CLI_USAGE;
     }
-    DIR *existing = opendir(dir);
-    bool empty = true;
-    for (struct dirent *e; existing && (e = readdir(existing)) != NULL;)
-        empty &= strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-    if (existing)
-        closedir(existing);
     int rc = CLI_FAILED;
     const char **dbs = cli_declared_databases(model);
-    char path[PATH_MAX], lib[PATH_MAX];
-    if (!empty) {
-        fprintf(stderr, CMD ": %s exists and is not empty: name a new folder with --out\n", dir);
+    char lib[PATH_MAX], shown[PATH_MAX];
+    lib[0] = '\0';
+    int out_fd = -1, sub = -1;
+    if (!dbs || (out_fd = open_out(dir)) < 0)
         goto done;
-    }
-    char bin[PATH_MAX];
-    if (!dbs || !join(bin, sizeof bin, dir, "bin") || !make_dirs(bin) || !join(path, sizeof path, bin, base) ||
-        !copy_file(app, path, 0755))
+    if ((sub = open_dirs(out_fd, dir, "bin")) < 0 || !join(shown, sizeof shown, dir, "bin") ||
+        !copy_file(app, sub, shown, base, 0755))
         goto done;
+    close(sub);
+    sub = -1;
     if (!find_libkeel(app, lib, sizeof lib)) {
         fprintf(stderr, CMD ": ldd cannot tell which libkeel %s uses\n", app);
         goto done;
     }
     if (lib[0]) {
-        char libdir[PATH_MAX];
         /* The name the binary asks for, with the file it resolves to. */
-        if (!join(libdir, sizeof libdir, dir, "lib") || !make_dirs(libdir) ||
-            !join(path, sizeof path, libdir, "libkeel.so.0") || !copy_file(lib, path, 0644))
+        if ((sub = open_dirs(out_fd, dir, "lib")) < 0 || !join(shown, sizeof shown, dir, "lib") ||
+            !copy_file(lib, sub, shown, "libkeel.so.0", 0644))
             goto done;
+        close(sub);
+        sub = -1;
     }
     int files = 0;
     size_t i, j;
@@ -408,8 +535,7 @@ int cli_build(int argc, char **argv)
                 goto done;
             }
             char src[PATH_MAX];
-            if (!join(src, sizeof src, keel_app_root(), rel) || !join(path, sizeof path, dir, rel) ||
-                !copy_migrations(src, path, &files))
+            if (!join(src, sizeof src, keel_app_root(), rel) || !copy_migrations(src, out_fd, dir, rel, &files))
                 goto done;
         }
     }
@@ -422,9 +548,9 @@ int cli_build(int argc, char **argv)
     if (snprintf(unit_name, sizeof unit_name, "%.*s.service", NAME_MAX, base) < 0 ||
         snprintf(env_name, sizeof env_name, "%.*s.env.example", NAME_MAX, base) < 0)
         goto done;
-    bool ok = infra_text && write_text(dir, "infra.production.json", infra_text, 0644) &&
-              write_text(dir, unit_name, unit, 0644) && write_text(dir, "run", run, 0755) &&
-              write_text(dir, "README", readme, 0644) && write_text(dir, env_name, envs, 0644);
+    bool ok = infra_text && write_text(out_fd, dir, "infra.production.json", infra_text, 0644) &&
+              write_text(out_fd, dir, unit_name, unit, 0644) && write_text(out_fd, dir, "run", run, 0755) &&
+              write_text(out_fd, dir, "README", readme, 0644) && write_text(out_fd, dir, env_name, envs, 0644);
     free(infra_text);
     free(unit);
     free(run);
@@ -437,6 +563,10 @@ int cli_build(int argc, char **argv)
            env_name);
     rc = CLI_OK;
 done:
+    if (sub >= 0)
+        close(sub);
+    if (out_fd >= 0)
+        close(out_fd);
     free(dbs);
     json_decref(model);
     return rc;

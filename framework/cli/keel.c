@@ -89,7 +89,10 @@ static const struct {
      "dynamically, the declared databases' migrations, infra.production.json (host, port and\n"
      "passwords from the environment), APP.env.example (every variable the app needs),\n"
      "APP.service (a hardened systemd unit), a run script and a README.  The release runs\n"
-     "without the keel command: the app migrates its databases itself at start-up.\n"},
+     "without the keel command: the app migrates its databases itself at start-up.\n\n"
+     "DIR and every folder above it must not be a symbolic link, belong to another user (root\n"
+     "may own the folders above) or be writable by their group or others (a folder above may\n"
+     "be sticky, like /tmp).\n"},
     {"test", cli_test, "test PROGRAM...                      run test programs against the test cluster",
      "usage: keel test [--app PATH] PROGRAM...\n\n"
      "Runs keel.json's build command (if any), makes sure the test cluster runs (.keel/test,\n"

@@ -199,15 +199,24 @@ static bool owner_can_enter(const char *dir)
     return run_pg_tool(argv, NULL) == 0;
 }
 
+/* True when PostgreSQL could listen on 127.0.0.1:port.  The probe binds as
+ * PostgreSQL's own listen socket does, with SO_REUSEADDR: the connections of
+ * a cluster just stopped linger in TIME_WAIT on its port, and a plain bind
+ * would call the port taken and move the cluster away from the port the
+ * running app knows. */
 static bool port_free(unsigned port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    bool ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+              bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
 }
@@ -490,9 +499,11 @@ static keel_error *start_server(local_pg *pg)
         return err;
     close(run);
     if (!port_free(pg->port)) {
-        /* Another program took the port while the cluster was stopped: the
-         * port is ours to choose (the app learns it from the infra config
-         * written after this), so move rather than fail. */
+        /* Another program listens on the port (a stopped cluster's lingering
+         * connections do not count: see port_free): the port is ours to
+         * choose, so move rather than fail.  An app started later learns it
+         * from the infra config written after this; one already running
+         * keeps the old port until it is restarted. */
         unsigned old = pg->port;
         err = pick_port(pg);
         if (err)

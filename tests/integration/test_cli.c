@@ -7,8 +7,12 @@
  * statuses.  Also what keel, run as root, must not be tricked into: roles
  * reaching another service's data, app roots too long for keel's paths,
  * symlinks the postgres user puts in the cluster folder, and ./dev's
- * stand-in password on a command line or in clear on the wire. */
+ * stand-in password on a command line or in clear on the wire.  keel db
+ * stop and start keep the cluster's port while a stopped connection
+ * lingers on it in TIME_WAIT, and the running app is ready again. */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -16,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -662,6 +669,49 @@ static void test_infra_config(void)
     free(ro);
 }
 
+/* A TCP connection to the cluster whose server side closes first when the
+ * cluster stops leaves that side in TIME_WAIT on the cluster's port.  keel db
+ * stop then keel db start keeps the port (PostgreSQL binds with SO_REUSEADDR,
+ * and so must keel's probe), and the running app, which knows no other port,
+ * is ready again without a restart. */
+static void test_port_kept_after_stop(void)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)pg_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ok(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "(a client connected to the cluster over TCP)");
+    check("\"$KEEL_CLI\" db stop", 0, "stopped", "keel db stop stops the cluster with a client connected");
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    is_int(fd >= 0 ? read(fd, &c, 1) : -1, 0, "(the server closed the connection first)");
+    if (fd >= 0)
+        close(fd);
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    bool in_use = probe >= 0 && bind(probe, (struct sockaddr *)&a, sizeof a) != 0 && errno == EADDRINUSE;
+    if (probe >= 0)
+        close(probe);
+    ok(in_use, "(its side lingers on port %u: a bind without SO_REUSEADDR is refused)", pg_port);
+    unsigned before = pg_port;
+    char want[64];
+    snprintf(want, sizeof want, "running on 127.0.0.1:%u (", before);
+    check("\"$KEEL_CLI\" db start", 0, want, "keel db start starts the cluster on the same port");
+    bool loaded = load_cluster();
+    ok(loaded && pg_port == before, ".keel/pg.json still records port %u (now %u)", before, pg_port);
+    long st = 0;
+    for (int i = 0; i < 100 && st != 200; i++) {
+        ht_response r = ht_request(&srv, "GET", "/__keel/readyz", NULL, 0, NULL);
+        st = r.status;
+        ht_free(&r);
+        if (st != 200)
+            usleep(100000);
+    }
+    is_int(st, 200, "the running app is ready again without a restart");
+}
+
 int main(void)
 {
     if (!getenv("KEEL_CLI") || !getenv("KEEL_SRCDIR") || !getenv("KEEL_EXAMPLE")) {
@@ -692,6 +742,7 @@ int main(void)
     test_standin_password();
     test_infra_config();
     test_shell_stops_on_error();
+    test_port_kept_after_stop();
     is_int(ht_stop(&srv), 0, "the app stops cleanly");
     test_cluster_symlinks();
     ht_remove_app_root(root);

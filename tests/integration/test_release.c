@@ -4,7 +4,10 @@
  * config pointed at the local PostgreSQL by environment variables, with a
  * migration added to the release: it migrates, serves, and loads the
  * libkeel it carries.  The systemd unit is hardened and, where
- * systemd-analyze exists, verified. */
+ * systemd-analyze exists, verified.  An output folder another user could
+ * race with symlinks (theirs, writable by others, a symlink, or under one
+ * of those) is refused with nothing written. */
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,58 @@ static bool has_mode(const char *path, mode_t mode)
 {
     struct stat st;
     return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode;
+}
+
+/* True when the folder path exists and holds nothing. */
+static bool empty_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    bool empty = d != NULL;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        empty &= strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    if (d)
+        closedir(d);
+    return empty;
+}
+
+/* Prepares a folder under work with shell command setup (run in work),
+ * runs keel build --out work/out, and checks that it is refused saying
+ * want and that folder work/untouched (the one a race would write in)
+ * is still empty. */
+static void refused(const char *work, const char *setup, const char *out, const char *want, const char *untouched,
+                    const char *what)
+{
+    const char *srcdir = getenv("KEEL_SRCDIR"), *cli = getenv("KEEL_CLI"), *app = getenv("KEEL_EXAMPLE");
+    char cmd[4096], path[800];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s && cd '%s' && '%s' build --app '%s' --out '%s/%s' 2>&1", work, setup,
+             srcdir, cli, app, work, out);
+    int status;
+    char *text = ht_shell(cmd, &status);
+    snprintf(path, sizeof path, "%s/%s", work, untouched);
+    if (!ok(status == 1 && strstr(text, want) && empty_dir(path), "%s", what))
+        printf("#   status %d, output: %s#   %s %s\n", status, text, path, empty_dir(path) ? "is empty" : "is not empty");
+    free(text);
+}
+
+static void test_unsafe_out(const char *work)
+{
+    refused(work, "mkdir open && chmod 0777 open", "open", "its group or other users may write in it", "open",
+            "an --out folder writable by others is refused, nothing written in it");
+    refused(work, "mkdir grp && chmod 0775 grp", "grp/release", "grp: its group or other users may write", "grp",
+            "a folder under a group-writable folder is refused, nothing created there");
+    refused(work, "mkdir target && ln -s target link", "link", "link: it is a symbolic link", "target",
+            "an --out folder that is a symlink is refused, nothing written where it points");
+    refused(work, "mkdir target2 && ln -s target2 link2", "link2/release", "link2: it is a symbolic link", "target2",
+            "so is an --out folder under a symlink");
+    if (geteuid() != 0) {
+        skip("not root: the folders of another user are made with chown");
+        skip("not root");
+        return;
+    }
+    refused(work, "mkdir theirs && chown nobody theirs", "theirs", "it belongs to uid", "theirs",
+            "an --out folder owned by another user (nobody) is refused, nothing written in it");
+    refused(work, "mkdir theirs2 && chown nobody theirs2", "theirs2/release", "theirs2: it belongs to uid",
+            "theirs2", "so is a folder under another user's folder");
 }
 
 static bool contains(const char *path, const char *text)
@@ -53,7 +108,8 @@ int main(void)
     }
     is_int(ht_stop(&provision), 0, "keel run provisioned the local cluster (the production database here)");
 
-    /* The release, made from the repository as a team's CI would. */
+    /* The release, made from the repository as a team's CI would (under
+     * /tmp: a sticky folder above the output folder is allowed). */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' build --app '%s' --out '%s/release' 2>&1", srcdir, cli, app, work);
     int status;
     char *out = ht_shell(cmd, &status);
@@ -153,6 +209,7 @@ int main(void)
     ok(status != 0 && strstr(out, "is not empty"), "keel build refuses a folder that is not empty (%s)",
        out ? out : "");
     free(out);
+    test_unsafe_out(work);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     free(ht_shell(cmd, NULL));
     ht_remove_app_root(root);

@@ -1,14 +1,13 @@
 /* tests/unit/test_trace.c - framework/lib/observe/ without a server: W3C
  * traceparent parsing (what is accepted, what is ignored), the "tracing"
- * object of the infra config (each refusal names the file and the key),
- * the OTEL_* variables that override it, and the URLs the exporter and the
- * dashboard's client accept. */
+ * object of the infra config (each refusal names the file and the key, an
+ * endpoint the exporter could not use among them) and the OTEL_* variables
+ * that override it.  The URL parser itself: test_http_client.c. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
-#include "observe/http_client.h"
 #include "observe/trace.h"
 #include "tap.h"
 
@@ -77,6 +76,13 @@ static void test_config(void)
         {"{\"endpoint\":\"x\"}", "tracing: unknown key"},
         {"{\"otlp_endpoint\":4318}", "tracing.otlp_endpoint: expected a string"},
         {"{\"otlp_endpoint\":\"https://collector/v1/traces\"}", "must be an http:// URL"},
+        {"{\"otlp_endpoint\":\"http://collector\\r\\nX-Injected: 1/v1/traces\"}",
+         "infra config infra.json: tracing.otlp_endpoint: the URL holds a control character at byte 16"},
+        {"{\"otlp_endpoint\":\"http://collector:4318/v1/traces\\r\\n\"}",
+         "tracing.otlp_endpoint: the URL holds a control character"},
+        {"{\"otlp_endpoint\":\"http://[U\"}", "tracing.otlp_endpoint: the URL's host has unbalanced brackets"},
+        {"{\"otlp_endpoint\":\"http://:4318/v1/traces\"}", "tracing.otlp_endpoint: the URL has no host"},
+        {"{\"otlp_endpoint\":\"http://collector:99999/\"}", "tracing.otlp_endpoint: the URL's port must be"},
         {"{\"sample_ratio\":1.5}", "tracing.sample_ratio: expected a number from 0 to 1"},
         {"{\"sample_ratio\":\"all\"}", "tracing.sample_ratio"},
         {"{\"sql_parameters\":1}", "tracing.sql_parameters: expected true or false"},
@@ -113,6 +119,17 @@ static void test_env(void)
     err = keel__trace_config_env(&cfg);
     ok(err && strstr(err->message, "http://"), "an https endpoint is refused: send to a local collector");
     keel_error_free(err);
+    setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/v1/traces\r\nX-Injected: 1", 1);
+    err = keel__trace_config_env(&cfg);
+    ok(err && strstr(err->message, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the URL holds a control character"),
+       "a line break in the traces endpoint is refused, named (%s)", err ? err->message : "accepted");
+    keel_error_free(err);
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1", 1);
+    err = keel__trace_config_env(&cfg);
+    ok(err && strstr(err->message, "OTEL_EXPORTER_OTLP_ENDPOINT: the URL's host has unbalanced brackets"),
+       "and unbalanced brackets in the base endpoint (%s)", err ? err->message : "accepted");
+    keel_error_free(err);
     keel__trace_config_clear(&cfg);
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -120,32 +137,10 @@ static void test_env(void)
     unsetenv("OTEL_TRACES_SAMPLER_ARG");
 }
 
-static void test_urls(void)
-{
-    keel_http_target t;
-    ok(!keel__http_target_parse("http://collector:4318/v1/traces", &t), "host, port and path");
-    ok(strcmp(t.host, "collector") == 0 && strcmp(t.port, "4318") == 0 && strcmp(t.path, "/v1/traces") == 0,
-       "are split");
-    keel__http_target_clear(&t);
-    ok(!keel__http_target_parse("http://localhost", &t) && strcmp(t.port, "80") == 0 && strcmp(t.path, "/") == 0,
-       "port 80 and / by default");
-    keel__http_target_clear(&t);
-    ok(!keel__http_target_parse("http://[::1]:4318/x", &t) && strcmp(t.host, "::1") == 0 && strcmp(t.port, "4318") == 0,
-       "an IPv6 literal");
-    keel__http_target_clear(&t);
-    const char *bad[] = {"https://x/", "http://:80/", "http://x:port/", "http://x:123456/", "ftp://x"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        keel_error *err = keel__http_target_parse(bad[i], &t);
-        ok(err != NULL, "%s is refused", bad[i]);
-        keel_error_free(err);
-    }
-}
-
 int main(void)
 {
     test_traceparent();
     test_config();
     test_env();
-    test_urls();
     return tap_done();
 }

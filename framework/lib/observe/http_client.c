@@ -24,36 +24,121 @@ static keel_error *oom(void)
     return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
 }
 
+/* The index of the first byte of s that is not visible ASCII (a control
+ * character, a space, DEL or a byte above 0x7f), or strlen(s). */
+static size_t invisible_at(const char *s)
+{
+    size_t i = 0;
+    while (s[i] && (unsigned char)s[i] > ' ' && (unsigned char)s[i] < 0x7f)
+        i++;
+    return i;
+}
+
+static keel_error *bad_url(const char *what)
+{
+    return keel_error_new(KEEL_INVALID_ARGUMENT, "%s", what);
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The host of http://host[:port][/path], or of http://[v6][:port][/path]
+ * (without its brackets) into *host and *len, its port (NULL when absent)
+ * into *port and *port_len. */
+static keel_error *split_authority(const char *auth, size_t n, const char **host, size_t *len, const char **port,
+                                   size_t *port_len)
+{
+    *port = NULL;
+    *port_len = 0;
+    if (memchr(auth, '@', n))
+        return bad_url("the URL holds user information (user@host): give the host alone");
+    if (n && auth[0] == '[') {
+        const char *close = memchr(auth, ']', n);
+        if (!close)
+            return bad_url("the URL's host has unbalanced brackets: '[' without ']'");
+        *host = auth + 1;
+        *len = (size_t)(close - *host);
+        for (size_t i = 0; i < *len; i++)
+            if (!is_hex((*host)[i]) && (*host)[i] != ':' && (*host)[i] != '.')
+                return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's IPv6 address holds '%c'", (*host)[i]);
+        if (*len && !memchr(*host, ':', *len))
+            return bad_url("the URL's brackets hold no IPv6 address");
+        size_t rest = n - (size_t)(close + 1 - auth);
+        if (rest && close[1] != ':')
+            return bad_url("the URL's host has characters after ']' (expected :port or /path)");
+        if (rest) {
+            *port = close + 2;
+            *port_len = rest - 1;
+        }
+        return NULL;
+    }
+    const char *colon = memchr(auth, ':', n);
+    *host = auth;
+    *len = colon ? (size_t)(colon - auth) : n;
+    if (colon) {
+        *port = colon + 1;
+        *port_len = n - *len - 1;
+    }
+    if (memchr(auth, '[', n) || memchr(auth, ']', n))
+        return bad_url("the URL's host has unbalanced brackets (an IPv6 address is written [::1])");
+    if (colon && memchr(colon + 1, ':', *port_len))
+        return bad_url("the URL's host has more than one ':' (an IPv6 address is written in brackets: [::1])");
+    for (size_t i = 0; i < *len; i++)
+        if (!is_alnum((*host)[i]) && (*host)[i] != '-' && (*host)[i] != '.' && (*host)[i] != '_')
+            return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's host holds '%c'", (*host)[i]);
+    return NULL;
+}
+
 keel_error *keel__http_target_parse(const char *url, keel_http_target *out)
 {
     memset(out, 0, sizeof *out);
     if (strncmp(url, "http://", 7) != 0)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "expected an http:// URL");
-    const char *host = url + 7;
-    const char *path = strchr(host, '/');
-    size_t hostlen = path ? (size_t)(path - host) : strlen(host);
-    const char *colon = memchr(host, ':', hostlen);
-    if (host[0] == '[') /* [v6]:port */
-        colon = memchr(host, ']', hostlen) ? strchr(memchr(host, ']', hostlen), ':') : NULL;
-    if (colon && path && colon > path)
-        colon = NULL;
-    size_t namelen = colon ? (size_t)(colon - host) : hostlen;
-    if (!namelen)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL has no host");
-    const char *port = colon ? colon + 1 : "80";
-    size_t portlen = colon ? hostlen - namelen - 1 : 2;
-    for (size_t i = 0; i < portlen; i++)
-        if (port[i] < '0' || port[i] > '9')
-            return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's port is not a number");
-    if (!portlen || portlen > 5)
-        return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL's port is not a number");
-    if (host[0] == '[' && namelen >= 2) {
-        host++;
-        namelen -= 2;
+        return bad_url("expected an http:// URL");
+    /* The host and the path reach the request line and the Host header:
+     * a CR or LF there would start a header or a request of the URL's. */
+    size_t bad = invisible_at(url);
+    if (url[bad]) {
+        unsigned char c = (unsigned char)url[bad];
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "the URL holds %s at byte %zu (only visible ASCII is allowed)",
+                              c == ' ' ? "a space" : c > 0x7f ? "a non-ASCII byte" : "a control character", bad);
     }
-    out->host = strndup(host, namelen);
-    out->port = strndup(port, portlen);
-    out->path = strdup(path ? path : "/");
+    const char *auth = url + 7;
+    size_t n = strcspn(auth, "/");
+    const char *host = NULL, *port = NULL;
+    size_t len = 0, port_len = 0;
+    keel_error *err = split_authority(auth, n, &host, &len, &port, &port_len);
+    if (err)
+        return err;
+    if (!len)
+        return bad_url("the URL has no host");
+    unsigned long number = 80;
+    if (port) {
+        if (port_len < 1 || port_len > 5)
+            return bad_url("the URL's port must be a number from 1 to 65535");
+        number = 0;
+        for (size_t i = 0; i < port_len; i++) {
+            if (!is_digit(port[i]))
+                return bad_url("the URL's port must be a number from 1 to 65535");
+            number = number * 10 + (unsigned long)(port[i] - '0');
+        }
+        if (number < 1 || number > 65535)
+            return bad_url("the URL's port must be a number from 1 to 65535");
+    }
+    out->host = strndup(host, len);
+    out->port = keel__format("%lu", number);
+    out->path = strdup(auth[n] ? auth + n : "/");
     if (!out->host || !out->port || !out->path) {
         keel__http_target_clear(out);
         return oom();
@@ -164,13 +249,26 @@ static bool dechunk(char *body, size_t len, size_t *out_len)
     return true;
 }
 
+bool keel__http_status_line(const char *line, unsigned *status)
+{
+    if (strncmp(line, "HTTP/", 5) != 0 || !is_digit(line[5]) || line[6] != '.' || !is_digit(line[7]) ||
+        line[8] != ' ')
+        return false;
+    const char *code = line + 9;
+    if (code[0] < '1' || code[0] > '5' || !is_digit(code[1]) || !is_digit(code[2]) ||
+        (code[3] != ' ' && code[3] != '\r'))
+        return false;
+    *status = (unsigned)(code[0] - '0') * 100 + (unsigned)(code[1] - '0') * 10 + (unsigned)(code[2] - '0');
+    return true;
+}
+
 /* Splits the raw reply into status, headers and body. */
 static keel_error *parse_reply(char *raw, size_t len, keel_http_reply *out)
 {
     char *sep = strstr(raw, "\r\n\r\n");
     unsigned status;
-    if (!sep || sscanf(raw, "HTTP/%*d.%*d %3u", &status) != 1)
-        return keel_error_new(KEEL_UNAVAILABLE, "the peer's reply is not HTTP");
+    if (!sep || !keel__http_status_line(raw, &status))
+        return keel_error_new(KEEL_UNAVAILABLE, "the peer's reply does not start with an HTTP status line");
     size_t head_len = (size_t)(sep - raw) + 2;
     char *body = sep + 4;
     size_t body_len = len - (size_t)(body - raw);
@@ -201,11 +299,35 @@ static keel_error *parse_reply(char *raw, size_t len, keel_http_reply *out)
     return NULL;
 }
 
+keel_error *keel__http_reply_parse(char *raw, size_t len, keel_http_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    keel_error *err = parse_reply(raw, len, out);
+    if (err)
+        keel__http_reply_clear(out);
+    return err;
+}
+
+/* True when method and path are visible ASCII (what ends up in the request
+ * line) and no header holds a line break. */
+static bool request_line_ok(const char *method, const char *path, const char *const *headers)
+{
+    if (!*method || method[invisible_at(method)] || !*path || path[invisible_at(path)])
+        return false;
+    for (size_t i = 0; headers && headers[i]; i++)
+        if (strpbrk(headers[i], "\r\n"))
+            return false;
+    return true;
+}
+
 keel_error *keel__http_exchange(const keel_http_target *t, const char *method, const char *path,
                                 const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
                                 keel_http_reply *out)
 {
     memset(out, 0, sizeof *out);
+    if (!request_line_ok(method, path, headers))
+        return keel_error_new(KEEL_INVALID_ARGUMENT, "the request to %s:%s holds a space, a control character or a "
+                              "non-ASCII byte in its method or path, or a line break in a header", t->host, t->port);
     long long deadline = now_ms() + timeout_ms;
     int fd = connect_to(t, deadline);
     if (fd < 0)
@@ -222,7 +344,10 @@ keel_error *keel__http_exchange(const keel_http_target *t, const char *method, c
         err = oom();
         goto done;
     }
-    int n = sprintf(head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n", method, path, t->host, t->port);
+    /* An IPv6 address is written in brackets in the Host header too. */
+    bool v6 = strchr(t->host, ':') != NULL;
+    int n = sprintf(head, "%s %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nConnection: close\r\n", method, path, v6 ? "[" : "",
+                    t->host, v6 ? "]" : "", t->port);
     for (size_t i = 0; headers && headers[i]; i++)
         n += sprintf(head + n, "%s\r\n", headers[i]);
     if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0)
@@ -263,9 +388,7 @@ keel_error *keel__http_exchange(const keel_http_target *t, const char *method, c
         }
     }
     raw[used] = '\0';
-    err = parse_reply(raw, used, out);
-    if (err)
-        keel__http_reply_clear(out);
+    err = keel__http_reply_parse(raw, used, out);
 done:
     free(head);
     free(raw);

@@ -1,7 +1,9 @@
 /* trace_config.c - tracing settings: the infra config's "tracing" object
- * (checked whole when the file is read, naming the key) and the OTEL_*
- * variables of the environment, which win. */
+ * (checked whole when the file is read, naming the key, the endpoint parsed
+ * as the exporter parses it) and the OTEL_* variables of the environment,
+ * which win. */
 #include "format.h"
+#include "observe/http_client.h"
 #include "observe/trace.h"
 
 #include <jansson.h>
@@ -17,13 +19,25 @@ static keel_error *config_problem(const char *path, const char *key, const char 
                           key ? key : "", what);
 }
 
+/* The endpoint is parsed here, as the exporter will: a URL it would refuse
+ * (a line break that would reach the request line, no host, a bad port,
+ * unbalanced brackets) is refused when the configuration is read, named by
+ * where. */
 static keel_error *endpoint_check(const char *url, const char *where)
 {
     if (strncmp(url, "http://", 7) != 0)
         return keel_error_new(KEEL_FAILED_PRECONDITION,
                               "%s: the OTLP endpoint must be an http:// URL (send to a local collector, which "
                               "can forward over TLS)", where);
-    return NULL;
+    keel_http_target t;
+    keel_error *err = keel__http_target_parse(url, &t);
+    keel__http_target_clear(&t);
+    if (!err)
+        return NULL;
+    keel_error *named = keel_error_new(err->code == KEEL_RESOURCE_EXHAUSTED ? err->code : KEEL_FAILED_PRECONDITION,
+                                       "%s: %s", where, err->message);
+    keel_error_free(err);
+    return named;
 }
 
 keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, keel_trace_config *out)
