@@ -18,7 +18,9 @@
  *
  * Connecting is non-blocking too (PQconnectStart/PQconnectPoll), bounded by
  * the pool's checkout timeout; statements wait in the connection's queue
- * until it is up.  A connection that breaks fails every statement on it with
+ * until it is up.  A host given by name is looked up first on a worker
+ * thread (libpq would look it up inside PQconnectStart, and a slow resolver
+ * would stall the whole thread); the connect then goes to the address.  A connection that breaks fails every statement on it with
  * unavailable and *lost set; the caller retries once on a fresh one. */
 #include "sql/pipeline.h"
 #include "core.h"
@@ -26,9 +28,16 @@
 #include "http/loop.h"
 #include "sql/pool.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define STALL_MS 5          /* no result for this long: stuck on a lock, or slow */
 #define BUSY_STATEMENTS 64  /* past this many in flight, a new connection helps */
@@ -52,8 +61,22 @@ struct pipe_op {
     keel_error *err;
 };
 
+/* A host name being looked up on a worker for a connection.  Whoever of the
+ * worker and the loop finishes with it second frees it. */
+typedef enum { RESOLVING, RESOLVED, ABANDONED } resolve_state;
+typedef struct resolve_job {
+    keel_job job;
+    atomic_int state;
+    int efd;                /* written once resolved; the loop watches it */
+    char host[256];
+    char addr[INET6_ADDRSTRLEN]; /* "" when the lookup failed */
+    char why[128];
+} resolve_job;
+
 struct keel_pipe_conn {
     keel_watch watch;
+    keel_watch resolve_watch;
+    resolve_job *resolving; /* the host is being looked up */
     keel_timer connect_timer;
     pipe_conn *next;
     pipe_lane *lane;
@@ -159,6 +182,8 @@ static void waiter_finish(pipe_waiter *w, pipe_conn *got, keel_error *err)
     keel__loop_ready(w->lane->loop, w->req);
 }
 
+static void resolve_abandon(keel_loop *loop, pipe_conn *c);
+
 /* Closes c, failing what is on it with why (freed here).  A reserved
  * connection stays allocated, marked broken, until its holder releases it. */
 static void conn_fail(pipe_conn *c, keel_error *why)
@@ -175,6 +200,8 @@ static void conn_fail(pipe_conn *c, keel_error *why)
     if (c->fd >= 0)
         keel__loop_unwatch(lane->loop, c->fd);
     c->fd = -1;
+    if (c->resolving)
+        resolve_abandon(lane->loop, c);
     fail_list(lane, c->head, why, true);
     fail_list(lane, c->wait_head, why, false);
     c->head = c->tail = c->wait_head = c->wait_tail = NULL;
@@ -186,7 +213,8 @@ static void conn_fail(pipe_conn *c, keel_error *why)
     if (c->stream_waiting)
         keel__loop_ready(lane->loop, c->stream_owner);
     keel_error_free(why);
-    keel_pconn_close(c->pc);
+    if (c->pc)
+        keel_pconn_close(c->pc);
     c->pc = NULL;
     c->pg = NULL;
     busy_sync(c);
@@ -420,21 +448,127 @@ static void on_conn_event(keel_watch *w, uint32_t events)
     }
 }
 
+/* Starts the connect to the pool's server (at hostaddr when the host was
+ * looked up here); an error leaves c for the caller to fail. */
+static keel_error *conn_dial(pipe_conn *c, const char *hostaddr)
+{
+    pipe_lane *lane = c->lane;
+    keel_error *err = keel_pconn_start(lane->pool, hostaddr, &c->pc);
+    if (err)
+        return err;
+    c->pg = keel_pconn_pg(c->pc);
+    /* libpq: before the first PQconnectPoll, wait as if it said "writing". */
+    c->fd = PQsocket(c->pg);
+    err = c->fd >= 0 ? keel__loop_watch(lane->loop, c->fd, EPOLLOUT, &c->watch)
+                     : keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(lane->pool));
+    if (err) {
+        c->fd = -1;
+        return err;
+    }
+    c->events = EPOLLOUT;
+    return NULL;
+}
+
+/* ---- looking the host up ------------------------------------------------------- */
+
+static void resolve_free(resolve_job *j)
+{
+    close(j->efd);
+    free(j);
+}
+
+/* On a worker: the lookup, which may take as long as the resolver likes. */
+static void resolve_run(keel_job *job)
+{
+    resolve_job *j = (resolve_job *)job;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(j->host, NULL, &hints, &ai);
+    if (rc != 0 || !ai) {
+        snprintf(j->why, sizeof j->why, "cannot resolve host \"%.64s\": %s", j->host,
+                 rc ? gai_strerror(rc) : "no address");
+    } else {
+        const void *a = ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                                                  : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        if (!inet_ntop(ai->ai_family, a, j->addr, sizeof j->addr))
+            j->addr[0] = '\0';
+    }
+    if (ai)
+        freeaddrinfo(ai);
+    if (atomic_exchange(&j->state, RESOLVED) == ABANDONED) {
+        resolve_free(j);
+        return;
+    }
+    uint64_t one = 1;
+    while (write(j->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+/* On the loop: the lookup is done; connect to the address. */
+static void on_resolved(keel_watch *w, uint32_t events)
+{
+    (void)events;
+    pipe_conn *c = (pipe_conn *)((char *)w - offsetof(pipe_conn, resolve_watch));
+    resolve_job *j = c->resolving;
+    keel__loop_unwatch(c->lane->loop, j->efd);
+    c->resolving = NULL;
+    keel_error *err = NULL;
+    if (!j->addr[0]) {
+        err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(c->lane->pool));
+        keel_error_cause(err, "%s", j->why[0] ? j->why : "cannot resolve its host");
+    } else {
+        err = conn_dial(c, j->addr);
+        busy_sync(c);
+    }
+    resolve_free(j);
+    if (err)
+        conn_fail(c, err);
+}
+
+static void resolve_abandon(keel_loop *loop, pipe_conn *c)
+{
+    resolve_job *j = c->resolving;
+    c->resolving = NULL;
+    keel__loop_unwatch(loop, j->efd);
+    if (atomic_exchange(&j->state, ABANDONED) == RESOLVED)
+        resolve_free(j); /* done, its wake-up not read: nobody else holds it */
+}
+
+static keel_error *resolve_start(pipe_conn *c, const char *host)
+{
+    resolve_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
+    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (j->efd < 0) {
+        free(j);
+        return keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable: no eventfd",
+                              keel_pool_name(c->lane->pool));
+    }
+    snprintf(j->host, sizeof j->host, "%s", host);
+    atomic_init(&j->state, RESOLVING);
+    j->job.run = resolve_run;
+    c->resolve_watch.fn = on_resolved;
+    keel_error *err = keel__loop_watch(c->lane->loop, j->efd, EPOLLIN, &c->resolve_watch);
+    if (err) {
+        resolve_free(j);
+        return err;
+    }
+    c->resolving = j;
+    keel__workers_submit(keel__loop_app(c->lane->loop)->workers, &j->job);
+    return NULL;
+}
+
+/* A new connection for lane, connecting (or looking its host up first). */
 static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
 {
     *out = NULL;
     pipe_conn *c = calloc(1, sizeof *c);
     if (!c)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
-    keel_error *err = keel_pconn_start(lane->pool, &c->pc);
-    if (err) {
-        free(c);
-        return err;
-    }
     c->watch.fn = on_conn_event;
     c->connect_timer.fn = on_connect_timeout;
     c->lane = lane;
-    c->pg = keel_pconn_pg(c->pc);
     c->fd = -1;
     c->connecting = true;
     c->progress = *keel__loop_now(lane->loop);
@@ -442,16 +576,12 @@ static keel_error *conn_new(pipe_lane *lane, pipe_conn **out)
     lane->conns = c;
     lane->nconns++;
     keel__loop_timer_arm(lane->loop, &c->connect_timer, keel_pool_checkout_ms(lane->pool));
-    /* libpq: before the first PQconnectPoll, wait as if it said "writing". */
-    c->fd = PQsocket(c->pg);
-    err = c->fd >= 0 ? keel__loop_watch(lane->loop, c->fd, EPOLLOUT, &c->watch)
-                     : keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", keel_pool_name(lane->pool));
+    const char *host = keel_pool_host_to_resolve(lane->pool);
+    keel_error *err = host ? resolve_start(c, host) : conn_dial(c, NULL);
     if (err) {
-        c->fd = -1;
         conn_fail(c, keel_error_copy(err));
         return err;
     }
-    c->events = EPOLLOUT;
     *out = c;
     return NULL;
 }
@@ -754,6 +884,8 @@ void keel__pipes_free(struct keel_pipes *pipes)
         while (l->conns) {
             pipe_conn *c = l->conns;
             l->conns = c->next;
+            if (c->resolving)
+                resolve_abandon(l->loop, c);
             keel_pconn_close(c->pc);
             free(c);
         }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -237,14 +238,28 @@ static void notice_quiet(void *arg, const char *message)
 /* Opens a connection with the pool's settings: connected when wait, else
  * started for PQconnectPoll.  The error names the database, never the
  * password. */
-static keel_error *pconn_open(keel_pool *pool, bool wait, keel_pconn **out)
+static keel_error *pconn_open(keel_pool *pool, bool wait, const char *hostaddr, keel_pconn **out)
 {
     keel_pconn *c = calloc(1, sizeof *c);
     if (!c)
         return keel_error_new(KEEL_RESOURCE_EXHAUSTED, "out of memory");
     c->pool = pool;
-    const char *const *values = (const char *const *)pool->values;
-    c->pg = wait ? PQconnectdbParams(pool->keywords, values, 0) : PQconnectStartParams(pool->keywords, values, 0);
+    const char *const *keywords = pool->keywords, *const *values = (const char *const *)pool->values;
+    /* With an address resolved elsewhere: the settings plus hostaddr (host
+     * still names the server for TLS and the password file). */
+    const char *kw_at[64], *val_at[64];
+    if (hostaddr && pool->nparams + 2 <= sizeof kw_at / sizeof *kw_at) {
+        for (size_t i = 0; i < pool->nparams; i++) {
+            kw_at[i] = pool->keywords[i];
+            val_at[i] = pool->values[i];
+        }
+        kw_at[pool->nparams] = "hostaddr";
+        val_at[pool->nparams] = hostaddr;
+        kw_at[pool->nparams + 1] = val_at[pool->nparams + 1] = NULL;
+        keywords = kw_at;
+        values = val_at;
+    }
+    c->pg = wait ? PQconnectdbParams(keywords, values, 0) : PQconnectStartParams(keywords, values, 0);
     ConnStatusType st = c->pg ? PQstatus(c->pg) : CONNECTION_BAD;
     if (wait ? st != CONNECTION_OK : st == CONNECTION_BAD) {
         keel_error *err = keel_error_new(KEEL_UNAVAILABLE, "database \"%s\" is unavailable", pool->name);
@@ -264,7 +279,7 @@ static keel_error *pconn_open(keel_pool *pool, bool wait, keel_pconn **out)
 
 static keel_error *pconn_connect(keel_pool *pool, keel_pconn **out)
 {
-    return pconn_open(pool, true, out);
+    return pconn_open(pool, true, NULL, out);
 }
 
 /* A cheap check of an idle connection: anything readable on its socket while
@@ -400,10 +415,27 @@ PGconn *keel_pconn_pg(keel_pconn *conn)
     return conn->pg;
 }
 
-keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out)
+keel_error *keel_pconn_start(keel_pool *pool, const char *hostaddr, keel_pconn **out)
 {
     *out = NULL;
-    return pconn_open(pool, false, out);
+    return pconn_open(pool, false, hostaddr, out);
+}
+
+const char *keel_pool_host_to_resolve(const keel_pool *pool)
+{
+    const char *host = NULL;
+    for (size_t i = 0; i < pool->nparams; i++) {
+        if (!strcmp(pool->keywords[i], "hostaddr"))
+            return NULL; /* the settings give the address */
+        if (!strcmp(pool->keywords[i], "host"))
+            host = pool->values[i];
+    }
+    if (!host || !*host || host[0] == '/' || host[0] == '@' || strchr(host, ','))
+        return NULL; /* a Unix socket, or a list libpq walks itself */
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
+        return NULL;
+    return host;
 }
 
 void keel_pconn_close(keel_pconn *conn)

@@ -57,10 +57,16 @@ void keel_pool_note_checkout(keel_pool *pool, uint64_t ns);
 void keel_pool_note_statement(keel_pool *pool, bool ok);
 
 /* For connections an I/O thread owns (pipeline.c): starts a non-blocking
- * connect with the pool's settings (drive it with PQconnectPoll), closes one,
+ * connect with the pool's settings (drive it with PQconnectPoll; hostaddr,
+ * when not NULL, is the address of the pool's host), closes one,
  * and the pool's name, size and checkout timeout.  These connections are not
  * counted in the pool: each thread keeps its own within its share. */
-keel_error *keel_pconn_start(keel_pool *pool, keel_pconn **out);
+keel_error *keel_pconn_start(keel_pool *pool, const char *hostaddr, keel_pconn **out);
+/* The pool's host when it is a name to look up (not an address, a Unix
+ * socket, a list or given a hostaddr), else NULL.  libpq would look it up
+ * inside PQconnectStart, blocking its thread: an I/O thread resolves it on a
+ * worker first and passes the address as hostaddr. */
+const char *keel_pool_host_to_resolve(const keel_pool *pool);
 void keel_pconn_close(keel_pconn *conn);
 const char *keel_pool_name(const keel_pool *pool);
 unsigned keel_pool_max(const keel_pool *pool);
