@@ -150,10 +150,26 @@ static int write_c_client(json_t *model, const char *out_path, const char *prefi
     return rc;
 }
 
+/* The model that `keel app-model` printed into path (a saved model: no app
+ * binary needed, as when it was built for another machine). */
+static json_t *load_model_file(const char *path)
+{
+    json_error_t e;
+    json_t *model = json_load_file(path, 0, &e);
+    if (!model)
+        fprintf(stderr, "keel gen: --model %s: %s (line %d)\n", path, e.text, e.line);
+    else if (!json_is_array(json_object_get(model, "services"))) {
+        fprintf(stderr, "keel gen: --model %s is not an app model (no \"services\" list)\n", path);
+        json_decref(model);
+        model = NULL;
+    }
+    return model;
+}
+
 int cli_gen(int argc, char **argv)
 {
     const char *what = argc > 0 ? argv[0] : "";
-    const char *out_path = NULL, *app = NULL, *lang = NULL, *prefix = NULL;
+    const char *out_path = NULL, *app = NULL, *lang = NULL, *prefix = NULL, *model_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             out_path = argv[++i];
@@ -163,13 +179,15 @@ int cli_gen(int argc, char **argv)
             lang = argv[++i];
         else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc)
             prefix = argv[++i];
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model_path = argv[++i];
         else {
             cli_print_usage(stderr, "gen");
             return CLI_USAGE;
         }
     }
     bool openapi = strcmp(what, "openapi") == 0, client = strcmp(what, "client") == 0;
-    if ((!openapi && !client) || (prefix && (!lang || strcmp(lang, "c") != 0))) {
+    if ((!openapi && !client) || (prefix && (!lang || strcmp(lang, "c") != 0)) || (app && model_path)) {
         cli_print_usage(stderr, "gen");
         return CLI_USAGE;
     }
@@ -177,10 +195,11 @@ int cli_gen(int argc, char **argv)
         fprintf(stderr, "keel gen client: --lang typescript or --lang c\n");
         return CLI_USAGE;
     }
-    const char *path = cli_find_app(app);
-    if (!path)
-        return CLI_FAILED;
-    json_t *model = cli_load_app_model(path);
+    json_t *model = model_path ? load_model_file(model_path) : NULL;
+    if (!model_path) {
+        const char *path = cli_find_app(app);
+        model = path ? cli_load_app_model(path) : NULL;
+    }
     if (!model)
         return CLI_FAILED;
     int rc;

@@ -58,6 +58,17 @@ int main(void)
     snprintf(a, sizeof a, "%s/openapi.json", dir);
     snprintf(b, sizeof b, "%s/openapi2.json", dir);
     ok(same_file(a, b), "generating twice gives identical bytes");
+    snprintf(cmd, sizeof cmd, "'%s' app-model --app '%s' >%s/model.json && "
+             "'%s' gen openapi --model %s/model.json --out %s/openapi2.json 2>&1", cli, app, dir, cli, dir, dir);
+    out = ht_shell(cmd, &status);
+    ok(status == 0 && same_file(a, b), "--model FILE, the model keel app-model printed, gives the same document%s%s",
+       status ? ": " : "", status ? out : "");
+    free(out);
+    snprintf(cmd, sizeof cmd, "'%s' gen openapi --model %s/openapi.json 2>&1", cli, dir);
+    out = ht_shell(cmd, &status);
+    ok(status == 256 || status == 1, "--model FILE that is no app model fails");
+    like(out, "not an app model", "saying so");
+    free(out);
     int passed, failed;
     snprintf(cmd, sizeof cmd, "cd '%s' && node openapi_check.mjs %s 2>&1", js, a);
     status = tap_relay(cmd, "openapi", &passed, &failed);
