@@ -52,12 +52,14 @@ bool gen_has_body(json_t *fields, const char *method)
             return true;
     return false;
 }
+/* "mark_done" -> "MarkDone": ASCII letters and digits only, every other byte
+ * (also '-', '.', and the bytes of non-ASCII characters) starts a new word. */
 const char *gen_pascal(const char *name, char *buf, size_t len)
 {
     size_t o = 0;
     bool up = true;
     for (const char *p = name; *p && o + 1 < len; p++) {
-        if (*p == '_' || *p == '-' || *p == '.') {
+        if (!gen_is_alnum(*p)) {
             up = true;
             continue;
         }
@@ -68,30 +70,38 @@ const char *gen_pascal(const char *name, char *buf, size_t len)
     return buf;
 }
 
-/* "mark_done" -> "markDone". */
+/* "mark_done" -> "markDone"; "_" before a leading digit, "_" for a name
+ * without letters or digits. */
 const char *gen_camel(const char *name, char *buf, size_t len)
 {
-    gen_pascal(name, buf, len);
-    buf[0] = (char)tolower((unsigned char)buf[0]);
-    return buf;
+    if (len < 3) {
+        buf[0] = '\0';
+        return buf;
+    }
+    gen_pascal(name, buf + 1, len - 1);
+    if (buf[1] == '\0' || isdigit((unsigned char)buf[1])) {
+        buf[0] = '_';
+        return buf;
+    }
+    buf[1] = (char)tolower((unsigned char)buf[1]);
+    return memmove(buf, buf + 1, strlen(buf + 1) + 1);
 }
 
-/* A doc text that cannot end the comment it is put in (a static buffer: one
- * use per call site). */
-const char *gen_comment_safe(const char *text)
+bool gen_is_alnum(char c)
 {
-    static char buf[1024];
-    size_t o = 0;
-    for (const char *p = text; *p && o + 3 < sizeof buf; p++) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+void gen_comment(keel_buf *b, const char *text)
+{
+    for (const char *p = text; *p; p++) {
         if ((p[0] == '*' && p[1] == '/') || (p[0] == '/' && p[1] == '*')) {
-            buf[o++] = p[0];
-            buf[o++] = ' ';
-            continue;
+            keel_buf_putc(b, p[0]);
+            keel_buf_putc(b, ' ');
+        } else {
+            keel_buf_putc(b, *p == '\n' || *p == '\r' ? ' ' : *p);
         }
-        buf[o++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
     }
-    buf[o] = '\0';
-    return buf;
 }
 
 /* ---- the command ----------------------------------------------------------------- */
