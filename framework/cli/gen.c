@@ -52,12 +52,14 @@ bool gen_has_body(json_t *fields, const char *method)
             return true;
     return false;
 }
+/* "mark_done" -> "MarkDone": ASCII letters and digits only, every other byte
+ * (also '-', '.', and the bytes of non-ASCII characters) starts a new word. */
 const char *gen_pascal(const char *name, char *buf, size_t len)
 {
     size_t o = 0;
     bool up = true;
     for (const char *p = name; *p && o + 1 < len; p++) {
-        if (*p == '_' || *p == '-' || *p == '.') {
+        if (!gen_is_alnum(*p)) {
             up = true;
             continue;
         }
@@ -68,30 +70,38 @@ const char *gen_pascal(const char *name, char *buf, size_t len)
     return buf;
 }
 
-/* "mark_done" -> "markDone". */
+/* "mark_done" -> "markDone"; "_" before a leading digit, "_" for a name
+ * without letters or digits. */
 const char *gen_camel(const char *name, char *buf, size_t len)
 {
-    gen_pascal(name, buf, len);
-    buf[0] = (char)tolower((unsigned char)buf[0]);
-    return buf;
+    if (len < 3) {
+        buf[0] = '\0';
+        return buf;
+    }
+    gen_pascal(name, buf + 1, len - 1);
+    if (buf[1] == '\0' || isdigit((unsigned char)buf[1])) {
+        buf[0] = '_';
+        return buf;
+    }
+    buf[1] = (char)tolower((unsigned char)buf[1]);
+    return memmove(buf, buf + 1, strlen(buf + 1) + 1);
 }
 
-/* A doc text that cannot end the comment it is put in (a static buffer: one
- * use per call site). */
-const char *gen_comment_safe(const char *text)
+bool gen_is_alnum(char c)
 {
-    static char buf[1024];
-    size_t o = 0;
-    for (const char *p = text; *p && o + 3 < sizeof buf; p++) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+void gen_comment(keel_buf *b, const char *text)
+{
+    for (const char *p = text; *p; p++) {
         if ((p[0] == '*' && p[1] == '/') || (p[0] == '/' && p[1] == '*')) {
-            buf[o++] = p[0];
-            buf[o++] = ' ';
-            continue;
+            keel_buf_putc(b, p[0]);
+            keel_buf_putc(b, ' ');
+        } else {
+            keel_buf_putc(b, *p == '\n' || *p == '\r' ? ' ' : *p);
         }
-        buf[o++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
     }
-    buf[o] = '\0';
-    return buf;
 }
 
 /* ---- the command ----------------------------------------------------------------- */
@@ -150,10 +160,26 @@ static int write_c_client(json_t *model, const char *out_path, const char *prefi
     return rc;
 }
 
+/* The model that `keel app-model` printed into path (a saved model: no app
+ * binary needed, as when it was built for another machine). */
+static json_t *load_model_file(const char *path)
+{
+    json_error_t e;
+    json_t *model = json_load_file(path, 0, &e);
+    if (!model)
+        fprintf(stderr, "keel gen: --model %s: %s (line %d)\n", path, e.text, e.line);
+    else if (!json_is_array(json_object_get(model, "services"))) {
+        fprintf(stderr, "keel gen: --model %s is not an app model (no \"services\" list)\n", path);
+        json_decref(model);
+        model = NULL;
+    }
+    return model;
+}
+
 int cli_gen(int argc, char **argv)
 {
     const char *what = argc > 0 ? argv[0] : "";
-    const char *out_path = NULL, *app = NULL, *lang = NULL, *prefix = NULL;
+    const char *out_path = NULL, *app = NULL, *lang = NULL, *prefix = NULL, *model_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             out_path = argv[++i];
@@ -163,13 +189,15 @@ int cli_gen(int argc, char **argv)
             lang = argv[++i];
         else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc)
             prefix = argv[++i];
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model_path = argv[++i];
         else {
             cli_print_usage(stderr, "gen");
             return CLI_USAGE;
         }
     }
     bool openapi = strcmp(what, "openapi") == 0, client = strcmp(what, "client") == 0;
-    if ((!openapi && !client) || (prefix && (!lang || strcmp(lang, "c") != 0))) {
+    if ((!openapi && !client) || (prefix && (!lang || strcmp(lang, "c") != 0)) || (app && model_path)) {
         cli_print_usage(stderr, "gen");
         return CLI_USAGE;
     }
@@ -177,10 +205,11 @@ int cli_gen(int argc, char **argv)
         fprintf(stderr, "keel gen client: --lang typescript or --lang c\n");
         return CLI_USAGE;
     }
-    const char *path = cli_find_app(app);
-    if (!path)
-        return CLI_FAILED;
-    json_t *model = cli_load_app_model(path);
+    json_t *model = model_path ? load_model_file(model_path) : NULL;
+    if (!model_path) {
+        const char *path = cli_find_app(app);
+        model = path ? cli_load_app_model(path) : NULL;
+    }
     if (!model)
         return CLI_FAILED;
     int rc;

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "keel/arena.h"
+
 /* An endpoint other programs may call: not private. */
 bool gen_is_public(json_t *ep);
 /* An endpoint that needs credentials. */
@@ -23,13 +25,17 @@ bool gen_field_in(json_t *f, const char *where);
 const char *gen_place(json_t *f, const char *method);
 /* Whether a request with fields, sent with method, has a JSON body. */
 bool gen_has_body(json_t *fields, const char *method);
-/* "mark_done" -> "MarkDone" / "markDone", written into buf; returns buf. */
+/* "mark_done" -> "MarkDone" / "markDone", written into buf; returns buf.
+ * Only ASCII letters and digits are kept, any other byte starts a word;
+ * gen_camel's result is always an identifier (a leading digit, or nothing
+ * left, gets a "_" first). */
 const char *gen_pascal(const char *name, char *buf, size_t len);
 const char *gen_camel(const char *name, char *buf, size_t len);
-/* text on one line, with "*" "/" and "/" "*" split by a space, so that it
- * can sit inside a C or JSDoc comment (a static buffer: one use per call
- * site). */
-const char *gen_comment_safe(const char *text);
+/* An ASCII letter or digit (whatever the locale). */
+bool gen_is_alnum(char c);
+/* Appends text on one line, with "*" "/" and "/" "*" split by a space, so
+ * that it cannot end (or nest in) the C or JSDoc comment it is put in. */
+void gen_comment(keel_buf *b, const char *text);
 
 /* gen_openapi.c: the OpenAPI 3.1 document.  New reference. */
 json_t *gen_openapi(json_t *model, const char *title);

@@ -1,7 +1,9 @@
 /* gen_openapi.c - `keel gen openapi`: an OpenAPI 3.1 document from the app
  * model.  Typed endpoints get their parameters and schemas, raw and mounted
  * ones free-form operations; each operation lists the error statuses it can
- * answer with Encore's error shape.  Private endpoints are left out. */
+ * answer with Encore's error shape.  Private endpoints are left out; those
+ * of an extension method (PURGE) are listed under the path item's
+ * x-keel-operations. */
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -61,14 +63,18 @@ static json_t *oa_object(json_t *fields, const char *where)
     return o;
 }
 
-/* "/todo/:id" -> "/todo/{id}", and a catch-all "*path" -> "{path}"; the
- * names of the parameters go to names. */
+/* "/todo/:id" -> "/todo/{id}", and a catch-all "*path" (or fallback
+ * "!path") -> "{path}"; the names of the parameters go to names.  A brace
+ * in static text is percent-encoded (the router decodes it), so that it
+ * cannot read as a template. */
 static char *oa_path(const char *pattern, json_t *names)
 {
     size_t n = strlen(pattern);
-    char *out = malloc(2 * n + 3), *o = out;
+    char *out = malloc(3 * n + 3), *o = out;
+    if (!out)
+        return NULL;
     for (const char *p = pattern; *p;) {
-        if ((*p == ':' || *p == '*') && (p == pattern || p[-1] == '/')) {
+        if ((*p == ':' || *p == '*' || *p == '!') && (p == pattern || p[-1] == '/')) {
             const char *e = p + 1;
             while (*e && *e != '/')
                 e++;
@@ -78,6 +84,9 @@ static char *oa_path(const char *pattern, json_t *names)
             o += e - p - 1;
             *o++ = '}';
             p = e;
+        } else if (*p == '{' || *p == '}') {
+            memcpy(o, *p++ == '{' ? "%7B" : "%7D", 3);
+            o += 3;
         } else {
             *o++ = *p++;
         }
@@ -209,6 +218,10 @@ json_t *gen_openapi(json_t *model, const char *title)
                 continue;
             json_t *names = json_array();
             char *path = oa_path(gen_str(ep, "path"), names);
+            if (!path) {
+                json_decref(names);
+                continue;
+            }
             json_t *item = json_object_get(paths, path);
             if (!item) {
                 item = json_object();
@@ -216,17 +229,31 @@ json_t *gen_openapi(json_t *model, const char *title)
             }
             const char *method = gen_str(ep, "method");
             static const char *const any[] = {"get", "post", "put", "patch", "delete", NULL};
+            static const char *const standard[] = {"get", "put", "post", "delete", "options", "head", "patch", "trace",
+                                                   NULL};
             char lc[32];
             size_t k = 0;
             for (; method[k] && k < sizeof lc - 1; k++)
                 lc[k] = (char)tolower((unsigned char)method[k]);
             lc[k] = '\0';
+            bool is_standard = false;
+            for (size_t m = 0; standard[m]; m++)
+                is_standard = is_standard || strcmp(lc, standard[m]) == 0;
             if (strcmp(method, "*") == 0) {
                 for (size_t m = 0; any[m]; m++)
                     if (!json_object_get(item, any[m]))
                         json_object_set_new(item, any[m], oa_operation(svc, ep, any[m], names, true));
-            } else if (!json_object_get(item, lc)) {
-                json_object_set_new(item, lc, oa_operation(svc, ep, lc, names, false));
+            } else if (is_standard) {
+                if (!json_object_get(item, lc))
+                    json_object_set_new(item, lc, oa_operation(svc, ep, lc, names, false));
+            } else {
+                /* An extension method (PURGE) has no field of its own in
+                 * OpenAPI 3.1's path item: it goes under an extension. */
+                json_t *more = json_object_get(item, "x-keel-operations");
+                if (!more)
+                    json_object_set_new(item, "x-keel-operations", more = json_object());
+                if (!json_object_get(more, method))
+                    json_object_set_new(more, method, oa_operation(svc, ep, lc, names, false));
             }
             json_decref(names);
             free(path);

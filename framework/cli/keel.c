@@ -103,17 +103,18 @@ static const struct {
      "when a program fails.\n"},
     {"gen", cli_gen, "gen openapi|client --lang typescript|c   contracts generated from the app model",
      "usage:\n"
-     "  keel gen openapi [--out FILE] [--app PATH]\n"
+     "  keel gen openapi [--out FILE] [--app PATH | --model FILE]\n"
      "      an OpenAPI 3.1 document: paths with their path, query and header parameters, request and\n"
      "      response schemas, the Encore error shape with the statuses each endpoint can answer, raw\n"
      "      endpoints as free-form operations; private endpoints are left out\n"
-     "  keel gen client --lang typescript [--out FILE] [--app PATH]\n"
+     "  keel gen client --lang typescript [--out FILE] [--app PATH | --model FILE]\n"
      "      one TypeScript file with no dependency beyond fetch: new Client(baseURL, {headers}), a\n"
      "      method per endpoint grouped by service, errors thrown as APIError with the code\n"
-     "  keel gen client --lang c [--prefix NAME] [--out FILE.c] [--app PATH]\n"
+     "  keel gen client --lang c [--prefix NAME] [--out FILE.c] [--app PATH | --model FILE]\n"
      "      FILE.c and FILE.h (default NAME_client.c here): per endpoint a request and a response\n"
      "      struct with their field tables and a function calling it through libkeel-client\n"
      "      (keel/client.h; build with pkg-config keel-client); NAME defaults to the app's name\n\n"
+     "--model FILE reads the model that keel app-model printed instead of running the app.\n"
      "The same app model gives the same bytes, so generated files can be committed and reviewed.\n"},
     {"app-model", cli_app_model, "app-model [--app PATH]                print the app's services, endpoints and schemas",
      "usage: keel app-model [--app PATH]\n\nPrints the app model as JSON: each service's endpoints and schemas, databases,\n"

@@ -112,6 +112,18 @@ static void query_and_headers(keel_client *c)
     err = testapp_test_public_double(c, &two, &doubled, &arena);
     ok(!err && doubled.value == 42, "test.public_double: an endpoint that calls a private one (%s)", err ? err->message : "42");
     keel_error_free(err);
+
+    /* The odd service (odd_service.c): quotes and a backslash in the path,
+     * a camelCase field, a header field named X-Token. */
+    testapp_odd_odd_quote_request oq = {.id = "a \"b\\c", .x_token = "tok-odd"};
+    testapp_odd_odd_quote_response oa = {0};
+    err = testapp_odd_odd_quote(c, &oq, &oa, &arena);
+    ok(!err, "odd.odd_quote: a path with quotes and a backslash (%s)", err ? err->message : "ok");
+    is_str(oa.matchedRoute, "/odd/back\\slash/\"+(process.env.KEEL_INJECTED=\"typed\")+\"/:id",
+           "reaches its route, and a camelCase field keeps its name");
+    ok(oa.id && strcmp(oa.id, oq.id) == 0 && oa.token && strcmp(oa.token, "tok-odd") == 0 && oa.x_echo &&
+       strcmp(oa.x_echo, "tok-odd") == 0, "the path parameter, the header field and the response header arrive");
+    keel_error_free(err);
 }
 
 static void errors(keel_client *c)

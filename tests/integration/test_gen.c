@@ -4,7 +4,10 @@
  * client compiled by tsc --strict and run with Node's test runner
  * (tests/js/client_test.ts calls every public typed endpoint), and the C
  * client, which the build generates and compiles into example_client_check
- * (run here against the app).  Generating twice gives the same bytes. */
+ * (run here against the app).  Generating twice gives the same bytes.  The
+ * TypeScript client of the test app, whose odd service has names hostile to
+ * generators (odd_service.c), compiles too, imports without running anything
+ * of the model and calls it (tests/js/odd_client_test.ts). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,23 @@
 #include "harness.h"
 #include "tap.h"
 
-static ht_server srv;
+static ht_server srv, odd_srv;
 static char root[256];
+
+/* tsc --strict over dir's FILES (client.ts and a test) into dir/out, as ES
+ * modules.  Returns the exit status; *out gets what tsc said. */
+static int tsc(const char *js, const char *dir, const char *files, char **out)
+{
+    char cmd[4096];
+    int status;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && printf '{\"type\":\"module\"}' >package.json && "
+             "'%s/node_modules/.bin/tsc' --strict --noEmitOnError --target es2022 --module nodenext "
+             "--moduleResolution nodenext --typeRoots '%s/node_modules/@types' --types node --outDir out "
+             "%s 2>&1 && cp package.json out/", dir, js, js, files);
+    *out = ht_shell(cmd, &status);
+    return status;
+}
 
 static bool same_file(const char *a, const char *b)
 {
@@ -27,8 +45,8 @@ static bool same_file(const char *a, const char *b)
 int main(void)
 {
     const char *srcdir = getenv("KEEL_SRCDIR"), *cli = getenv("KEEL_CLI"), *app = getenv("KEEL_EXAMPLE");
-    if (!srcdir || !cli || !app) {
-        printf("Bail out! KEEL_SRCDIR, KEEL_CLI and KEEL_EXAMPLE must be set (run through make check)\n");
+    if (!srcdir || !cli || !app || !getenv("KEEL_TESTAPP")) {
+        printf("Bail out! KEEL_SRCDIR, KEEL_CLI, KEEL_EXAMPLE and KEEL_TESTAPP must be set (run through make check)\n");
         return 1;
     }
     char js[512], probe[700];
@@ -58,6 +76,17 @@ int main(void)
     snprintf(a, sizeof a, "%s/openapi.json", dir);
     snprintf(b, sizeof b, "%s/openapi2.json", dir);
     ok(same_file(a, b), "generating twice gives identical bytes");
+    snprintf(cmd, sizeof cmd, "'%s' app-model --app '%s' >%s/model.json && "
+             "'%s' gen openapi --model %s/model.json --out %s/openapi2.json 2>&1", cli, app, dir, cli, dir, dir);
+    out = ht_shell(cmd, &status);
+    ok(status == 0 && same_file(a, b), "--model FILE, the model keel app-model printed, gives the same document%s%s",
+       status ? ": " : "", status ? out : "");
+    free(out);
+    snprintf(cmd, sizeof cmd, "'%s' gen openapi --model %s/openapi.json 2>&1", cli, dir);
+    out = ht_shell(cmd, &status);
+    ok(status == 256 || status == 1, "--model FILE that is no app model fails");
+    like(out, "not an app model", "saying so");
+    free(out);
     int passed, failed;
     snprintf(cmd, sizeof cmd, "cd '%s' && node openapi_check.mjs %s 2>&1", js, a);
     status = tap_relay(cmd, "openapi", &passed, &failed);
@@ -72,15 +101,38 @@ int main(void)
     snprintf(a, sizeof a, "%s/client.ts", dir);
     snprintf(b, sizeof b, "%s/client2.ts", dir);
     ok(same_file(a, b), "generating twice gives identical bytes");
-    snprintf(cmd, sizeof cmd,
-             "cp '%s/client_test.ts' %s/ && printf '{\"type\":\"module\"}' >%s/package.json && "
-             "'%s/node_modules/.bin/tsc' --strict --noEmitOnError --target es2022 --module nodenext "
-             "--moduleResolution nodenext --typeRoots '%s/node_modules/@types' --types node --outDir %s/out "
-             "%s/client.ts %s/client_test.ts 2>&1 && cp %s/package.json %s/out/",
-             js, dir, dir, js, js, dir, dir, dir, dir, dir);
-    out = ht_shell(cmd, &status);
+    snprintf(cmd, sizeof cmd, "cp '%s/client_test.ts' %s/", js, dir);
+    free(ht_shell(cmd, NULL));
+    status = tsc(js, dir, "client.ts client_test.ts", &out);
     is_int(status, 0, "tsc --strict compiles the client and its test%s%s", status ? ":\n" : "", status ? out : "");
     free(out);
+
+    /* The test app's client: the odd service's catch-all closes a comment
+     * and opens a class static block, its typed path holds quotes and a
+     * backslash, its header field is X-Token. */
+    const char *testapp = getenv("KEEL_TESTAPP");
+    char odd[600];
+    snprintf(odd, sizeof odd, "%s/odd", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp '%s/odd_client_test.ts' %s/ && "
+             "'%s' gen client --lang typescript --app '%s' --out %s/client.ts 2>&1", odd, js, odd, cli, testapp, odd);
+    out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel gen client --lang typescript writes the test app's client%s%s", status ? ": " : "",
+           status ? out : "");
+    free(out);
+    status = tsc(js, odd, "client.ts odd_client_test.ts", &out);
+    is_int(status, 0, "tsc --strict compiles it, odd names and all%s%s", status ? ":\n" : "", status ? out : "");
+    free(out);
+    if (ht_start(&odd_srv, testapp, NULL)) {
+        snprintf(cmd, sizeof cmd, "cd %s/out && KEEL_BASE_URL=http://127.0.0.1:%u "
+                 "node --test --test-reporter=tap odd_client_test.js 2>&1", odd, odd_srv.port);
+        status = tap_relay(cmd, "odd names", &passed, &failed);
+        ok(status == 0 && passed >= 5 && failed == 0, "the odd service's client imports cleanly and calls it: "
+           "%d passed, %d failed", passed, failed);
+        is_int(ht_stop(&odd_srv), 0, "the test app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    } else {
+        ok(false, "the test app starts");
+        skip("no test app to call");
+    }
 
     snprintf(cmd, sizeof cmd, "'%s' gen client --app '%s' 2>&1", cli, app);
     out = ht_shell(cmd, &status);
