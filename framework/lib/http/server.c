@@ -147,9 +147,9 @@ static void route_request(keel_req *req)
     }
     keel_route_result r = keel_router_lookup(app->router, req->method, req->path, scratch,
                                              scratch_len, &req->match);
+    /* Private endpoints are not in this router (registry.c): from outside
+     * they do not exist. */
     const keel_route *route = r == KEEL_ROUTE_FOUND ? req->match.target : NULL;
-    if (route && (route->ep->flags & KEEL_PRIVATE))
-        r = KEEL_ROUTE_NOT_FOUND; /* private endpoints do not exist from outside */
     switch (r) {
     case KEEL_ROUTE_FOUND:
         req->route = route;
