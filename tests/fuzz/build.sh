@@ -23,7 +23,7 @@ declare -A DEPS=(
     [migrate]="error sql/pg_error"
     [secrets]="error lazy config observe/span arena"
     [webhook]="secrets/webhook secrets/secure error observe/span arena"
-    [infra]="sql/infra http/cors secrets/secrets http/schema arena error lazy config observe/span observe/trace_config"
+    [infra]="sql/infra http/cors http/framing secrets/secrets http/schema arena error lazy config observe/span observe/trace_config"
 )
 TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
 
