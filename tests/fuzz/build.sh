@@ -24,8 +24,9 @@ declare -A DEPS=(
     [secrets]="error lazy config observe/span arena"
     [webhook]="secrets/webhook secrets/secure error observe/span arena"
     [infra]="sql/infra http/cors http/framing secrets/secrets http/schema arena error lazy config observe/span observe/trace_config"
+    [framing]="http/framing arena error"
 )
-TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra"}
+TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra framing"}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "tests/fuzz/build.sh: $CC not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2
