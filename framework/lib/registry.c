@@ -351,11 +351,19 @@ static keel_error *declared_twice(const keel_route *first, const keel_route *aga
                           again->label, first->method, first->ep->path, again->method, again->ep->path);
 }
 
-/* Registers every endpoint of every service with the router. */
+/* Registers every endpoint of every service.  app->router, which routes
+ * requests from outside, holds only the endpoints reachable from outside:
+ * a private endpoint must look exactly like a path nobody declared (no 404
+ * where a public route would answer, no 405 or preflight naming its
+ * method, no path taken from a public parameter or fallback route).  Conflicts are still checked across
+ * all endpoints, private ones included, on a second router used only here. */
 static keel_error *register_routes(keel_app *app)
 {
     known_tables known = {NULL, 0, 0};
-    keel_error *err = known_collect(app->services, &known);
+    keel_router *all = NULL;
+    keel_error *err = keel_router_new(&all);
+    if (!err)
+        err = known_collect(app->services, &known);
     size_t n = 0;
     for (size_t i = 0; !err && app->services[i]; i++) {
         const keel_service *s = app->services[i];
@@ -373,9 +381,12 @@ static keel_error *register_routes(keel_app *app)
                 break;
             }
             app->nroutes = ++n;
-            err = keel_router_add(app->router, route->method, ep->path, route, route->label);
+            err = keel_router_add(all, route->method, ep->path, route, route->label);
+            if (!err && !(ep->flags & KEEL_PRIVATE))
+                err = keel_router_add(app->router, route->method, ep->path, route, route->label);
         }
     }
+    keel_router_free(all);
     free(known.t);
     return err;
 }

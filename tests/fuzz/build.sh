@@ -23,10 +23,11 @@ declare -A DEPS=(
     [migrate]="error sql/pg_error"
     [secrets]="error lazy config observe/span arena"
     [webhook]="secrets/webhook secrets/secure error observe/span arena"
-    [infra]="sql/infra http/cors secrets/secrets http/schema arena error lazy config observe/span observe/trace_config observe/http_client"
+    [infra]="sql/infra http/cors http/framing secrets/secrets http/schema arena error lazy config observe/span observe/trace_config observe/http_client"
     [http_client]="observe/http_client error"
+    [framing]="http/framing arena error"
 )
-TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra http_client"}
+TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra http_client framing"}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "tests/fuzz/build.sh: $CC not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2

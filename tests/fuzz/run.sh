@@ -15,7 +15,7 @@ case $SECS in '' | *[!0-9]*) echo "usage: tests/fuzz/run.sh SECONDS" >&2; exit 2
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${KEEL_FUZZ_OUT:-$ROOT/build/fuzz}
-TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra http_client"}
+TARGETS=${KEEL_FUZZ_TARGETS:-"router schema migrate secrets webhook infra http_client framing"}
 export KEEL_FUZZ_TARGETS="$TARGETS"
 
 bash "$HERE/build.sh" "$OUT" || { echo "fuzz: build failed" >&2; exit 1; }

@@ -87,6 +87,10 @@ static void test_keel_call(void)
     r = send_req("GET", "/auth/internal/caller", NULL, (const char *[]){"Authorization: Bearer " ADMIN, NULL});
     is_int(r.status, 404, "the private endpoint itself cannot be reached from outside");
     ht_free(&r);
+    r = send_req("PUT", "/auth/internal/caller", NULL, (const char *[]){"Authorization: Bearer " ADMIN, NULL});
+    is_int(r.status, 404, "another method on it is 404 too, as on a path nobody declared");
+    ok(!has_header(&r, "Allow", NULL), "with no Allow naming its method");
+    ht_free(&r);
 }
 
 static void test_auth_endpoint(void)
@@ -138,6 +142,11 @@ static void test_cors(void)
     ok(ht_header(&r, "Access-Control-Allow-Headers", v, sizeof v) && strcasestr(v, "authorization"),
        "allowing the Authorization header (%s)", v);
     ok(!has_header(&r, "Access-Control-Allow-Credentials", NULL), "without credentials for that origin");
+    ht_free(&r);
+    const char *pre_private[] = {"Origin: http://localhost:5173", "Access-Control-Request-Method: GET", NULL};
+    r = send_req("OPTIONS", "/auth/internal/caller", NULL, pre_private);
+    ok(r.status == 404 && !has_header(&r, "Access-Control-Allow-Methods", NULL),
+       "a preflight to a private endpoint is 404 as to a path nobody declared (status %ld)", r.status);
     ht_free(&r);
     const char *pre_bad[] = {"Origin: https://evil.example", "Access-Control-Request-Method: POST", NULL};
     r = send_req("OPTIONS", "/todo", NULL, pre_bad);
@@ -325,7 +334,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(60);
+    plan(62);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");

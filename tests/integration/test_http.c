@@ -227,10 +227,90 @@ static void test_routing(void)
         is_str(r.body, cases[i].want, "GET %s routes by precedence", cases[i].path);
         ht_free(&r);
     }
-    expect_error(get("/test/secret?value=2"), 404, "not_found", NULL, "a private endpoint is not reachable");
+    r = get("/test/secret?value=2");
+    is_str(r.body, "/test/!other other=secret",
+           "a private endpoint is not reachable: its path falls to GET /test/!other as an undeclared one would");
+    ht_free(&r);
     r = get("/test/double?value=21");
     is_str(r.body, "{\"value\":42}", "a public endpoint calls a private one in-process");
     ht_free(&r);
+}
+
+/* The status and Allow header of method path, as "405 GET, HEAD" ("404 "
+ * without Allow). */
+static void answer_of(const char *method, const char *path, char *out, size_t len)
+{
+    ht_response r = ht_request(&srv, method, path, "{}", 2, NULL);
+    char allow[96] = "";
+    ht_header(&r, "Allow", allow, sizeof allow);
+    snprintf(out, len, "%ld %s", r.status, allow);
+    ht_free(&r);
+}
+
+/* A private endpoint looks from outside exactly like a path nobody declared:
+ * no 404 where its neighbours get 405, no method of its own in an Allow, no
+ * static route of its own winning over a public parameter. */
+static void test_private_unseen(void)
+{
+    static const struct { const char *method, *path, *like_path, *want; } cases[] = {
+        {"POST", "/hello/compose", "/hello/nobody", "405 GET, HEAD"},   /* private POST, public GET /hello/:name */
+        {"POST", "/test/double", "/test/route/static", "405 GET, HEAD"}, /* private POST beside public GET */
+        {"DELETE", "/test/double", "/test/route/static", "405 GET, HEAD"},
+        {"PUT", "/test/secret", "/test/never-declared", "405 GET, HEAD"}, /* under GET /test/!other */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[128], twin[128];
+        answer_of(cases[i].method, cases[i].path, got, sizeof got);
+        answer_of(cases[i].method, cases[i].like_path, twin, sizeof twin);
+        is_str(got, cases[i].want, "%s %s answers 405 with the public methods only", cases[i].method,
+               cases[i].path);
+        is_str(got, twin, "%s %s answers as %s %s does", cases[i].method, cases[i].path, cases[i].method,
+               cases[i].like_path);
+    }
+    ht_response r = get("/test/route/hidden");
+    is_str(r.body, "/test/route/:id id=hidden", "a private GET /test/route/hidden does not hide GET /test/route/:id");
+    ht_free(&r);
+}
+
+/* CORS preflights list the methods a path takes from outside, and never a
+ * private endpoint's. */
+static void test_private_preflight(void)
+{
+    char config[] = "/tmp/keel-test-http-cors-XXXXXX";
+    int fd = mkstemp(config);
+    const char *json = "{\"cors\": {\"allow_origins\": [\"http://localhost:5173\"]}}";
+    ok(fd >= 0 && write(fd, json, strlen(json)) == (ssize_t)strlen(json), "a CORS infra config is written");
+    if (fd >= 0)
+        close(fd);
+    char env_config[128];
+    snprintf(env_config, sizeof env_config, "KEEL_INFRA_CONFIG=%s", config);
+    const char *env[] = {env_config, NULL};
+    ht_server s2;
+    if (!ok(ht_start(&s2, getenv("KEEL_TESTAPP"), env), "an app allowing http://localhost:5173 starts")) {
+        unlink(config);
+        return;
+    }
+    static const struct { const char *path, *wanted, *want; } cases[] = {
+        {"/test/double", "POST", "204 "},          /* refused: the POST is private */
+        {"/test/double", "GET", "204 GET, HEAD"},
+        {"/test/secret", "GET", "204 GET, HEAD"},  /* as any path under GET /test/!other */
+        {"/test/never-declared", "GET", "204 GET, HEAD"},
+        {"/hello/compose", "POST", "204 "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char acrm[64];
+        snprintf(acrm, sizeof acrm, "Access-Control-Request-Method: %s", cases[i].wanted);
+        const char *h[] = {"Origin: http://localhost:5173", acrm, NULL};
+        ht_response r = ht_request(&s2, "OPTIONS", cases[i].path, NULL, 0, h);
+        char methods[96] = "", got[128];
+        ht_header(&r, "Access-Control-Allow-Methods", methods, sizeof methods);
+        snprintf(got, sizeof got, "%ld %s", r.status, methods);
+        is_str(got, cases[i].want, "a preflight for %s %s lists the public methods only", cases[i].wanted,
+               cases[i].path);
+        ht_free(&r);
+    }
+    is_int(ht_stop(&s2), 0, "the CORS app stops cleanly");
+    unlink(config);
 }
 
 static void test_raw(void)
@@ -869,6 +949,8 @@ int main(void)
     test_typed_success();
     test_error_codes();
     test_routing();
+    test_private_unseen();
+    test_private_preflight();
     test_raw();
     test_large_upload();
     test_limits();

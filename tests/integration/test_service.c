@@ -156,6 +156,19 @@ static keel_error *secret_double(keel_req *req, const number *in, number *out)
     return NULL;
 }
 
+/* Private endpoints where public ones take the same path: POST /test/double
+ * beside GET /test/double, and GET /test/route/hidden, which would win over
+ * GET /test/route/:id.  From outside neither may show (test_http). */
+static keel_error *secret_post(keel_req *req, const number *in, number *out)
+{
+    return secret_double(req, in, out);
+}
+
+static keel_error *secret_hidden(keel_req *req, const number *in, number *out)
+{
+    return secret_double(req, in, out);
+}
+
 /* GET /test/double?value=N calls the private endpoint in-process. */
 static keel_error *public_double(keel_req *req, const number *in, number *out)
 {
@@ -355,6 +368,8 @@ const keel_service test_service = {
         KEEL_TYPED("GET", "/test/hog", hog, slow_req, slow_resp),
         KEEL_TYPED("GET", "/test/secret", secret_double, number, number, KEEL_PRIVATE),
         KEEL_TYPED_TAGS("GET", "/test/double", public_double, number, number, KEEL_TAGS("peeked")),
+        KEEL_TYPED("POST", "/test/double", secret_post, number, number, KEEL_PRIVATE),
+        KEEL_TYPED("GET", "/test/route/hidden", secret_hidden, number, number, KEEL_PRIVATE),
         KEEL_RAW_TAGS("GET", "/test/gated", route_static_gated, KEEL_TAGS("gated")),
         KEEL_TYPED("GET", "/test/headers", headers, hdr_req, hdr_resp),
         KEEL_RAW_STREAM("POST", "/test/upload", upload_done, upload_chunk, upload_cleanup, 0),

@@ -61,6 +61,14 @@ static void test_registry(void)
     char *msg = startup_error(&conflict, NULL);
     like(msg, "orders.by_id", "a route conflict names the first registration");
     like(msg, "orders.by_id_too", "a route conflict names the second registration");
+    /* Private endpoints are left out of the router that serves requests,
+     * not out of the conflict check. */
+    const keel_service private_conflict = {"orders", (const keel_endpoint[]){
+        KEEL_TYPED("GET", "/orders/:id", by_id, id_req, keel_empty),
+        KEEL_TYPED("GET", "/orders/:id", by_id_too, id_req, keel_empty, KEEL_PRIVATE),
+        KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    like(startup_error(&private_conflict, NULL), "orders.by_id_too",
+         "a private endpoint with a public one's method and shape is a conflict too");
 
     const keel_service bad_pattern = {"orders", (const keel_endpoint[]){
         KEEL_TYPED("GET", "orders/:id", by_id, id_req, keel_empty), KEEL_ENDPOINT_END}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -399,7 +407,7 @@ static void test_dependencies(void)
 
 int main(void)
 {
-    plan(54);
+    plan(55);
     test_registry();
     test_startup_messages();
     test_dependencies();

@@ -11,6 +11,7 @@
  * keep answers for different origins apart.  A compiled keel_cors is never
  * written after keel__cors_new, so threads share it without locks. */
 #include "http/cors.h"
+#include "http/framing.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -215,22 +216,6 @@ bool keel__cors_origin_allowed(const keel_cors *c, const char *origin, bool *wit
 
 /* ---- header names ------------------------------------------------------------- */
 
-/* A token character (RFC 9110 5.6.2). */
-static bool is_tchar(char ch)
-{
-    return is_alpha(ch) || is_digit(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static bool is_token(const char *s, size_t len)
-{
-    if (!len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!is_tchar(s[i]))
-            return false;
-    return true;
-}
-
 /* The next element of a comma-separated list at *p, without the blanks
  * around it; false at the end.  Empty elements are skipped. */
 static bool list_next(const char **p, const char **item, size_t *len)
@@ -364,7 +349,7 @@ static keel_error *header_names(const json_t *cors, const char *key, const char 
         const char *s = json_string_value(v);
         if (strcmp(s, "*") == 0)
             return bad(path, where, "\"*\" is not supported: list the header names");
-        if (!is_token(s, strlen(s)))
+        if (!keel__http_token(s, strlen(s)))
             return bad(path, where, "not a header name");
         if (!((*out)[i] = strdup(s)))
             return out_of_memory();
@@ -552,7 +537,7 @@ static bool headers_allowed(const keel_cors *c, const char *request_headers, con
     const char *p = request_headers, *item;
     size_t len;
     while (list_next(&p, &item, &len)) {
-        if (!is_token(item, len) || !header_allowed(c, item, len, endpoint_headers))
+        if (!keel__http_token(item, len) || !header_allowed(c, item, len, endpoint_headers))
             return false;
         *any = true;
     }
@@ -574,7 +559,7 @@ keel_error *keel__cors_preflight(const keel_cors *c, const char *origin, const c
         return err;
     origin_match m = match_origin(c, origin);
     bool any_headers = false;
-    if (m == MATCH_NONE || !request_method || !is_token(request_method, strlen(request_method)) ||
+    if (m == MATCH_NONE || !request_method || !keel__http_token(request_method, strlen(request_method)) ||
         !method_taken(methods, request_method) ||
         !headers_allowed(c, request_headers, endpoint_headers, &any_headers))
         return NULL; /* refused: no Access-Control-Allow-* */

@@ -14,6 +14,7 @@
 #include "http/watchdog.h"
 #include "http/loop.h"
 #include "http/conn_limit.h"
+#include "http/framing.h"
 #include "observe/dashboard.h"
 #include "observe/metrics.h"
 #include "observe/observe.h"
@@ -47,6 +48,7 @@ typedef struct keel_conn {
     char *raw;
     size_t len;
     size_t cap;
+    size_t target_len;            /* keel__framing_target of the request's target */
     bool counted;                 /* in the per-client limit, under client */
     struct sockaddr_storage client;
     keel_watchdog wd;             /* deadlines trickling cannot reset */
@@ -90,11 +92,27 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
+static keel_conn *conn_state(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* libmicrohttpd shows the request target here before it cuts it at '?' and
+ * decodes it in place: what it was is checked later (framing.c). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    keel_conn *kc = conn_state(conn);
+    if (kc)
+        kc->target_len = keel__framing_target(uri);
+    return NULL; /* the access handler's *req_cls: no request yet */
+}
+
 static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    keel_conn *kc = info ? info->socket_context : NULL;
+    keel_conn *kc = conn_state(conn);
     if (kc) {
         size_t n = strlen(s);
         if (n + 1 > kc->cap) {
@@ -117,9 +135,7 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
 /* The raw path of the request being started on conn, copied into the arena. */
 static const char *raw_path(keel_req *req)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    keel_conn *kc = info ? info->socket_context : NULL;
+    keel_conn *kc = conn_state(req->conn);
     if (!kc || !kc->raw)
         return NULL;
     return keel_arena_strndup(&req->arena, kc->raw, kc->len);
@@ -154,9 +170,9 @@ static void route_request(keel_req *req)
     }
     keel_route_result r = keel_router_lookup(app->router, req->method, req->path, scratch,
                                              scratch_len, &req->match);
+    /* Private endpoints are not in this router (registry.c): from outside
+     * they do not exist. */
     const keel_route *route = r == KEEL_ROUTE_FOUND ? req->match.target : NULL;
-    if (route && (route->ep->flags & KEEL_PRIVATE))
-        r = KEEL_ROUTE_NOT_FOUND; /* private endpoints do not exist from outside */
     switch (r) {
     case KEEL_ROUTE_FOUND:
         req->route = route;
@@ -362,6 +378,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         keel__metrics_request_start(req->app);
         route_request(req);
         keel__trace_request_begin(req);
+        /* Framing in doubt: answered before anything reads the body, and
+         * the connection closed (RFC 9112). */
+        const keel_conn *kc = conn_state(conn);
+        if (keel__framing_refused(req, kc ? kc->target_len : SIZE_MAX))
+            return keel__req_send(req);
         if (keel__cors_preflight_answer(req))
             return keel__req_send(req);
         if (!req->error)
@@ -552,6 +573,7 @@ static struct MHD_Daemon *daemon_start(keel_app *app, keel_loop *loop, int liste
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, loop,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, loop,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, app->cfg.conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.max_header,
         MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u,
