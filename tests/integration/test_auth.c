@@ -334,7 +334,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(62);
+    plan(63);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");

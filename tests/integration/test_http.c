@@ -543,22 +543,6 @@ static void test_body_budget(void)
 }
 
 /* A connection from source address src (127.0.0.x) to s, or -1. */
-static int connect_from(const ht_server *s, const char *src)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, src, &a.sin_addr);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {ht_valgrind() ? 30 : 5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* One GET /hello/<name> on fd; true when it is answered 200. */
 static bool hello_on(int fd, const char *name)
 {
@@ -583,20 +567,20 @@ static void test_conns_per_client(void)
         return;
     int idle[4];
     for (int i = 0; i < 4; i++)
-        idle[i] = connect_from(&s2, "127.0.0.2");
+        idle[i] = ht_connect_from(&s2, "127.0.0.2");
     ok(idle[0] >= 0 && idle[3] >= 0, "a client opens 4 idle connections");
     usleep(300 * 1000);
-    int fifth = connect_from(&s2, "127.0.0.2");
+    int fifth = ht_connect_from(&s2, "127.0.0.2");
     ok(fifth < 0 || !hello_on(fifth, "fifth"), "its fifth connection is refused");
     if (fifth >= 0)
         close(fifth);
-    int other = connect_from(&s2, "127.0.0.3");
+    int other = ht_connect_from(&s2, "127.0.0.3");
     ok(other >= 0 && hello_on(other, "neighbour"), "another client is served meanwhile");
     if (other >= 0)
         close(other);
     close(idle[0]);
     usleep(300 * 1000);
-    int again = connect_from(&s2, "127.0.0.2");
+    int again = ht_connect_from(&s2, "127.0.0.2");
     ok(again >= 0 && hello_on(again, "again"), "once one of its connections closes, the client is served again");
     if (again >= 0)
         close(again);

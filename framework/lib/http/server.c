@@ -368,8 +368,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         req->loop = loop;
         *req_cls = req;
-        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        keel_conn *kc = sc ? sc->socket_context : NULL;
+        keel_conn *kc = conn_state(conn);
         if (kc) {
             req->wd = &kc->wd;
             keel__watchdog_phase(req->wd, KEEL_WD_BODY, 0); /* the headers are in */
@@ -380,7 +379,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         keel__trace_request_begin(req);
         /* Framing in doubt: answered before anything reads the body, and
          * the connection closed (RFC 9112). */
-        const keel_conn *kc = conn_state(conn);
         if (keel__framing_refused(req, kc ? kc->target_len : SIZE_MAX))
             return keel__req_send(req);
         if (keel__cors_preflight_answer(req))
