@@ -372,6 +372,8 @@ static bool hold_response(keel_req *req)
     if (!req->app || !req->wd)
         return true; /* a detached request serves no client */
     size_t bytes = keel_arena_size(&req->arena), budget = req->app->cfg.response_budget;
+    if (bytes == 0)
+        return true; /* within its inline block: nothing to count, no shared counter touched */
     size_t used = atomic_load_explicit(&req->app->resp_bytes, memory_order_relaxed);
     do {
         if (bytes > budget || used > budget - bytes)
