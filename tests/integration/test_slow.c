@@ -176,7 +176,8 @@ static void test_deadlines(void)
 static void test_response_budget(void)
 {
     ht_server s;
-    const char *env[] = {"KEEL_RESPONSE_BUDGET=20000000", "KEEL_IO_THREADS=1", NULL};
+    /* No per-client limits (behind a proxy): the budget alone. */
+    const char *env[] = {"KEEL_RESPONSE_BUDGET=20000000", "KEEL_MAX_CONNECTIONS_PER_IP=0", "KEEL_IO_THREADS=1", NULL};
     if (!ok(ht_start(&s, getenv("KEEL_TESTAPP"), env), "an app with a 20 MB response budget starts"))
         return;
     int small = 4096;
@@ -203,6 +204,53 @@ static void test_response_budget(void)
         ht_free(&r);
     }
     ok(ok200, "once the reader is gone, the budget is back: a 12 MB answer goes out whole");
+    is_int(ht_stop(&s), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+}
+
+/* GET path from the address src on a connection of its own; the status of
+ * the answer (0: none) and, in *len, the bytes that came with it. */
+static int get_from(const ht_server *s, const char *src, const char *path, size_t *len)
+{
+    int fd = ht_connect_from(s, src);
+    if (fd < 0)
+        return 0;
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    send(fd, req, strlen(req), MSG_NOSIGNAL);
+    size_t total = 0;
+    char head[16] = "";
+    char buf[65536];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+        if (total == 0)
+            memcpy(head, buf, n < 15 ? (size_t)n : 15);
+        total += (size_t)n;
+    }
+    close(fd);
+    *len = total;
+    return strncmp(head, "HTTP/1.1 ", 9) == 0 ? atoi(head + 9) : 0;
+}
+
+/* One address may hold at most a quarter of the budget: a few slow readers
+ * cannot take it all from everybody else. */
+static void test_response_share(void)
+{
+    ht_server s;
+    const char *env[] = {"KEEL_RESPONSE_BUDGET=40000000", "KEEL_IO_THREADS=1", NULL};
+    if (!ok(ht_start(&s, getenv("KEEL_TESTAPP"), env), "an app with a 40 MB response budget starts"))
+        return;
+    int small = 4096;
+    int stuck = ht_connect_from(&s, "127.0.0.2");
+    setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const char *get = "GET /test/big/8000000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(stuck, get, strlen(get), MSG_NOSIGNAL);
+    usleep((useconds_t)(500 * 1000 * scale()));
+    size_t len = 0;
+    is_int(get_from(&s, "127.0.0.2", "/test/big/8000000", &len), 503,
+           "an address holding an 8 MB answer it does not read gets 503 for a second one (over its 10 MB share)");
+    int status = get_from(&s, "127.0.0.3", "/test/big/8000000", &len);
+    ok(status == 200 && len > 8000000, "another address is served the same 8 MB answer (%d, %zu bytes)", status, len);
+    close(stuck);
     is_int(ht_stop(&s), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
 }
 
@@ -248,6 +296,7 @@ int main(void)
     }
     test_deadlines();
     test_response_budget();
+    test_response_share();
     test_fair_share();
     return tap_done();
 }

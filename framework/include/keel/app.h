@@ -47,8 +47,9 @@ typedef struct keel_config {
                                     default 1024 */
     unsigned rate_grace_ms;      /* default 20000 */
     size_t response_budget;      /* memory held by requests whose answers are
-                                    being sent, all together; an answer that does
-                                    not fit is replaced by 503; default 256 MiB */
+                                    being sent, all together (one client address:
+                                    a quarter of it); an answer that does not fit
+                                    is replaced by 503; default 256 MiB */
 } keel_config;
 
 /* Fills c with the defaults above. */

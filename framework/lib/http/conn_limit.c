@@ -27,6 +27,7 @@ typedef struct client {
     struct client *next;   /* bucket chain, or free list */
     unsigned char key[16];
     unsigned count;
+    size_t held;           /* bytes its answers hold (keel__conn_limit_hold) */
 } client;
 
 struct keel_conn_limit {
@@ -135,6 +136,7 @@ bool keel__conn_limit_enter(keel_conn_limit *l, const struct sockaddr *addr)
         l->free_list = c->next;
         memcpy(c->key, key, 16);
         c->count = 0;
+        c->held = 0;
         c->next = NULL;
         *link = c;
         l->clients++;
@@ -163,5 +165,31 @@ void keel__conn_limit_leave(keel_conn_limit *l, const struct sockaddr *addr)
         l->free_list = c;
         l->clients--;
     }
+    pthread_mutex_unlock(&l->mu);
+}
+
+bool keel__conn_limit_hold(keel_conn_limit *l, const struct sockaddr *addr, size_t bytes, size_t max)
+{
+    unsigned char key[16];
+    if (!l || !client_key(addr, key))
+        return true;
+    pthread_mutex_lock(&l->mu);
+    client *c = find(l, key, NULL);
+    bool fits = !c || (bytes <= max && c->held <= max - bytes);
+    if (c && fits)
+        c->held += bytes;
+    pthread_mutex_unlock(&l->mu);
+    return fits;
+}
+
+void keel__conn_limit_unhold(keel_conn_limit *l, const struct sockaddr *addr, size_t bytes)
+{
+    unsigned char key[16];
+    if (!l || !client_key(addr, key))
+        return;
+    pthread_mutex_lock(&l->mu);
+    client *c = find(l, key, NULL);
+    if (c)
+        c->held = c->held > bytes ? c->held - bytes : 0;
     pthread_mutex_unlock(&l->mu);
 }

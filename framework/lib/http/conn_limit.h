@@ -25,4 +25,11 @@ bool keel__conn_limit_allows(keel_conn_limit *l, const struct sockaddr *addr);
 bool keel__conn_limit_enter(keel_conn_limit *l, const struct sockaddr *addr);
 void keel__conn_limit_leave(keel_conn_limit *l, const struct sockaddr *addr);
 
+/* Counts bytes of memory held for the client at addr (answers waiting to be
+ * read); false, counting nothing, when its total would pass max.  A client
+ * not counted (no connection entered) always fits.  keel__conn_limit_unhold
+ * gives the bytes back. */
+bool keel__conn_limit_hold(keel_conn_limit *l, const struct sockaddr *addr, size_t bytes, size_t max);
+void keel__conn_limit_unhold(keel_conn_limit *l, const struct sockaddr *addr, size_t bytes);
+
 #endif

@@ -2,6 +2,7 @@
  * response that handlers fill, and turning it into a libmicrohttpd response.
  * Typed, raw and error replies all leave through keel__req_send. */
 #include "core.h"
+#include "http/conn_limit.h"
 #include "http/stream.h"
 #include "http/watchdog.h"
 #include "observe/trace.h"
@@ -94,14 +95,24 @@ keel_error *keel__req_hold_body(keel_req *req, size_t bytes)
     return NULL;
 }
 
+/* The peer's address (what per-client limits key on), or NULL. */
+static const struct sockaddr *peer_of(const keel_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        req->conn ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+    return ci ? ci->client_addr : NULL;
+}
+
 void keel__req_free(keel_req *req)
 {
     if (!req)
         return;
     if (req->body_held)
         atomic_fetch_sub_explicit(&req->app->body_bytes, req->body_held, memory_order_relaxed);
-    if (req->resp_held)
+    if (req->resp_held) {
         atomic_fetch_sub_explicit(&req->app->resp_bytes, req->resp_held, memory_order_relaxed);
+        keel__conn_limit_unhold(req->app->conn_limit, peer_of(req), req->resp_held);
+    }
     keel_error_free(req->error);
     keel_arena_release(&req->arena);
     free(req);
@@ -366,7 +377,9 @@ static keel_error *response_budget_used_up(size_t budget)
 }
 
 /* Counts what req holds (its arena) against the response budget until it
- * is freed; false when it does not fit. */
+ * is freed; false when it does not fit.  One client (an address, an IPv6
+ * /64) may hold at most a quarter of the budget, so that a few addresses
+ * reading slowly cannot take it all. */
 static bool hold_response(keel_req *req)
 {
     if (!req->app || !req->wd)
@@ -380,6 +393,10 @@ static bool hold_response(keel_req *req)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(&req->app->resp_bytes, &used, used + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
+    if (!keel__conn_limit_hold(req->app->conn_limit, peer_of(req), bytes, budget / 4)) {
+        atomic_fetch_sub_explicit(&req->app->resp_bytes, bytes, memory_order_relaxed);
+        return false;
+    }
     req->resp_held = bytes;
     return true;
 }
