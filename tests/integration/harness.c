@@ -265,6 +265,15 @@ long ht_peak_rss_kib(const ht_server *srv)
     return kib;
 }
 
+const char *ht_rss_unmeasured(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return "memory is not measured under ASan (freed memory stays in its quarantine)";
+#else
+    return ht_valgrind() ? "memory is not measured under valgrind" : NULL;
+#endif
+}
+
 int ht_connect(const ht_server *srv)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
