@@ -6,12 +6,16 @@
  * the spans of an endpoint, its SQL (text with $n, never the values), a
  * transaction, keel_call, a lazy set-up, webhook verification, a mounted
  * legacy handler and the migrations at start-up; then that a collector
- * that is gone costs requests nothing. */
+ * that is gone costs requests nothing, and that one that stalls costs
+ * neither unbounded memory nor a slow stop. */
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -521,6 +525,79 @@ static void test_dropped(void)
     free(page);
 }
 
+/* A collector that stalls: it listens (the kernel takes the connections and
+ * what is sent) and never answers.  -1 when it cannot be made. */
+static int stalled_collector(unsigned *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* With a collector that stalls, traces of requests on 30 KB paths fill the
+ * queue's bytes long before its spans (tracing.queue_bytes: 1 MiB here, the
+ * default span bound 8192): the rest are dropped and counted.  Then SIGTERM
+ * ends the app within the exporter's time to stop (tracing.shutdown_ms,
+ * 2 s by default), though a send waits on the collector. */
+static void test_stalled_collector(void)
+{
+    is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    unsigned port = 0;
+    int collector = stalled_collector(&port);
+    ok(collector >= 0, "a collector that never answers listens on port %u", port);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "KEEL_APP_ROOT=%s %s infra set tracing '{\"otlp_endpoint\": \"http://127.0.0.1:%u/v1/traces\", "
+             "\"queue_bytes\": 1048576, \"batch_ms\": 100}' 2>&1", root, getenv("KEEL_CLI"), port);
+    int status = -1;
+    char *out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel infra set tracing with queue_bytes%s%s", status ? ": " : "", status ? out : "");
+    free(out);
+    if (collector < 0 || !ht_start_keel_run(&srv, root, NULL)) {
+        ok(0, "the app restarts with tracing to the stalled collector");
+        if (collector >= 0)
+            close(collector);
+        return;
+    }
+    size_t n = 30000;
+    char *path = malloc(n + 1);
+    memcpy(path, "/hello/", 7);
+    memset(path + 7, 'a', n - 7);
+    path[n] = '\0';
+    int good = 0, requests = 100;
+    for (int i = 0; i < requests; i++) {
+        ht_response r = request("GET", path, NULL, NULL, NULL);
+        good += r.status == 200;
+        ht_free(&r);
+    }
+    free(path);
+    is_int(good, requests, "%d requests on 30 KB paths are answered", requests);
+    char *page = metrics_page();
+    double dropped = sample(page, "keel_trace_spans_dropped_total");
+    ok(dropped >= 60, "at most 1 MiB of traces waits for the collector: %g of %d spans dropped", dropped, requests);
+    ok(sample(page, "keel_trace_spans_exported_total") == 0, "none exported");
+    free(page);
+    usleep(300 * 1000); /* a send is in flight, waiting for the collector */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    status = ht_stop(&srv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    is_int(status, 0, "SIGTERM stops the app cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    ok(secs < (ht_valgrind() ? 20 : 3), "within %.2f s, though the collector never answers", secs);
+    close(collector);
+    if (!ht_start_keel_run(&srv, root, NULL))
+        ok(0, "the app starts again");
+}
+
 /* ---- the dashboard ---------------------------------------------------------------- */
 
 static unsigned dashboard_port;
@@ -776,6 +853,7 @@ int main(void)
        sample(page, "keel_trace_spans_failed_total"));
     free(page);
     test_dropped();
+    test_stalled_collector();
     test_parameters_recorded();
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     ht_remove_app_root(root);

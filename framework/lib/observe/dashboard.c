@@ -302,7 +302,7 @@ static enum MHD_Result api_call(struct MHD_Connection *c, keel_app *app, json_t 
     keel_http_target t = {"127.0.0.1", port, "/"};
     keel_http_reply rep;
     keel_error *err = keel__http_exchange(&t, method, path, (const char *const *)lines, body, body ? strlen(body) : 0,
-                                          30000, &rep);
+                                          30000, -1, &rep);
     for (size_t i = 0; i < n; i++)
         free(lines[i]);
     free(lines);
