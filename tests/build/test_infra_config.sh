@@ -4,7 +4,7 @@
 # doc/examples validate against it with a real validator (Debian's
 # python3-jsonschema), broken configs are rejected by it, and keel's own
 # parser agrees: it reads the example and refuses what the schema refuses,
-# naming the JSON path.
+# naming the JSON path (the tracing settings' sampler and bounds too).
 set -u
 srcdir=${KEEL_SRCDIR:?run through make check}
 keel=${KEEL_CLI:?run through make check}
@@ -28,7 +28,7 @@ PY
 }
 
 nexamples=$(ls "$srcdir"/doc/examples/infra.*.json | wc -l)
-echo "1..$((9 + nexamples))"
+echo "1..$((15 + nexamples))"
 python3 -c "
 import json, sys
 from jsonschema import Draft202012Validator
@@ -86,4 +86,33 @@ for b in misspelt sslmode; do
     esac
     ok $((r == 0)) "keel refuses the config with a bad $b too, naming where"
 done
+# The tracing settings: every key the parser takes is in the schema, and
+# both refuse the same bad values.
+broken tracing_full 'c["tracing"].update(sampler="traceidratio", queue_spans=100, queue_bytes=1048576, batch_ms=200, shutdown_ms=500, sql_parameters=False)'
+validate "$work/tracing_full.json"
+ok $? "the schema takes every tracing key (sampler, queue_bytes, shutdown_ms...)"
+out=$(KEEL_INFRA_CONFIG="$work/tracing_full.json" KEEL_SECRET_TODO_DB_RO_PASSWORD=x \
+      "$keel" db conn-uri todo --env production 2>&1)
+ok $? "and so does keel ($out)"
+broken sampler 'c["tracing"]["sampler"] = "sometimes"'
+broken queue_bytes 'c["tracing"]["queue_bytes"] = 1000'
+broken shutdown_ms 'c["tracing"]["shutdown_ms"] = 60001'
+for b in sampler queue_bytes shutdown_ms; do
+    validate "$work/$b.json" >/dev/null
+    s=$?
+    out=$(KEEL_INFRA_CONFIG="$work/$b.json" KEEL_SECRET_TODO_DB_RO_PASSWORD=x \
+          "$keel" db conn-uri todo --env production 2>&1)
+    k=$?
+    case "$out" in
+    *"tracing.$b: expected"*) r=$((s == 0 || k == 0)) ;;
+    *) r=1; echo "# got: $out" ;;
+    esac
+    ok $r "the schema and keel both refuse a bad tracing.$b, keel naming it"
+done
+python3 - "$srcdir/doc/infra-config.schema.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))["properties"]["tracing"]["properties"]["sampler"]
+sys.exit(0 if p.get("default") == "parentbased_traceidratio" and "traceidratio" in p["enum"] else 1)
+PY
+ok $? "the schema says parentbased_traceidratio is the default sampler"
 exit $fail

@@ -191,8 +191,9 @@ ht_response ht_request(const ht_server *srv, const char *method, const char *pat
 {
     ht_response r = {0, NULL, 0, NULL, 0};
     struct growbuf b = {calloc(1, 1), 0}, h = {calloc(1, 1), 0};
-    char url[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", srv->port, path);
+    size_t url_len = strlen(path) + 32; /* paths may be long (tests of 30 KB paths) */
+    char *url = malloc(url_len);
+    snprintf(url, url_len, "http://127.0.0.1:%u%s", srv->port, path);
     CURL *c = curl_easy_init();
     struct curl_slist *list = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
@@ -218,6 +219,7 @@ ht_response ht_request(const ht_server *srv, const char *method, const char *pat
     curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r.seconds);
     curl_slist_free_all(list);
     curl_easy_cleanup(c);
+    free(url);
     r.body = b.data;
     r.len = b.len;
     r.headers = h.data;
@@ -263,6 +265,15 @@ long ht_peak_rss_kib(const ht_server *srv)
     long kib = p ? strtol(p + 6, NULL, 10) : -1;
     free(s);
     return kib;
+}
+
+const char *ht_rss_unmeasured(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return "memory is not measured under ASan (freed memory stays in its quarantine)";
+#else
+    return ht_valgrind() ? "memory is not measured under valgrind" : NULL;
+#endif
 }
 
 int ht_connect(const ht_server *srv)

@@ -83,6 +83,11 @@ char *ht_log(const ht_server *srv);
 /* Resident-set high-water mark of the server, in KiB (VmHWM). */
 long ht_peak_rss_kib(const ht_server *srv);
 
+/* Why growth of the server's memory means nothing in this pass (valgrind,
+ * or ASan's quarantine of freed memory), as a skip reason; NULL when it
+ * can be measured. */
+const char *ht_rss_unmeasured(void);
+
 /* A connected TCP socket to the server, or -1. */
 int ht_connect(const ht_server *srv);
 

@@ -6,12 +6,16 @@
  * the spans of an endpoint, its SQL (text with $n, never the values), a
  * transaction, keel_call, a lazy set-up, webhook verification, a mounted
  * legacy handler and the migrations at start-up; then that a collector
- * that is gone costs requests nothing. */
+ * that is gone costs requests nothing, and that one that stalls costs
+ * neither unbounded memory nor a slow stop. */
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -521,6 +525,79 @@ static void test_dropped(void)
     free(page);
 }
 
+/* A collector that stalls: it listens (the kernel takes the connections and
+ * what is sent) and never answers.  -1 when it cannot be made. */
+static int stalled_collector(unsigned *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* With a collector that stalls, traces of requests on 30 KB paths fill the
+ * queue's bytes long before its spans (tracing.queue_bytes: 1 MiB here, the
+ * default span bound 8192): the rest are dropped and counted.  Then SIGTERM
+ * ends the app within the exporter's time to stop (tracing.shutdown_ms,
+ * 2 s by default), though a send waits on the collector. */
+static void test_stalled_collector(void)
+{
+    is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    unsigned port = 0;
+    int collector = stalled_collector(&port);
+    ok(collector >= 0, "a collector that never answers listens on port %u", port);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "KEEL_APP_ROOT=%s %s infra set tracing '{\"otlp_endpoint\": \"http://127.0.0.1:%u/v1/traces\", "
+             "\"queue_bytes\": 1048576, \"batch_ms\": 100}' 2>&1", root, getenv("KEEL_CLI"), port);
+    int status = -1;
+    char *out = ht_shell(cmd, &status);
+    is_int(status, 0, "keel infra set tracing with queue_bytes%s%s", status ? ": " : "", status ? out : "");
+    free(out);
+    if (collector < 0 || !ht_start_keel_run(&srv, root, NULL)) {
+        ok(0, "the app restarts with tracing to the stalled collector");
+        if (collector >= 0)
+            close(collector);
+        return;
+    }
+    size_t n = 30000;
+    char *path = malloc(n + 1);
+    memcpy(path, "/hello/", 7);
+    memset(path + 7, 'a', n - 7);
+    path[n] = '\0';
+    int good = 0, requests = 100;
+    for (int i = 0; i < requests; i++) {
+        ht_response r = request("GET", path, NULL, NULL, NULL);
+        good += r.status == 200;
+        ht_free(&r);
+    }
+    free(path);
+    is_int(good, requests, "%d requests on 30 KB paths are answered", requests);
+    char *page = metrics_page();
+    double dropped = sample(page, "keel_trace_spans_dropped_total");
+    ok(dropped >= 60, "at most 1 MiB of traces waits for the collector: %g of %d spans dropped", dropped, requests);
+    ok(sample(page, "keel_trace_spans_exported_total") == 0, "none exported");
+    free(page);
+    usleep(300 * 1000); /* a send is in flight, waiting for the collector */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    status = ht_stop(&srv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    is_int(status, 0, "SIGTERM stops the app cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
+    ok(secs < (ht_valgrind() ? 20 : 3), "within %.2f s, though the collector never answers", secs);
+    close(collector);
+    if (!ht_start_keel_run(&srv, root, NULL))
+        ok(0, "the app starts again");
+}
+
 /* ---- the dashboard ---------------------------------------------------------------- */
 
 static unsigned dashboard_port;
@@ -535,6 +612,61 @@ static ht_response dash(const char *method, const char *path, const char *body, 
         snprintf(h, sizeof h, "Host: 127.0.0.1:%u", dashboard_port);
     const char *hs[] = {"Content-Type: application/json", h, NULL};
     return ht_request(&d, method, path, body, body ? strlen(body) : 0, hs);
+}
+
+/* The number of rows of a query box answer, and its "truncated" flag (-1
+ * when the answer is not one). */
+static int query_rows(const ht_response *r, int *truncated)
+{
+    json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+    json_t *rows = json_object_get(j, "rows"), *t = json_object_get(j, "truncated");
+    int n = json_is_array(rows) ? (int)json_array_size(rows) : -1;
+    *truncated = json_is_boolean(t) ? json_is_true(t) : -1;
+    json_decref(j);
+    return n;
+}
+
+/* The query box stops at 500 rows and says so; a result of 2 million rows
+ * of 200 bytes is never fetched whole. */
+static void test_query_cap(void)
+{
+    int truncated;
+    ht_response r = dash("POST", "/api/query",
+                         "{\"database\":\"todo\",\"sql\":\"SELECT g FROM generate_series(1, 500) AS g\"}", NULL);
+    is_int(query_rows(&r, &truncated), 500, "a result of 500 rows is answered whole");
+    is_int(truncated, 0, "and is not marked truncated");
+    ht_free(&r);
+    r = dash("POST", "/api/query",
+             "{\"database\":\"todo\",\"sql\":\"SELECT g FROM generate_series(1, 501) AS g\"}", NULL);
+    is_int(query_rows(&r, &truncated), 500, "of 501 rows, 500 are answered");
+    is_int(truncated, 1, "marked truncated");
+    ht_free(&r);
+    r = dash("POST", "/api/query", "{\"database\":\"todo\",\"sql\":\"SELECT 1 AS one WHERE false\"}", NULL);
+    is_int(query_rows(&r, &truncated), 0, "no rows: an empty list");
+    like(r.body, "\"columns\":[\"one\"]", "with the columns");
+    ht_free(&r);
+    long before = ht_peak_rss_kib(&srv);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = dash("POST", "/api/query",
+             "{\"database\":\"todo\",\"sql\":\"SELECT g, repeat('x', 200) AS filler FROM generate_series(1, 2000000) AS g\"}",
+             NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    long grown = ht_peak_rss_kib(&srv) - before;
+    is_int(r.status, 200, "a query of 2 million rows of 200 bytes is answered");
+    is_int(query_rows(&r, &truncated), 500, "with 500 rows");
+    is_int(truncated, 1, "marked truncated");
+    like(r.body, "\"rows\":[[\"1\",\"xxxx", "the first rows, in order");
+    ok(secs < (ht_valgrind() ? 60 : 3), "quickly: %.2f s (the rest is cancelled, not read)", secs);
+    ht_free(&r);
+    if (ht_rss_unmeasured())
+        skip(ht_rss_unmeasured());
+    else
+        ok(grown < 32 * 1024, "in bounded memory: peak RSS grew %ld KiB for a 400 MB result", grown);
+    r = dash("POST", "/api/query", "{\"database\":\"todo\",\"sql\":\"SELECT count(*) AS n FROM todo_item\"}", NULL);
+    is_int(r.status, 200, "the next query runs as usual");
+    ht_free(&r);
 }
 
 static void test_dashboard_api(void)
@@ -563,6 +695,7 @@ static void test_dashboard_api(void)
     is_int(r.status, 200, "a read-only query runs");
     like(r.body, "\"columns\":[\"n\"]", "and answers columns and rows");
     ht_free(&r);
+    test_query_cap();
     r = dash("POST", "/api/query", "{\"database\":\"todo\",\"sql\":\"DELETE FROM todo_item\"}", NULL);
     is_int(r.status, 403, "a write is refused");
     like(r.body, "permission_denied", "as permission_denied");
@@ -720,6 +853,7 @@ int main(void)
        sample(page, "keel_trace_spans_failed_total"));
     free(page);
     test_dropped();
+    test_stalled_collector();
     test_parameters_recorded();
     is_int(ht_stop(&srv), 0, "the app stops cleanly%s", ht_valgrind() ? " with no valgrind errors or leaks" : "");
     ht_remove_app_root(root);

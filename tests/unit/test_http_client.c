@@ -3,10 +3,19 @@
  * the reasons they give for the ones they refuse: nothing that is not
  * visible ASCII, so no CR or LF reaches the request line; a host, balanced
  * brackets, a port from 1 to 65535), the status line (exactly three digits,
- * 100 to 599) and a whole reply split into status, headers and body. */
+ * 100 to 599) and a whole reply split into status, headers and body; and
+ * an exchange with a peer on loopback that never answers: it ends at its
+ * deadline, or at once when its abort descriptor is written. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "observe/http_client.h"
 #include "tap.h"
@@ -160,10 +169,60 @@ static void test_replies(void)
     keel_error_free(err);
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A listener that never accepts nor answers (the kernel completes the
+ * handshake and takes what is sent). */
+static void test_stalled_peer(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        ok(0, "a listener on loopback");
+        return;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/traces", ntohs(a.sin_port));
+    keel_http_target t;
+    keel_error *err = keel__http_target_parse(url, &t);
+    ok(!err, "%s parses", url);
+    keel_error_free(err);
+    keel_http_reply rep;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    err = keel__http_exchange(&t, "POST", t.path, NULL, "x", 1, 300, -1, &rep);
+    double secs = seconds_since(&t0);
+    ok(err && err->code == KEEL_DEADLINE_EXCEEDED && secs >= 0.25 && secs < 2,
+       "a peer that never answers: deadline_exceeded at the timeout (%.2f s)", secs);
+    keel_error_free(err);
+    int abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t one = 1;
+    ok(abort_fd >= 0 && write(abort_fd, &one, sizeof one) == sizeof one, "an abort descriptor, written");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    err = keel__http_exchange(&t, "POST", t.path, NULL, "x", 1, 10000, abort_fd, &rep);
+    secs = seconds_since(&t0);
+    ok(err && err->code == KEEL_CANCELED && secs < 1, "the exchange is abandoned at once: canceled (%.2f s)", secs);
+    char said[200];
+    snprintf(said, sizeof said, "%s", err ? err->message : "no error");
+    like(said, "was abandoned", "saying so (%s)", said);
+    keel_error_free(err);
+    close(abort_fd);
+    keel__http_target_clear(&t);
+    close(fd);
+}
+
 int main(void)
 {
     test_urls();
     test_status_line();
     test_replies();
+    test_stalled_peer();
     return tap_done();
 }

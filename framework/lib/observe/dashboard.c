@@ -162,9 +162,69 @@ static bool declared(const keel_app *app, const char *name)
     return false;
 }
 
+/* The first QUERY_MAX_ROWS rows of a result, fetched one at a time
+ * (single-row mode): a result of millions of rows is never held here.  At
+ * the cap the statement is cancelled; *truncated says whether there was
+ * more.  NULL with *failed (the error result, caller clears) when the
+ * statement failed; else the columns and rows. */
+static json_t *fetch_capped(PGconn *conn, bool *truncated, PGresult **failed)
+{
+    json_t *cols = NULL, *rows = json_array();
+    *truncated = false;
+    *failed = NULL;
+    PGresult *r;
+    while ((r = PQgetResult(conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            if (!*failed)
+                *failed = r;
+            else
+                PQclear(r);
+            continue;
+        }
+        if (!cols) {
+            cols = json_array();
+            for (int f = 0; f < PQnfields(r); f++)
+                json_array_append_new(cols, json_string(PQfname(r, f)));
+        }
+        if (st == PGRES_SINGLE_TUPLE && json_array_size(rows) >= QUERY_MAX_ROWS) {
+            PQclear(r);
+            *truncated = true;
+            /* The rest is not wanted: cancel it, then read what was already
+             * on its way (a few rows, and the cancellation's error). */
+            PGcancel *cancel = PQgetCancel(conn);
+            char why[256];
+            bool cancelled = cancel && PQcancel(cancel, why, sizeof why);
+            PQfreeCancel(cancel);
+            if (!cancelled)
+                break; /* the caller closes the connection, which ends the statement */
+            while ((r = PQgetResult(conn)) != NULL)
+                PQclear(r);
+            break;
+        }
+        if (st == PGRES_SINGLE_TUPLE) {
+            json_t *row = json_array();
+            for (int f = 0; f < PQnfields(r); f++)
+                json_array_append_new(row, PQgetisnull(r, 0, f) ? json_null()
+                                                                 : json_stringn(PQgetvalue(r, 0, f),
+                                                                                (size_t)PQgetlength(r, 0, f)));
+            json_array_append_new(rows, row);
+        }
+        PQclear(r);
+    }
+    if (*failed) {
+        json_decref(cols);
+        json_decref(rows);
+        return NULL;
+    }
+    return json_pack("{s:o, s:o, s:b}", "columns", cols ? cols : json_array(), "rows", rows, "truncated", *truncated);
+}
+
 /* The statement runs as the read-only role, inside a read-only transaction
  * that is rolled back, with the extended protocol (one statement only: a
- * "COMMIT; DELETE ..." cannot step out of the transaction). */
+ * "COMMIT; DELETE ..." cannot step out of the transaction).  Rows are
+ * fetched one by one up to QUERY_MAX_ROWS ("truncated": true when there
+ * were more), so the size of a result costs this process nothing. */
 static enum MHD_Result api_query(struct MHD_Connection *c, keel_app *app, json_t *in)
 {
     const char *dbname = json_string_value(json_object_get(in, "database"));
@@ -179,33 +239,23 @@ static enum MHD_Result api_query(struct MHD_Connection *c, keel_app *app, json_t
         return reply_error(c, err);
     PQclear(PQexec(conn, "SET statement_timeout = 10000"));
     PQclear(PQexec(conn, "BEGIN TRANSACTION READ ONLY"));
-    PGresult *r = PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
     json_t *out = NULL;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        json_t *cols = json_array(), *rows = json_array();
-        int nf = PQnfields(r), nt = PQntuples(r);
-        for (int f = 0; f < nf; f++)
-            json_array_append_new(cols, json_string(PQfname(r, f)));
-        for (int t = 0; t < nt && t < QUERY_MAX_ROWS; t++) {
-            json_t *row = json_array();
-            for (int f = 0; f < nf; f++)
-                json_array_append_new(row, PQgetisnull(r, t, f) ? json_null()
-                                                                 : json_stringn(PQgetvalue(r, t, f), (size_t)PQgetlength(r, t, f)));
-            json_array_append_new(rows, row);
-        }
-        out = json_pack("{s:o, s:o, s:b}", "columns", cols, "rows", rows, "truncated", nt > QUERY_MAX_ROWS);
-    } else {
+    PGresult *failed = NULL;
+    bool truncated = false;
+    if (PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0) && PQsetSingleRowMode(conn))
+        out = fetch_capped(conn, &truncated, &failed);
+    if (!out) {
         /* The developer's own statement: PostgreSQL's words are what helps. */
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        const char *state = failed ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
+        const char *primary = failed ? PQresultErrorField(failed, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         bool denied = state && (strcmp(state, "25006") == 0 || strcmp(state, "42501") == 0);
         err = keel_error_new(denied ? KEEL_PERMISSION_DENIED : KEEL_INVALID_ARGUMENT, "%s%s%s (the query box is read-only: it runs as %s_ro)",
                              primary ? primary : PQerrorMessage(conn), state ? ", SQLSTATE " : "", state ? state : "",
                              dbname);
     }
-    PQclear(r);
-    PQclear(PQexec(conn, "ROLLBACK"));
+    PQclear(failed);
+    if (PQtransactionStatus(conn) != PQTRANS_ACTIVE) /* else the cancel failed: closing ends it */
+        PQclear(PQexec(conn, "ROLLBACK"));
     PQfinish(conn);
     return out ? reply_json(c, 200, out) : reply_error(c, err);
 }
@@ -252,7 +302,7 @@ static enum MHD_Result api_call(struct MHD_Connection *c, keel_app *app, json_t 
     keel_http_target t = {"127.0.0.1", port, "/"};
     keel_http_reply rep;
     keel_error *err = keel__http_exchange(&t, method, path, (const char *const *)lines, body, body ? strlen(body) : 0,
-                                          30000, &rep);
+                                          30000, -1, &rep);
     for (size_t i = 0; i < n; i++)
         free(lines[i]);
     free(lines);

@@ -161,15 +161,27 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for events on fd until deadline; false on timeout or error. */
-static bool wait_fd(int fd, short events, long long deadline)
+/* How long an exchange may wait: until deadline (CLOCK_MONOTONIC ms), or
+ * until abort_fd (when >= 0) becomes readable, which sets aborted. */
+typedef struct limit {
+    long long deadline;
+    int abort_fd;
+    bool aborted;
+} limit;
+
+/* Waits for events on fd within lim; false on timeout, abort or error. */
+static bool wait_fd(int fd, short events, limit *lim)
 {
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = lim->deadline - now_ms();
         if (left <= 0)
             return false;
-        struct pollfd p = {fd, events, 0};
-        int n = poll(&p, 1, (int)left);
+        struct pollfd p[2] = {{fd, events, 0}, {lim->abort_fd, POLLIN, 0}};
+        int n = poll(p, lim->abort_fd >= 0 ? 2 : 1, (int)left);
+        if (n > 0 && lim->abort_fd >= 0 && p[1].revents) {
+            lim->aborted = true;
+            return false;
+        }
         if (n > 0)
             return true;
         if (n < 0 && errno != EINTR)
@@ -177,14 +189,14 @@ static bool wait_fd(int fd, short events, long long deadline)
     }
 }
 
-static int connect_to(const keel_http_target *t, long long deadline)
+static int connect_to(const keel_http_target *t, limit *lim)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(t->host, t->port, &hints, &res) != 0)
         return -1;
     int fd = -1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+    for (struct addrinfo *ai = res; ai && fd < 0 && !lim->aborted; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0)
             continue;
@@ -192,7 +204,7 @@ static int connect_to(const keel_http_target *t, long long deadline)
             break;
         int soerr = 0;
         socklen_t sl = sizeof soerr;
-        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) &&
+        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, lim) &&
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
             break;
         close(fd);
@@ -202,7 +214,7 @@ static int connect_to(const keel_http_target *t, long long deadline)
     return fd;
 }
 
-static bool send_all(int fd, const char *p, size_t n, long long deadline)
+static bool send_all(int fd, const char *p, size_t n, limit *lim)
 {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -210,7 +222,7 @@ static bool send_all(int fd, const char *p, size_t n, long long deadline)
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (!wait_fd(fd, POLLOUT, deadline))
+            if (!wait_fd(fd, POLLOUT, lim))
                 return false;
         } else {
             return false;
@@ -320,16 +332,23 @@ static bool request_line_ok(const char *method, const char *path, const char *co
     return true;
 }
 
+static keel_error *abandoned(const keel_http_target *t)
+{
+    return keel_error_new(KEEL_CANCELED, "the exchange with %s:%s was abandoned", t->host, t->port);
+}
+
 keel_error *keel__http_exchange(const keel_http_target *t, const char *method, const char *path,
                                 const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
-                                keel_http_reply *out)
+                                int abort_fd, keel_http_reply *out)
 {
     memset(out, 0, sizeof *out);
     if (!request_line_ok(method, path, headers))
         return keel_error_new(KEEL_INVALID_ARGUMENT, "the request to %s:%s holds a space, a control character or a "
                               "non-ASCII byte in its method or path, or a line break in a header", t->host, t->port);
-    long long deadline = now_ms() + timeout_ms;
-    int fd = connect_to(t, deadline);
+    limit lim = {now_ms() + timeout_ms, abort_fd, false};
+    int fd = connect_to(t, &lim);
+    if (fd < 0 && lim.aborted)
+        return abandoned(t);
     if (fd < 0)
         return keel_error_new(KEEL_UNAVAILABLE, "could not connect to %s:%s", t->host, t->port);
     keel_error *err = NULL;
@@ -353,8 +372,8 @@ keel_error *keel__http_exchange(const keel_http_target *t, const char *method, c
     if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0)
         n += sprintf(head + n, "Content-Length: %zu\r\n", len);
     n += sprintf(head + n, "\r\n");
-    if (!send_all(fd, head, (size_t)n, deadline) || (len && !send_all(fd, body, len, deadline))) {
-        err = keel_error_new(KEEL_UNAVAILABLE, "could not send to %s:%s", t->host, t->port);
+    if (!send_all(fd, head, (size_t)n, &lim) || (len && !send_all(fd, body, len, &lim))) {
+        err = lim.aborted ? abandoned(t) : keel_error_new(KEEL_UNAVAILABLE, "could not send to %s:%s", t->host, t->port);
         goto done;
     }
     for (;;) {
@@ -377,9 +396,10 @@ keel_error *keel__http_exchange(const keel_http_target *t, const char *method, c
         } else if (r == 0) {
             break;
         } else if (errno == EAGAIN || errno == EINTR) {
-            if (!wait_fd(fd, POLLIN, deadline)) {
-                err = keel_error_new(KEEL_DEADLINE_EXCEEDED, "no reply from %s:%s within %u ms", t->host, t->port,
-                                     timeout_ms);
+            if (!wait_fd(fd, POLLIN, &lim)) {
+                err = lim.aborted ? abandoned(t)
+                                  : keel_error_new(KEEL_DEADLINE_EXCEEDED, "no reply from %s:%s within %u ms", t->host,
+                                                   t->port, timeout_ms);
                 goto done;
             }
         } else {

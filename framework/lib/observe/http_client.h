@@ -45,10 +45,11 @@ keel_error *keel__http_reply_parse(char *raw, size_t len, keel_http_reply *out);
  * headers ("Name: value", NULL-ended; may be NULL) and body, and reads the
  * reply (at most 16 MiB), all within timeout_ms.  unavailable on network
  * failures, naming the peer; invalid_argument when method or path is not
- * visible ASCII or a header holds a line break. */
+ * visible ASCII or a header holds a line break.  When abort_fd (-1: none)
+ * becomes readable the exchange is given up at once: canceled. */
 keel_error *keel__http_exchange(const keel_http_target *t, const char *method, const char *path,
                                 const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
-                                keel_http_reply *out);
+                                int abort_fd, keel_http_reply *out);
 void keel__http_reply_clear(keel_http_reply *r);
 
 #endif

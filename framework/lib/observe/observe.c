@@ -5,7 +5,6 @@
 #include "observe/observe.h"
 #include "sql/infra.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +12,6 @@
 
 struct keel_observe {
     keel_trace_config cfg;
-    uint64_t sample_below;    /* a new trace is sampled when its id's low 64 bits are below */
-    bool sample_all;
     keel_exporter *exporter;
     bool dashboard;
     pthread_mutex_t recent_mu;
@@ -35,6 +32,8 @@ keel_error *keel__observe_start(keel_app *app, bool dashboard)
                                            infra ? keel__infra_path(infra) : "", &obs->cfg);
     if (!err)
         err = keel__trace_config_env(&obs->cfg);
+    if (obs->cfg.shutdown_ms > app->cfg.shutdown_grace_ms) /* stopping takes no longer than asked */
+        obs->cfg.shutdown_ms = app->cfg.shutdown_grace_ms;
     if (!err && obs->cfg.endpoint)
         err = keel__exporter_start(&obs->cfg, &obs->exporter);
     if (err) {
@@ -42,14 +41,12 @@ keel_error *keel__observe_start(keel_app *app, bool dashboard)
         free(obs);
         return err;
     }
-    obs->sample_all = obs->cfg.sample_ratio >= 1.0;
-    obs->sample_below = (uint64_t)ldexp(obs->cfg.sample_ratio, 64);
     obs->dashboard = dashboard;
     pthread_mutex_init(&obs->recent_mu, NULL);
     app->obs = obs;
     if (obs->exporter)
-        keel_log(KEEL_LOG_INFO, "tracing: exporting OTLP to %s (sample ratio %g)", obs->cfg.endpoint,
-                 obs->cfg.sample_ratio);
+        keel_log(KEEL_LOG_INFO, "tracing: exporting OTLP to %s (sampler %s, ratio %g)", obs->cfg.endpoint,
+                 keel__sampler_name(obs->cfg.sampler), obs->cfg.sample_ratio);
     return NULL;
 }
 
@@ -72,14 +69,9 @@ bool keel__observe_tracing(const keel_observe *obs)
     return obs->exporter || obs->dashboard;
 }
 
-bool keel__observe_sample(const keel_observe *obs, const uint8_t id[16])
+bool keel__observe_sample(const keel_observe *obs, const uint8_t id[16], bool has_parent, bool parent_sampled)
 {
-    if (obs->sample_all)
-        return true;
-    uint64_t low = 0;
-    for (int i = 8; i < 16; i++)
-        low = low << 8 | id[i];
-    return low < obs->sample_below;
+    return keel__trace_sampled(obs->cfg.sampler, obs->cfg.sample_ratio, id, has_parent, parent_sampled);
 }
 
 bool keel__observe_sql_parameters(const keel_observe *obs)

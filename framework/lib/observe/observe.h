@@ -19,14 +19,14 @@ typedef struct keel_observe keel_observe;
  * set, and the recent-trace list when the dashboard is on (dashboard true).
  * Fills app->obs. */
 keel_error *keel__observe_start(keel_app *app, bool dashboard);
-/* Sends what the exporter still holds (within a few seconds), stops it and
- * frees app->obs. */
+/* Sends what the exporter still holds (within tracing.shutdown_ms, at most
+ * KEEL_SHUTDOWN_GRACE_MS), stops it and frees app->obs. */
 void keel__observe_stop(keel_app *app);
 
 /* True when requests may be recorded (an exporter or the dashboard). */
 bool keel__observe_tracing(const keel_observe *obs);
-/* The sampling decision for a trace started here (ratio of ids). */
-bool keel__observe_sample(const keel_observe *obs, const uint8_t trace_id[16]);
+/* The configured sampler's decision for a trace (keel__trace_sampled). */
+bool keel__observe_sample(const keel_observe *obs, const uint8_t trace_id[16], bool has_parent, bool parent_sampled);
 bool keel__observe_sql_parameters(const keel_observe *obs);
 /* Takes the reference of a finished trace: to the exporter's queue (dropped
  * and counted when it is full) and the recent list. */
@@ -35,7 +35,7 @@ void keel__observe_trace_done(keel_observe *obs, keel_trace *t);
 /* Counters for the metrics page. */
 typedef struct keel_trace_stats {
     uint64_t exported;        /* spans the collector accepted */
-    uint64_t dropped;         /* spans dropped: queue full */
+    uint64_t dropped;         /* spans dropped: queue full (in spans or bytes) */
     uint64_t failed;          /* spans lost to failed exports */
 } keel_trace_stats;
 void keel__observe_trace_stats(const keel_observe *obs, keel_trace_stats *out);
@@ -50,11 +50,13 @@ bool keel__observe_trace_json(keel_observe *obs, const char *hex_id, keel_buf *o
 typedef struct keel_exporter keel_exporter;
 /* Starts the exporter thread for cfg->endpoint (which must be set). */
 keel_error *keel__exporter_start(const keel_trace_config *cfg, keel_exporter **out);
-/* Takes t's reference; never blocks on the network.  Spans over the queue's
- * bound are dropped and counted. */
+/* Takes t's reference; never blocks on the network.  A trace over the
+ * queue's bounds (cfg->queue_spans spans, cfg->queue_bytes of memory queued
+ * or being sent) is dropped and its spans counted. */
 void keel__exporter_push(keel_exporter *x, keel_trace *t);
 void keel__exporter_stats(const keel_exporter *x, keel_trace_stats *out);
-/* Sends what is queued, then stops and frees x. */
+/* Sends what is queued, then stops and frees x, within cfg->shutdown_ms:
+ * then the send in flight is abandoned (its spans count as failed). */
 void keel__exporter_stop(keel_exporter *x);
 
 /* ---- otlp.c ------------------------------------------------------------------------ */

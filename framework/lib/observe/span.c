@@ -157,6 +157,11 @@ void keel__trace_unref(keel_trace *t)
     }
 }
 
+size_t keel__trace_memory(const keel_trace *t)
+{
+    return sizeof *t + keel_arena_size(&t->arena);
+}
+
 keel_span *keel__span_open(keel_trace *t, keel_span *parent, const char *name, keel_span_kind kind, uint64_t start)
 {
     keel_span *s = keel_arena_calloc(&t->arena, 1, sizeof *s);

@@ -1,5 +1,6 @@
 /* trace.c - the trace of each request: W3C trace context in (traceparent,
- * tracestate) and the sampling decision when it starts, the server span,
+ * tracestate) and the sampling decision when it starts (OpenTelemetry's
+ * samplers), the server span,
  * and the hand-over of the finished trace to observe.c (exporter,
  * dashboard); start-up work (migrations) as traces of its own.
  *
@@ -9,8 +10,39 @@
 #include "observe/observe.h"
 #include "observe/trace.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* ---- sampling ---------------------------------------------------------------------- */
+
+/* TraceIdRatioBased: the id's low 64 bits, read as a number, below ratio
+ * times 2^64 (the same ids are kept by every service with the same ratio). */
+static bool ratio_keeps(double ratio, const uint8_t id[16])
+{
+    if (ratio >= 1.0)
+        return true;
+    if (ratio <= 0.0)
+        return false;
+    uint64_t low = 0;
+    for (int i = 8; i < 16; i++)
+        low = low << 8 | id[i];
+    return low < (uint64_t)ldexp(ratio, 64);
+}
+
+bool keel__trace_sampled(keel_sampler sampler, double ratio, const uint8_t id[16], bool has_parent,
+                         bool parent_sampled)
+{
+    switch (sampler) {
+    case KEEL_SAMPLER_RATIO: return ratio_keeps(ratio, id);
+    case KEEL_SAMPLER_ALWAYS_ON: return true;
+    case KEEL_SAMPLER_ALWAYS_OFF: return false;
+    case KEEL_SAMPLER_PARENTBASED_ON: return has_parent ? parent_sampled : true;
+    case KEEL_SAMPLER_PARENTBASED_OFF: return has_parent ? parent_sampled : false;
+    case KEEL_SAMPLER_PARENTBASED_RATIO: break;
+    }
+    return has_parent ? parent_sampled : ratio_keeps(ratio, id);
+}
 
 /* ---- the server span --------------------------------------------------------------- */
 
@@ -27,8 +59,7 @@ void keel__trace_request_begin(keel_req *req)
     keel__hex(id, 16, req->trace_hex);
     if (!obs || !keel__observe_tracing(obs) || (req->route && req->route->service->name[0] == '_'))
         return; /* the framework's own pages (metrics scrapes) are not traced */
-    bool sampled = remote ? (flags & 1) : keel__observe_sample(obs, id);
-    if (!sampled)
+    if (!keel__observe_sample(obs, id, remote, flags & 1))
         return;
     keel_trace *t = keel__trace_new(obs, id, (uint8_t)(flags | 1));
     if (!t)
@@ -89,7 +120,7 @@ void keel__trace_detached_begin(keel_app *app, keel_req *req, const char *name)
     uint8_t id[16];
     keel__random_bytes(id, sizeof id);
     keel__hex(id, 16, req->trace_hex);
-    if (!obs || !keel__observe_tracing(obs) || !keel__observe_sample(obs, id))
+    if (!obs || !keel__observe_tracing(obs) || !keel__observe_sample(obs, id, false, false))
         return;
     keel_trace *t = keel__trace_new(obs, id, 1);
     if (!t)

@@ -83,16 +83,39 @@ typedef struct keel_trace {
     _Alignas(16) char inline_mem[1536];
 } keel_trace;
 
+/* Which traces are recorded, as OpenTelemetry's samplers decide
+ * (OTEL_TRACES_SAMPLER's names): by the ratio of trace ids (TraceIdRatioBased),
+ * always, never, and each of these for traces started here only while a
+ * caller's traceparent decides for its own (ParentBased). */
+typedef enum {
+    KEEL_SAMPLER_PARENTBASED_RATIO,   /* "parentbased_traceidratio": the default */
+    KEEL_SAMPLER_RATIO,               /* "traceidratio": the caller's flag is ignored */
+    KEEL_SAMPLER_ALWAYS_ON,           /* "always_on" */
+    KEEL_SAMPLER_ALWAYS_OFF,          /* "always_off" */
+    KEEL_SAMPLER_PARENTBASED_ON,      /* "parentbased_always_on" */
+    KEEL_SAMPLER_PARENTBASED_OFF,     /* "parentbased_always_off" */
+} keel_sampler;
+
+/* The sampler's name as written in the config (OTEL_TRACES_SAMPLER's). */
+const char *keel__sampler_name(keel_sampler s);
+
 /* Tracing settings: the infra config's "tracing" object, then OTEL_*
  * variables of the environment, which win. */
 typedef struct keel_trace_config {
     char *endpoint;           /* OTLP/HTTP traces URL (http://host:port/v1/traces); NULL: no export */
     char *service_name;       /* the resource's service.name */
-    double sample_ratio;      /* for traces started here; callers' decisions are followed */
+    keel_sampler sampler;
+    double sample_ratio;      /* the ratio samplers' share of trace ids */
     bool sql_parameters;
     unsigned queue_spans;     /* spans waiting for export at most; more are dropped */
+    size_t queue_bytes;       /* and the memory of the traces waiting or being sent */
     unsigned batch_ms;        /* how often the exporter sends */
+    unsigned shutdown_ms;     /* how long stopping may spend sending what is left */
 } keel_trace_config;
+
+#define KEEL_TRACE_CONFIG_DEFAULTS \
+    { .sampler = KEEL_SAMPLER_PARENTBASED_RATIO, .sample_ratio = 1.0, .queue_spans = 8192, \
+      .queue_bytes = 16u << 20, .batch_ms = 1000, .shutdown_ms = 2000 }
 
 /* Checks a "tracing" object (NULL: absent) of the infra config at path;
  * errors name the file and the key.  out may be NULL (check only); else
@@ -100,7 +123,8 @@ typedef struct keel_trace_config {
  * keel__trace_config_clear). */
 keel_error *keel__trace_config_from_json(const struct json_t *obj, const char *path, keel_trace_config *out);
 /* Applies OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT
- * (+ "/v1/traces"), OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER_ARG. */
+ * (+ "/v1/traces"), OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and
+ * OTEL_TRACES_SAMPLER_ARG (the ratio). */
 keel_error *keel__trace_config_env(keel_trace_config *cfg);
 void keel__trace_config_clear(keel_trace_config *cfg);
 
@@ -154,6 +178,14 @@ uint64_t keel__now_unix_ns(void);
 /* n random bytes for ids (a per-thread generator seeded by the kernel). */
 void keel__random_bytes(uint8_t *out, size_t n);
 bool keel__tracestate_acceptable(const char *s);
+
+/* The sampling decision for a trace with id: has_parent when a caller's
+ * traceparent came with it, parent_sampled its sampled flag. */
+bool keel__trace_sampled(keel_sampler sampler, double ratio, const uint8_t id[16], bool has_parent,
+                         bool parent_sampled);
+
+/* The memory a finished trace holds (itself and its arena's blocks). */
+size_t keel__trace_memory(const keel_trace *t);
 
 /* Hex of n bytes into out (2n+1 bytes). */
 void keel__hex(const uint8_t *bytes, size_t n, char *out);

@@ -1,7 +1,7 @@
 /* trace_config.c - tracing settings: the infra config's "tracing" object
  * (checked whole when the file is read, naming the key, the endpoint parsed
  * as the exporter parses it) and the OTEL_* variables of the environment,
- * which win. */
+ * which win; the samplers' names. */
 #include "format.h"
 #include "observe/http_client.h"
 #include "observe/trace.h"
@@ -12,6 +12,28 @@
 #include <string.h>
 
 /* ---- configuration ----------------------------------------------------------------- */
+
+/* OTEL_TRACES_SAMPLER's names, in keel_sampler's order. */
+static const char *const sampler_names[] = {"parentbased_traceidratio", "traceidratio", "always_on", "always_off",
+                                            "parentbased_always_on", "parentbased_always_off", NULL};
+#define SAMPLER_CHOICES "\"parentbased_traceidratio\" (the default), \"traceidratio\", \"always_on\", " \
+    "\"always_off\", \"parentbased_always_on\" or \"parentbased_always_off\""
+
+const char *keel__sampler_name(keel_sampler s)
+{
+    return (unsigned)s < sizeof sampler_names / sizeof *sampler_names - 1 ? sampler_names[s] : "?";
+}
+
+/* The sampler named name; false when there is none. */
+static bool sampler_parse(const char *name, keel_sampler *out)
+{
+    for (size_t i = 0; sampler_names[i]; i++)
+        if (strcmp(sampler_names[i], name) == 0) {
+            *out = (keel_sampler)i;
+            return true;
+        }
+    return false;
+}
 
 static keel_error *config_problem(const char *path, const char *key, const char *what)
 {
@@ -42,12 +64,13 @@ static keel_error *endpoint_check(const char *url, const char *where)
 
 keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, keel_trace_config *out)
 {
-    keel_trace_config cfg = {NULL, NULL, 1.0, false, 8192, 1000};
+    keel_trace_config cfg = KEEL_TRACE_CONFIG_DEFAULTS;
     if (obj) {
         if (!json_is_object(obj))
             return config_problem(path, NULL, "expected an object");
-        static const char *const keys[] = {"otlp_endpoint", "service_name", "sample_ratio", "sql_parameters",
-                                           "queue_spans", "batch_ms", NULL};
+        static const char *const keys[] = {"otlp_endpoint", "service_name", "sampler", "sample_ratio",
+                                           "sql_parameters", "queue_spans", "queue_bytes", "batch_ms",
+                                           "shutdown_ms", NULL};
         const char *key;
         json_t *v;
         json_object_foreach((json_t *)obj, key, v) {
@@ -56,14 +79,18 @@ keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, ke
                 i++;
             if (!keys[i])
                 return config_problem(path, NULL, "unknown key (expected \"otlp_endpoint\", \"service_name\", "
-                                      "\"sample_ratio\", \"sql_parameters\", \"queue_spans\", \"batch_ms\")");
+                                      "\"sampler\", \"sample_ratio\", \"sql_parameters\", \"queue_spans\", "
+                                      "\"queue_bytes\", \"batch_ms\", \"shutdown_ms\")");
         }
         json_t *ep = json_object_get(obj, "otlp_endpoint");
         json_t *sn = json_object_get(obj, "service_name");
+        json_t *sampler = json_object_get(obj, "sampler");
         json_t *ratio = json_object_get(obj, "sample_ratio");
         json_t *params = json_object_get(obj, "sql_parameters");
         json_t *queue = json_object_get(obj, "queue_spans");
+        json_t *bytes = json_object_get(obj, "queue_bytes");
         json_t *batch = json_object_get(obj, "batch_ms");
+        json_t *shutdown = json_object_get(obj, "shutdown_ms");
         if (ep && !json_is_string(ep))
             return config_problem(path, "otlp_endpoint", "expected a string (http://host:port/v1/traces)");
         if (ep) {
@@ -75,6 +102,8 @@ keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, ke
         }
         if (sn && (!json_is_string(sn) || !*json_string_value(sn)))
             return config_problem(path, "service_name", "expected a non-empty string");
+        if (sampler && (!json_is_string(sampler) || !sampler_parse(json_string_value(sampler), &cfg.sampler)))
+            return config_problem(path, "sampler", "expected " SAMPLER_CHOICES);
         if (ratio && (!json_is_number(ratio) || json_number_value(ratio) < 0 || json_number_value(ratio) > 1))
             return config_problem(path, "sample_ratio", "expected a number from 0 to 1");
         if (params && !json_is_boolean(params))
@@ -82,9 +111,15 @@ keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, ke
         if (queue && (!json_is_integer(queue) || json_integer_value(queue) < 1 ||
                       json_integer_value(queue) > 1000000))
             return config_problem(path, "queue_spans", "expected an integer from 1 to 1000000");
+        if (bytes && (!json_is_integer(bytes) || json_integer_value(bytes) < 65536 ||
+                      json_integer_value(bytes) > 4294967296LL))
+            return config_problem(path, "queue_bytes", "expected an integer from 65536 to 4294967296 (bytes)");
         if (batch && (!json_is_integer(batch) || json_integer_value(batch) < 10 ||
                       json_integer_value(batch) > 60000))
             return config_problem(path, "batch_ms", "expected an integer from 10 to 60000");
+        if (shutdown && (!json_is_integer(shutdown) || json_integer_value(shutdown) < 0 ||
+                         json_integer_value(shutdown) > 60000))
+            return config_problem(path, "shutdown_ms", "expected an integer from 0 to 60000");
         if (!out)
             return NULL;
         if (ratio)
@@ -93,8 +128,12 @@ keel_error *keel__trace_config_from_json(const json_t *obj, const char *path, ke
             cfg.sql_parameters = json_is_true(params);
         if (queue)
             cfg.queue_spans = (unsigned)json_integer_value(queue);
+        if (bytes)
+            cfg.queue_bytes = (size_t)json_integer_value(bytes);
         if (batch)
             cfg.batch_ms = (unsigned)json_integer_value(batch);
+        if (shutdown)
+            cfg.shutdown_ms = (unsigned)json_integer_value(shutdown);
         if ((ep && !(cfg.endpoint = strdup(json_string_value(ep)))) ||
             (sn && !(cfg.service_name = strdup(json_string_value(sn))))) {
             keel__trace_config_clear(&cfg);
@@ -139,6 +178,10 @@ keel_error *keel__trace_config_env(keel_trace_config *cfg)
     const char *name = getenv("OTEL_SERVICE_NAME");
     if (name && *name && (err = replace(&cfg->service_name, name)) != NULL)
         return err;
+    const char *sampler = getenv("OTEL_TRACES_SAMPLER");
+    if (sampler && *sampler && !sampler_parse(sampler, &cfg->sampler))
+        return keel_error_new(KEEL_FAILED_PRECONDITION, "OTEL_TRACES_SAMPLER must be " SAMPLER_CHOICES ", not \"%.40s\"",
+                              sampler);
     const char *arg = getenv("OTEL_TRACES_SAMPLER_ARG");
     if (arg && *arg) {
         char *end;
