@@ -169,7 +169,7 @@ static const char readme[] =
     "A Keel app.  `keel run` builds it (`make`), provisions its local database and serves it on\n"
     "http://localhost:4000; `keel run --watch` rebuilds and restarts it when a file changes.\n"
     "\n"
-    "    curl -d '{\"text\":\"hello\"}' localhost:4000/@NAME@\n"
+    "    curl -H 'Content-Type: application/json' -d '{\"text\":\"hello\"}' localhost:4000/@NAME@\n"
     "    curl localhost:4000/@NAME@/1\n"
     "    curl localhost:4000/@NAME@/raw/any/path\n";
 
@@ -253,7 +253,7 @@ int cli_new(int argc, char **argv)
     printf("Created the Keel app %s in %s:\n"
            "  cd %s && keel run          build with make, provision the database, serve on :4000\n"
            "  keel run --watch           the same, rebuilding and restarting on every change\n"
-           "  curl -d '{\"text\":\"hi\"}' localhost:4000/%s\n",
+           "  curl -H 'Content-Type: application/json' -d '{\"text\":\"hi\"}' localhost:4000/%s\n",
            name, dir, dir, name);
     return CLI_OK;
 }

@@ -1,7 +1,7 @@
 /* services/auth - the example app's authentication and cross-cutting
- * middleware: the auth handler (a Bearer token: the operator's ADMIN_TOKEN
- * from the secrets store, or a token whose SHA-256 is in the accounts
- * database), GET /auth/whoami, GET /auth/via-call (auth data through
+ * middleware: the auth handler (a Bearer token, or the same token in the
+ * session cookie a browser page sends: the operator's ADMIN_TOKEN from the
+ * secrets store, or a token whose SHA-256 is in the accounts database), GET /auth/whoami, GET /auth/via-call (auth data through
  * keel_call), and a global timing middleware that adds
  * Server-Timing to every response. */
 #include <keel/keel.h>
@@ -46,7 +46,7 @@ static keel_error *authenticate(keel_req *req, const char *token, caller *out)
     return err;
 }
 
-static const keel_auth_handler auth_handler = KEEL_AUTH_HANDLER(authenticate, caller);
+static const keel_auth_handler auth_handler = KEEL_AUTH_HANDLER(authenticate, caller, .cookie = "session");
 
 /* GET /auth/whoami: the caller as the auth handler saw it. */
 static keel_error *whoami(keel_req *req, const keel_empty *in, caller *out)

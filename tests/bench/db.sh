@@ -65,7 +65,7 @@ start_keel; COLD=$ELAPSED; stop_keel
 say "keel run: warm start (cluster running)"
 start_keel; WARM=$ELAPSED
 
-curl -sf -X POST "localhost:$KPORT/todo" -d '{"title":"benchmark item"}' >/dev/null
+curl -sf -X POST "localhost:$KPORT/todo" -H 'Content-Type: application/json' -d '{"title":"benchmark item"}' >/dev/null
 URI=$(cd "$ROOT" && KEEL_APP_ROOT="$ROOT" "$KEEL" db conn-uri todo --write)
 "$OUT/plain_todo" $PPORT "$URI" &
 PIDS+=($!)

@@ -47,7 +47,7 @@ start() {
 say "starting the untraced and the traced app"
 start $OFF
 start $ON OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK OTEL_SERVICE_NAME=bench
-curl -sf -X POST "localhost:$OFF/todo" -d '{"title":"benchmark item"}' >/dev/null
+curl -sf -X POST "localhost:$OFF/todo" -H 'Content-Type: application/json' -d '{"title":"benchmark item"}' >/dev/null
 
 run_wrk() { # port conns -> "reqs non2xx errors"
     local out

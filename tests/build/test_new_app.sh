@@ -87,7 +87,7 @@ watcher=$!
 url="http://127.0.0.1:$port"
 until_ok $((60 * slow)) curl -sf "$url/notes/raw/x"
 ok $? "keel run --watch builds, provisions and serves the app"
-created=$(curl -s -d '{"text":"hello"}' "$url/notes")
+created=$(curl -s -H 'Content-Type: application/json' -d '{"text":"hello"}' "$url/notes")
 case "$created" in *'"id":1'*'"text":"hello"'*) r=0 ;; *) r=1 ;; esac
 ok $r "POST /notes stores a note in the app's own database ($created)"
 got=$(curl -s "$url/notes/1")

@@ -196,8 +196,13 @@ ht_response ht_request(const ht_server *srv, const char *method, const char *pat
     snprintf(url, url_len, "http://127.0.0.1:%u%s", srv->port, path);
     CURL *c = curl_easy_init();
     struct curl_slist *list = NULL;
-    for (size_t i = 0; headers && headers[i]; i++)
+    bool typed = false;
+    for (size_t i = 0; headers && headers[i]; i++) {
         list = curl_slist_append(list, headers[i]);
+        typed = typed || strncasecmp(headers[i], "Content-Type:", 13) == 0;
+    }
+    if (body && !typed) /* curl would say application/x-www-form-urlencoded */
+        list = curl_slist_append(list, "Content-Type: application/json");
     list = curl_slist_append(list, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);

@@ -69,7 +69,9 @@ char *ht_shell(const char *cmd, int *status);
 int ht_stop(ht_server *srv);
 
 /* Sends a request.  body may be NULL; headers is a NULL-ended list of
- * "Name: value" lines or NULL.  Frees nothing: call ht_free. */
+ * "Name: value" lines or NULL.  A body goes as Content-Type:
+ * application/json unless headers name another ("Content-Type:" alone
+ * sends none).  Frees nothing: call ht_free. */
 ht_response ht_request(const ht_server *srv, const char *method, const char *path,
                        const char *body, size_t body_len, const char *const *headers);
 void ht_free(ht_response *r);

@@ -5,7 +5,8 @@
  * lookup); auth data reaching keel_call's target and a KEEL_AUTH endpoint;
  * the global timing middleware on answers and errors; CORS preflights and
  * actual requests from allowed, credentialed and refused origins (configured
- * in the infra config); the POST /todo rate limit tripping at its rate with
+ * in the infra config); the session cookie, and its unsafe requests refused
+ * from another site's page; the POST /todo rate limit tripping at its rate with
  * Retry-After and recovering; and a spoofed X-Forwarded-For ignored unless
  * the peer is a trusted proxy. */
 #include <jansson.h>
@@ -172,6 +173,57 @@ static void test_cors(void)
     ht_free(&r);
 }
 
+/* The session cookie carries the same tokens; a browser sends it with any
+ * site's requests, so an unsafe one it authenticates must come from the
+ * app's own pages or an origin allowed with credentials (no CSRF). */
+static void test_cookie_origin(void)
+{
+    char own[80];
+    snprintf(own, sizeof own, "Origin: http://127.0.0.1:%u", srv.port);
+    ht_response r = send_req("GET", "/auth/whoami", NULL, (const char *[]){"Cookie: theme=dark; session=" USER_TOKEN, NULL});
+    ok(r.status == 200 && r.body && strstr(r.body, "\"user_id\":\"alice\""), "the session cookie authenticates");
+    ht_free(&r);
+    r = send_req("GET", "/auth/whoami", NULL,
+                 (const char *[]){"Cookie: session=" USER_TOKEN, "Origin: https://evil.example", NULL});
+    is_int(r.status, 200, "a safe method from another site's page is served (the browser keeps the answer from it)");
+    ht_free(&r);
+    r = send_req("POST", "/todo", "{\"title\":\"kept\"}", NULL);
+    is_int(r.status, 200, "set-up: an item to keep");
+    ht_free(&r);
+    r = send_req("DELETE", "/todo", NULL, (const char *[]){"Cookie: session=" ADMIN, "Origin: https://evil.example", NULL});
+    is_int(r.status, 403, "DELETE with the admin's cookie from another site's page is 403");
+    like(r.body, "\"code\":\"permission_denied\"", "permission_denied, in the Encore shape");
+    like(r.body, "another site", "saying why");
+    ht_free(&r);
+    r = send_req("GET", "/todo", NULL, NULL);
+    like(r.body, "\"title\":\"kept\"", "and nothing was deleted");
+    ht_free(&r);
+    static const char *const foreign[] = {"Origin: https://evil.example", "Origin: null",
+                                          "Origin: http://localhost:5173", /* allowed, but not with credentials */
+                                          "Origin: http://127.0.0.1:1", NULL};
+    for (size_t i = 0; foreign[i]; i++) {
+        r = send_req("POST", "/todo", "{\"title\":\"csrf\"}",
+                     (const char *[]){"Cookie: session=" USER_TOKEN, foreign[i], NULL});
+        is_int(r.status, 403, "a POST to a public endpoint with the cookie and %s is 403", foreign[i]);
+        ht_free(&r);
+    }
+    const char *const *fine[] = {
+        (const char *[]){"Cookie: session=" USER_TOKEN, own, NULL},
+        (const char *[]){"Cookie: session=" USER_TOKEN, "Origin: https://app.example.com", NULL},
+        (const char *[]){"Cookie: session=" USER_TOKEN, NULL},
+        (const char *[]){"Authorization: Bearer " USER_TOKEN, "Origin: https://evil.example", NULL},
+        (const char *[]){"Origin: https://evil.example", NULL},
+    };
+    static const char *const why[] = {"from the app's own origin", "from an origin allowed with credentials",
+                                      "without Origin (no browser)", "authenticated by a Bearer header",
+                                      "without credentials"};
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        r = send_req("POST", "/todo", "{\"title\":\"fine\"}", fine[i]);
+        is_int(r.status, 200, "a POST %s is served", why[i]);
+        ht_free(&r);
+    }
+}
+
 /* The body of the latest 429 a burst received. */
 static char last_429[512];
 
@@ -334,7 +386,7 @@ int main(void)
         printf("Bail out! KEEL_CLI, KEEL_EXAMPLE and KEEL_SRCDIR must be set (run through make check)\n");
         return 1;
     }
-    plan(63);
+    plan(79);
     char migrations[512], path[400];
     snprintf(migrations, sizeof migrations, "%s/migrations", getenv("KEEL_SRCDIR"));
     ok(ht_make_app_root(root, sizeof root, migrations), "set-up: an app root");
@@ -372,6 +424,7 @@ int main(void)
     test_auth_endpoint();
     test_timing_middleware();
     test_cors();
+    test_cookie_origin();
     test_rate_limit();
     test_trusted_proxy();
     test_model();

@@ -5,7 +5,8 @@
  * with --keel-app, or KEEL_FORKLIFT_APP when set) and get the same requests;
  * status, the headers that matter and bodies are compared byte for byte.
  * Then the break-out (typed GET /api/items/:id over the same store), Keel's
- * request log, and the legacy completed callback (no request state left
+ * request log, paths with encoded slashes (as clients fill {path}), and the
+ * legacy completed callback (no request state left
  * behind, also after a client disconnect). */
 #include <keel/keel.h>
 
@@ -283,13 +284,19 @@ int main(int argc, char **argv)
     /* However the path is spelled, the break-out takes it: the legacy
      * handler sees libmicrohttpd's decoded URL, so an escape that missed the
      * typed route would hand it /api/items/999 around the typed endpoint. */
-    const char *spellings[] = {"/api/%69tems/999", "/api/item%73/999", "/%61pi/items/999"};
+    const char *spellings[] = {"/api/%69tems/999", "/api/item%73/999", "/%61pi/items/999", "/api/items%2F999"};
     for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
         b = ht_request(&keel, "GET", spellings[i], NULL, 0, NULL);
         like(b.body, "{\"code\":\"not_found\",\"message\":\"item 999 not found\"",
              "Keel: GET %s is served by the typed break-out", spellings[i]);
         ht_free(&b);
     }
+
+    /* A client fills the mounted operation's {path} with "items/1/extra" as
+     * "items%2F1%2Fextra": the legacy handler gets the path it would get
+     * stand-alone. */
+    compare(&(step){"GET", "/api/items%2F1%2Fextra", NULL, NULL, 0});
+    compare(&(step){"POST", "/api/items%2Fform", "name=nut&qty=1", "application/x-www-form-urlencoded", 0});
 
     /* Keep-alive: the legacy handler answers on the call after the first. */
     ok(keep_alive_answers(&legacy), "legacy: two requests on one connection");

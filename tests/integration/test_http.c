@@ -1,7 +1,8 @@
 /* tests/integration/test_http.c - the server end to end: real processes, real
- * sockets, real HTTP.  Typed success and every error class, raw streaming both
- * ways, routing over HTTP, limits, request ids and logs, private endpoints,
- * a slow handler next to fast ones, graceful shutdown, the app model. */
+ * sockets, real HTTP.  Typed success and every error class, typed bodies
+ * refused unless JSON (415), raw streaming both ways, routing over HTTP,
+ * limits, request ids and logs, private endpoints, a slow handler next to
+ * fast ones, graceful shutdown, the app model. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -123,6 +124,45 @@ static void test_typed_errors(void)
                  "a NUL in a query value is refused, not cut short");
     expect_error(get("/test/search?q=ok&t%00ag=x"), 400, "invalid_argument", "contains a NUL byte",
                  "a NUL in a query name is refused");
+}
+
+/* A typed endpoint reads JSON only: a body of another media type (a form or
+ * text/plain post, which another site's page can send without a CORS
+ * preflight) or without a Content-Type is 415 before the handler runs. */
+static ht_response post_as(const char *path, const char *content_type, const char *body)
+{
+    char line[200];
+    snprintf(line, sizeof line, "Content-Type:%s%s", content_type ? " " : "", content_type ? content_type : "");
+    const char *h[] = {line, NULL};
+    return ht_request(&srv, "POST", path, body, strlen(body), h);
+}
+
+static void test_media_types(void)
+{
+    static const char *const refused[] = {"text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "text/json", "application/jsonp",
+                                          "application/json; charset=latin1", "application/json-seq", NULL};
+    const char *body = "{\"name\":\"Ada\"}";
+    char what[160];
+    for (size_t i = 0; refused[i]; i++) {
+        snprintf(what, sizeof what, "a typed endpoint refuses a %s body", refused[i]);
+        expect_error(post_as("/hello", refused[i], body), 415, "invalid_argument", "unsupported media type", what);
+    }
+    expect_error(post_as("/hello", NULL, body), 415, "invalid_argument", "without a Content-Type",
+                 "a typed endpoint refuses a body without a Content-Type");
+    static const char *const taken[] = {"application/json", "Application/JSON", "application/json; charset=utf-8",
+                                        "application/json;charset=\"UTF-8\"", "application/vnd.api+json", NULL};
+    for (size_t i = 0; taken[i]; i++) {
+        ht_response r = post_as("/hello", taken[i], body);
+        ok(r.status == 200 && r.body && strstr(r.body, "Hello, Ada!"), "a %s body is read (%ld)", taken[i], r.status);
+        ht_free(&r);
+    }
+    ht_response r = ht_request(&srv, "GET", "/hello/plain", NULL, 0, (const char *[]){"Content-Type: text/plain", NULL});
+    is_int(r.status, 200, "a request without a body is not asked for its Content-Type");
+    ht_free(&r);
+    r = post_as("/test/echo", "text/plain", "raw words");
+    ok(r.status == 201 && r.body && strstr(r.body, "raw words"), "a raw endpoint reads any media type");
+    ht_free(&r);
 }
 
 static void test_typed_success(void)
@@ -930,6 +970,7 @@ int main(void)
     }
     test_hello();
     test_typed_errors();
+    test_media_types();
     test_typed_success();
     test_error_codes();
     test_routing();

@@ -5,15 +5,9 @@
 //   node openapi_check.mjs FILE
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { readFileSync } from 'node:fs';
+import { ok, done } from './tap.mjs';
 
 const file = process.argv[2];
-let n = 0, failed = 0;
-function ok(cond, desc) {
-    n++;
-    if (!cond) failed++;
-    console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${desc}`);
-}
-
 const raw = JSON.parse(readFileSync(file, 'utf8'));
 let problem = null;
 try {
@@ -47,5 +41,20 @@ ok(get && get.summary === 'Returns one item.' &&
    create.requestBody.content['application/json'].schema.properties.title.description === 'What is to be done.',
    'doc comments (KEEL_DOCS) become summaries and field descriptions');
 ok(raw.components.schemas.APIError.properties.code.enum.includes('invalid_argument'), 'APIError lists the error codes');
-console.log(`1..${n}`);
-process.exit(failed ? 1 : 0);
+const body = create && create.requestBody.content['application/json'].schema;
+ok(body && body.additionalProperties === undefined && ok200.additionalProperties === false,
+   'request objects are open (the server ignores unknown fields), responses closed');
+ok(create && create.responses['415'] && create.responses['413'] && create.responses.default &&
+   create.responses.default.content['application/json'].schema.$ref === '#/components/schemas/APIError',
+   'a typed JSON body can be refused with 415 or 413; any other error is the default, in Keel\'s shape');
+ok(get && get.responses['401'] && get.responses['403'] && get.responses['503'],
+   'in an app with an auth handler any endpoint can answer 401 (a malformed Authorization) and 403');
+ok(get && JSON.stringify(get.security) === '[{},{"bearer":[]},{"cookie":[]}]' &&
+   raw.components.securitySchemes.cookie.in === 'cookie' && raw.components.securitySchemes.cookie.name === 'session',
+   'a public endpoint takes credentials optionally: a Bearer token or the auth handler\'s cookie');
+ok(raw_ && Object.values(raw_.responses).every(r => !r.content || r.content['*/*']) && raw_.responses['2XX'] &&
+   JSON.stringify(raw_.security) === '[]', 'a mounted operation declares any status with any content');
+const ops = Object.values(raw.paths).flatMap(item => Object.values(item));
+ok(ops.every(o => o.summary && o.description && o.tags.every(t => raw.tags.some(d => d.name === t))),
+   'every operation has a summary, a description and a declared tag');
+done();

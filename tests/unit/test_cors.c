@@ -7,8 +7,9 @@
  * Access-Control-Allow-Origin (+ Credentials, Expose-Headers) only for
  * allowed origins and always Vary: Origin; preflights answer 204 with the
  * Allow headers only when origin, method and every requested header are
- * allowed, and 404 when the path has no route.  Responses are read back from
- * a detached request's keel_resp. */
+ * allowed, and 404 when the path has no route; an Origin is the app's own
+ * when it names the request's Host.  Responses are read back from a
+ * detached request's keel_resp. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -345,12 +346,42 @@ static void preflight_checks(void)
     keel__req_detached_free(req);
 }
 
+/* keel__cors_same_origin: an Origin naming the request's Host (a page of
+ * the app itself, for the cookie's cross-site check). */
+static void same_origin_checks(void)
+{
+    static const struct { const char *origin, *host; bool same; } cases[] = {
+        {"http://127.0.0.1:4000", "127.0.0.1:4000", true},
+        {"https://App.Example.com", "app.example.com", true},      /* case; 443 left out on both sides */
+        {"https://app.example.com", "app.example.com:443", true},
+        {"http://app.example.com:80", "app.example.com", true},
+        {"http://[::1]:4000", "[::1]:4000", true},
+        {"http://127.0.0.1:4001", "127.0.0.1:4000", false},        /* another port is another origin */
+        {"https://app.example.com", "app.example.com:80", false},
+        {"https://evil.example", "app.example.com", false},
+        {"https://app.example.com.evil.example", "app.example.com", false},
+        {"https://app.example", "app.example.com", false},
+        {"null", "app.example.com", false},
+        {"http://a.example/path", "a.example", false},
+        {"http://a.example", "a.example:", false},
+        {"http://a.example", "a.example:+80", false},
+        {"http://a.example", "a.example:80x", false},
+        {"http://a.example", NULL, false},
+        {NULL, "a.example", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        ok(keel__cors_same_origin(cases[i].origin, cases[i].host) == cases[i].same, "same origin: %s with Host %s: %s",
+           cases[i].origin ? cases[i].origin : "(none)", cases[i].host ? cases[i].host : "(none)",
+           cases[i].same ? "same" : "another");
+}
+
 int main(void)
 {
-    plan(91);
+    plan(108);
     config_checks();
     matching_checks();
     actual_checks();
     preflight_checks();
+    same_origin_checks();
     return tap_done();
 }

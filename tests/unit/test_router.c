@@ -440,8 +440,15 @@ static void test_canonical(void)
     }
     is_int(look(r, "GET", "/api/a%2Cb%7Ec"), KEEL_ROUTE_FOUND, "canonical: escaped punctuation found");
     is_str(target(), "punct", "canonical: escaped sub-delimiters match a static segment");
-    is_int(look(r, "GET", "/api/items%2F1"), KEEL_ROUTE_BAD_PATH,
-           "canonical: an encoded '/' is never a separator (refused in the catch-all)");
+    is_int(look(r, "GET", "/api/items%2F1"), KEEL_ROUTE_FOUND,
+           "canonical: an encoded '/' in a catch-all's value (a client filling {path}) is a separator");
+    is_str(target(), "items", "canonical: ... so it reaches the break-out, never the catch-all around it");
+    is_str(param("id"), "1", "canonical: ... with id 1");
+    is_int(look(r, "POST", "/api/items%2fform%2Fnew"), KEEL_ROUTE_FOUND, "canonical: %%2f too");
+    is_str(target(), "legacy", "canonical: ... reaching the catch-all when nothing more specific takes it");
+    is_str(param("path"), "items/form/new", "canonical: ... which gets the slashes");
+    is_int(look(r, "POST", "/api/a%252Fb"), KEEL_ROUTE_FOUND, "canonical: an encoded '%%' before 2F");
+    is_str(param("path"), "a%2Fb", "canonical: ... is decoded once, never into a separator");
     is_int(look(r, "GET", "/api/%69tems%3F/1"), KEEL_ROUTE_FOUND, "canonical: an encoded '?' stays encoded");
     is_str(target(), "legacy", "canonical: ... so it does not match a static segment");
     is_str(param("path"), "items?/1", "canonical: ... and the catch-all gets it decoded once");
@@ -478,8 +485,11 @@ static void test_bad_paths(void)
     check_bad(r, "/f/a/../b", "path", "f");
     check_bad(r, "/f/./b", "path", "f");
     check_bad(r, "/f/a/%2e%2E", "path", "f");
-    check_bad(r, "/f/a%2Fb", "path", "f");
     check_bad(r, "/u/a%2Fb", "name", "u");                 /* a :param is one segment */
+    check_bad(r, "/f/a%2F..%2Fb", "path", "f");             /* a catch-all's encoded '/' splits segments */
+    check_bad(r, "/f/a%2F%2e%2E", "path", "f");
+    check_bad(r, "/f/%2Fetc%2Fpasswd", "path", "f");
+    check_bad(r, "/f/%2F", "path", "f");
     check_bad(r, "/u/..%2F..%2Fetc%2Fpasswd", "name", "u");
     check_bad(r, "/f//etc/passwd", "path", "f");           /* never an absolute path */
     check_bad(r, "/f///", "path", "f");
@@ -488,6 +498,10 @@ static void test_bad_paths(void)
     check_bad(r, "/f/a%", "path", "f");
     check_bad(r, "/x/../etc", "rest", "fb");
     check_bad(r, "/two/ok/%zz", "b", "two");
+    is_int(look(r, "GET", "/f/a%2Fb"), KEEL_ROUTE_FOUND, "bad path: a%%2Fb is fine in a catch-all");
+    is_str(param("path"), "a/b", "bad path: ... as a/b");
+    is_int(look(r, "GET", "/x/a%2Fb"), KEEL_ROUTE_FOUND, "bad path: so is a fallback's value");
+    is_str(param("rest"), "x/a/b", "bad path: ... as x/a/b");
     is_int(look(r, "GET", "/f/a/.../b"), KEEL_ROUTE_FOUND, "bad path: ... segment is fine");
     is_int(look(r, "GET", "/f/.hidden"), KEEL_ROUTE_FOUND, "bad path: .hidden is fine");
     is_int(look(r, "GET", "/u/a%2E%2Eb"), KEEL_ROUTE_FOUND, "bad path: a..b is fine");
@@ -560,7 +574,7 @@ static void test_each(void)
 
 int main(void)
 {
-    plan(269);
+    plan(283);
     test_static_and_root();
     test_trailing_slash();
     test_params();

@@ -71,7 +71,9 @@ keel_error *keel_router_add(keel_router *r, const char *method, const char *patt
  * may hold (visible ASCII but '/', '?', '#' and '%') is decoded, so
  * "/api/%69tems/1" is "/api/items/1" and reaches the route that spelling
  * reaches; "%2F" and the others stay escapes, so they never match a static
- * segment.  Decoded parameter values are written to scratch, which must hold
+ * segment.  An encoded '/' is refused in a :param, and is a separator in a
+ * catch-all's value: the path is then looked up again with it decoded, so
+ * "/api/items%2F1" reaches the route "/api/items/1" reaches.  Decoded parameter values are written to scratch, which must hold
  * at least KEEL_ROUTER_SCRATCH(strlen(path)) bytes.  A HEAD request matches a
  * GET route when no HEAD route exists. */
 keel_route_result keel_router_lookup(const keel_router *r, const char *method,

@@ -214,6 +214,26 @@ bool keel__cors_origin_allowed(const keel_cors *c, const char *origin, bool *wit
     return m != MATCH_NONE;
 }
 
+bool keel__cors_same_origin(const char *origin, const char *host)
+{
+    origin_parts r;
+    if (!origin || !host || origin_parse(origin, false, &r))
+        return false;
+    const char *end = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+    end = !end ? host + strlen(host) : host[0] == '[' ? end + 1 : end;
+    unsigned port = default_port(r.scheme, r.scheme_len);
+    if (*end == ':') {
+        char *stop;
+        unsigned long p = is_digit(end[1]) ? strtoul(end + 1, &stop, 10) : 0;
+        if (!p || *stop || p > 65535)
+            return false;
+        port = (unsigned)p;
+    } else if (*end) {
+        return false;
+    }
+    return (size_t)(end - host) == r.host_len && strncasecmp(host, r.host, r.host_len) == 0 && port == r.port;
+}
+
 /* ---- header names ------------------------------------------------------------- */
 
 /* The next element of a comma-separated list at *p, without the blanks

@@ -71,4 +71,10 @@ keel_error *keel__cors_preflight(const keel_cors *c, const char *origin, const c
  * whether with credentials.  False for NULL c or origin. */
 bool keel__cors_origin_allowed(const keel_cors *c, const char *origin, bool *with_credentials);
 
+/* True when origin ("scheme://host[:port]") names the host and port of the
+ * request's Host header (host[:port], the port left out: the origin
+ * scheme's default): a page of the app itself.  False for NULL or
+ * malformed values. */
+bool keel__cors_same_origin(const char *origin, const char *host);
+
 #endif

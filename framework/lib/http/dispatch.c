@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 size_t keel__body_limit(const keel_app *app, const keel_endpoint *ep)
 {
@@ -78,6 +79,79 @@ static keel_error *decode_text_field(keel_req *req, const keel_field *f, unsigne
     return keel_schema_decode_text(f, value, strlen(value), in, &req->arena);
 }
 
+/* True for a JSON media type: application/json or application/<anything>+json
+ * (RFC 6839), in any case, with parameters after ';' of which a charset
+ * must be UTF-8 (the only encoding JSON has, RFC 8259). */
+static bool is_json_media_type(const char *ct)
+{
+    static const char app[] = "application/";
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, app, sizeof app - 1) != 0)
+        return false;
+    const char *sub = ct + sizeof app - 1, *end = sub;
+    while (*end && *end != ';' && *end != ' ' && *end != '\t')
+        end++;
+    size_t n = (size_t)(end - sub);
+    if (!((n == 4 && strncasecmp(sub, "json", 4) == 0) ||
+          (n > 5 && strncasecmp(end - 5, "+json", 5) == 0)))
+        return false;
+    for (const char *p = end; *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        if (*p++ != ';')
+            return false;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *name = p;
+        while (*p && *p != '=' && *p != ';')
+            p++;
+        if (*p != '=')
+            return false;
+        size_t name_len = (size_t)(p - name);
+        const char *value = ++p;
+        bool quoted = *value == '"';
+        if (quoted)
+            p = strchr(value + 1, '"');
+        else
+            while (*p && *p != ';' && *p != ' ' && *p != '\t')
+                p++;
+        if (!p)
+            return false;
+        if (quoted)
+            value++;
+        size_t value_len = (size_t)(p - value);
+        if (quoted)
+            p++;
+        if (name_len == 7 && strncasecmp(name, "charset", 7) == 0 &&
+            !((value_len == 5 && strncasecmp(value, "utf-8", 5) == 0) ||
+              (value_len == 4 && strncasecmp(value, "utf8", 4) == 0)))
+            return false;
+    }
+    return true;
+}
+
+/* A typed endpoint reads only JSON: a body of another media type, or one
+ * without a Content-Type, is refused with 415 before it is parsed.  Beyond
+ * saying what the client got wrong, this closes a hole: a form or
+ * text/plain POST is a "simple" request that a page on any site can make
+ * without a CORS preflight, with the browser's cookies; JSON needs the
+ * preflight, which CORS answers. */
+static keel_error *check_media_type(keel_req *req, bool body_fields)
+{
+    size_t len;
+    keel_req_body(req, &len);
+    const char *ct = req->conn ? keel_req_header(req, "Content-Type") : NULL;
+    if (!req->conn || (!len && !(body_fields && ct)) || (ct && is_json_media_type(ct)))
+        return NULL;
+    return keel_error_status(
+        keel_error_new(KEEL_INVALID_ARGUMENT, "unsupported media type: %s; this endpoint reads a JSON body "
+                       "(Content-Type: application/json)", ct ? "the body is not JSON" : "a body without a Content-Type"),
+        415);
+}
+
 static keel_error *decode_typed_request(keel_req *req, const keel_endpoint *ep, void *in)
 {
     bool query_default = method_reads_query(req->method);
@@ -94,12 +168,13 @@ static keel_error *decode_typed_request(keel_req *req, const keel_endpoint *ep, 
         if (err)
             return err;
     }
-    if (!body_fields)
-        return NULL;
+    keel_error *err = check_media_type(req, body_fields);
+    if (err || !body_fields)
+        return err;
     size_t len;
     const char *body = keel_req_body(req, &len);
     json_t *obj;
-    keel_error *err = keel_schema_parse_json(body, len, &obj);
+    err = keel_schema_parse_json(body, len, &obj);
     if (err)
         return err;
     err = keel_schema_decode(ep->req_fields, obj, in, &req->arena, true);

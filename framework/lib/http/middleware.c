@@ -55,9 +55,33 @@ static const char *cookie_value(keel_req *req, const char *name)
     return NULL;
 }
 
+/* A browser sends an app's cookie with every request to it, whichever
+ * site's page makes the request: a request that changes something (any
+ * method but GET, HEAD, OPTIONS and TRACE) and whose credential is the
+ * cookie must come from the app's own pages (an Origin naming its Host) or
+ * from an origin the CORS config allows with credentials.  Browsers send
+ * Origin on every such request; one without Origin is no browser's
+ * cross-site request. */
+static keel_error *check_cookie_origin(keel_req *req)
+{
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++)
+        if (strcmp(req->method, safe[i]) == 0)
+            return NULL;
+    const char *origin = keel_req_header(req, "Origin");
+    bool credentials = false;
+    if (!origin || keel__cors_same_origin(origin, keel_req_header(req, "Host")) ||
+        (keel__cors_origin_allowed(req->app->cors, origin, &credentials) && credentials))
+        return NULL;
+    return keel_error_new(KEEL_PERMISSION_DENIED, "a %s authenticated by the %s cookie must come from this app's "
+                          "pages or an origin allowed with credentials, not from another site's", req->method,
+                          req->app->auth->cookie);
+}
+
 /* The credential the request carries: *token NULL when none; an error when
  * an Authorization header is there but not "Bearer <token>" (a client that
- * tried to authenticate and got it wrong is told so). */
+ * tried to authenticate and got it wrong is told so), or when the cookie
+ * carries it on a cross-site request that changes something. */
 static keel_error *find_token(keel_req *req, const char **token)
 {
     *token = NULL;
@@ -76,6 +100,8 @@ static keel_error *find_token(keel_req *req, const char **token)
     if (req->app->auth->cookie) {
         const char *c = cookie_value(req, req->app->auth->cookie);
         *token = c && *c ? c : NULL;
+        if (*token)
+            return check_cookie_origin(req);
     }
     return NULL;
 }

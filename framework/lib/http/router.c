@@ -20,7 +20,10 @@
  * one or more remaining segments joined by '/'; a wildcard after "/f/"
  * matches "/f/" with the value "" and "/f/a/b" with "a/b", but not "/f") and
  * "!name" (last, the same extent as "*name", tried only when nothing else
- * matches).
+ * matches).  An encoded '/' ("%2F") is refused in a ":name" value, but in
+ * the value a catch-all gets it is a separator (a client fills "{path}" with
+ * "items/1" as "items%2F1"): the path is looked up again with those slashes
+ * decoded, so it reaches what "/api/items/1" reaches.
  *
  * Precedence.  At every position: static > param > wildcard, with full
  * backtracking, independent of registration order.  A route counts only when
@@ -694,6 +697,43 @@ static void canonical_path(const char *path, size_t len, char *out)
     out[o] = '\0';
 }
 
+/* Runs both passes of a lookup of canon into a fresh *s. */
+static void find(search *s, const keel_router *r, const char *method, const char *canon)
+{
+    *s = (search){.method = method, .pass = PASS_MAIN};
+    if (!search_node(s, &r->root, canon + 1)) {
+        s->pass = PASS_FALLBACK;
+        search_node(s, &r->root, canon + 1);
+    }
+}
+
+/* Turns each escaped '/' of a catch-all's value (the tail of the canonical
+ * path, from rest on) into a separator, in place: clients percent-encode
+ * the slashes of a value they fill in for {path}.  True when there was
+ * one; the path is then looked up again, so the value cannot reach the
+ * catch-all around a more specific route, and its segments are checked as
+ * any others ("..", an empty first one). */
+static int unescape_slashes(char *rest)
+{
+    int any = 0;
+    char *o = rest;
+    for (const char *p = rest; *p;) {
+        if (p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')) {
+            *o++ = '/';
+            p += 3;
+            any = 1;
+        } else if (p[0] == '%' && p[1] && p[2]) {
+            memmove(o, p, 3); /* another escape, '%' of "%252F" included */
+            o += 3;
+            p += 3;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return any;
+}
+
 /* Lookup never allocates.  A path that does not start with '/' is not found.
  * A scratch buffer smaller than KEEL_ROUTER_SCRATCH(strlen(path)) (a caller
  * bug) gives KEEL_ROUTE_BAD_PATH with bad_param NULL, whatever the path.  For
@@ -716,11 +756,10 @@ keel_route_result keel_router_lookup(const keel_router *r, const char *method,
     scratch += len + 1;
     scratch_len -= len + 1;
 
-    search s = {.method = method, .pass = PASS_MAIN};
-    if (!search_node(&s, &r->root, canon + 1)) {
-        s.pass = PASS_FALLBACK;
-        search_node(&s, &r->root, canon + 1);
-    }
+    search s;
+    find(&s, r, method, canon);
+    if (s.found && s.found->has_rest && unescape_slashes(canon + (s.caps[s.found->nparams - 1].start - canon)))
+        find(&s, r, method, canon); /* "/api/items%2F1" reaches what "/api/items/1" reaches */
     if (s.found) {
         match->target = s.found->target;
         match->pattern = s.found->pattern;
