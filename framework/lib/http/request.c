@@ -336,12 +336,17 @@ void keel_resp_error(keel_resp *resp, keel_error *err)
  * piece, so that the connection's watchdog sees how fast it is read. */
 #define KEEL_WATCHED_BODY (64 * 1024)
 
+static size_t resp_len(const keel_resp *resp)
+{
+    return resp->use_buf ? resp->buf.len : resp->len;
+}
+
 static ssize_t buffered_read(void *cls, uint64_t pos, char *out, size_t max)
 {
     keel_req *req = cls;
     keel_resp *resp = &req->resp;
     const char *data = resp->use_buf ? resp->buf.data : resp->data;
-    size_t len = resp->use_buf ? resp->buf.len : resp->len;
+    size_t len = resp_len(resp);
     if (pos >= len)
         return MHD_CONTENT_READER_END_OF_STREAM;
     size_t n = len - pos < max ? len - pos : max;
@@ -358,13 +363,11 @@ static struct MHD_Response *resp_build(keel_resp *resp)
     if (resp->kind == RESP_STREAM)
         return keel__stream_response(req);
     const void *data = resp->use_buf ? resp->buf.data : resp->data;
-    size_t len = resp->use_buf ? resp->buf.len : resp->len;
+    size_t len = resp_len(resp);
     if (resp->use_buf && resp->buf.failed)
         return NULL;
     if (len > KEEL_WATCHED_BODY && req->wd)
         return MHD_create_response_from_callback(len, KEEL_WATCHED_BODY, buffered_read, req, NULL);
-    if (req->wd) /* a small answer goes into the socket's buffer at once */
-        keel__watchdog_progress(req->wd, len);
     return MHD_create_response_from_buffer(len, (void *)(data ? data : ""), MHD_RESPMEM_PERSISTENT);
 }
 
@@ -433,8 +436,11 @@ enum MHD_Result keel__req_send(keel_req *req)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining, or freeing memory */
     for (const keel_header *h = resp->headers; h; h = h->next)
         MHD_add_response_header(r, h->name, h->value);
+    /* A small answer goes into the socket's buffer at once: only a large or
+     * streamed one is watched while it is read. */
     if (req->wd)
-        keel__watchdog_phase(req->wd, KEEL_WD_SENDING, 0);
+        keel__watchdog_phase(req->wd, resp->kind == RESP_STREAM || resp_len(resp) > KEEL_WATCHED_BODY
+                                          ? KEEL_WD_SENDING : KEEL_WD_OFF, 0);
     enum MHD_Result ret = MHD_queue_response(req->conn, resp->status, r);
     MHD_destroy_response(r);
     req->state = REQ_SENT;

@@ -371,7 +371,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         keel_conn *kc = conn_state(conn);
         if (kc) {
             req->wd = &kc->wd;
-            keel__watchdog_phase(req->wd, KEEL_WD_BODY, 0); /* the headers are in */
+            keel__watchdog_phase(req->wd, KEEL_WD_OFF, 0); /* the headers are in */
         }
         keel__loop_request_started(loop);
         keel__metrics_request_start(req->app);
@@ -396,6 +396,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             }
         }
         long long declared = declared_length(conn);
+        if (req->wd && body_to_come(conn, declared) > 0) /* a body must now arrive at the minimum rate */
+            keel__watchdog_phase(req->wd, KEEL_WD_BODY, 0);
         if (!req->error && req->max_body && declared > (long long)req->max_body)
             req->error = body_too_large(req->max_body);
         if (!req->error && declared > 0 && keeps_body(req->route->ep))

@@ -86,11 +86,14 @@ void keel__watchdog_start(keel_watchdog *w, keel_loop *loop, struct MHD_Connecti
     keel__watchdog_phase(w, KEEL_WD_HEADERS, 0);
 }
 
+/* Phases change several times per request: a change writes a few fields and
+ * moves the timer only when the new deadline comes before the armed one.
+ * The timer, when it fires, looks at whatever phase is current and arms
+ * itself again for that phase's deadline (or not at all when it is off). */
 void keel__watchdog_phase(keel_watchdog *w, keel_wd_phase phase, unsigned extra_ms)
 {
     if (!w->loop)
         return;
-    keel__loop_timer_cancel(w->loop, &w->timer);
     w->phase = phase;
     w->progress = 0;
     w->paused.tv_sec = 0;
@@ -99,8 +102,17 @@ void keel__watchdog_phase(keel_watchdog *w, keel_wd_phase phase, unsigned extra_
         w->phase = KEEL_WD_OFF;
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &w->start);
-    keel__loop_timer_arm(w->loop, &w->timer, (unsigned)allowed_ms(w));
+    w->start = *keel__loop_now(w->loop);
+    int64_t ms = allowed_ms(w);
+    struct timespec due = w->start;
+    due.tv_sec += ms / 1000;
+    due.tv_nsec += (ms % 1000) * 1000000;
+    if (due.tv_nsec >= 1000000000L) {
+        due.tv_sec++;
+        due.tv_nsec -= 1000000000L;
+    }
+    if (!w->timer.armed || ms_since(&due, &w->timer.at) > 0)
+        keel__loop_timer_arm(w->loop, &w->timer, (unsigned)ms);
 }
 
 void keel__watchdog_progress(keel_watchdog *w, size_t bytes)
