@@ -166,6 +166,10 @@ keel_error *keel__secrets_check(keel_app *app);
  * $KEEL_SECRET_<NAME> or the store): what a trace must never record. */
 bool keel__secret_value(const char *v, size_t len);
 
+/* request.c: the peer's address (what per-client limits key on), or NULL
+ * (a detached request, a Unix socket's unknown peer). */
+const struct sockaddr *keel__req_peer(const keel_req *req);
+
 /* request.c */
 /* A request context for work that is not an HTTP request (start-up tasks,
  * the CLI, tests): it has an arena and a request id, and owns connections

@@ -296,6 +296,13 @@ int ht_connect(const ht_server *srv)
     return fd;
 }
 
+double ht_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int ht_connect_from(const ht_server *srv, const char *src)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -109,6 +109,9 @@ size_t ht_send_filler(int fd, size_t len);
  * the peer closed cleanly.  Caller frees; never NULL. */
 char *ht_recv_all(int fd, bool *eof);
 
+/* Seconds on the monotonic clock: for measuring how long something took. */
+double ht_now_s(void);
+
 /* True when running under valgrind (slower: tests loosen their timings). */
 bool ht_valgrind(void);
 

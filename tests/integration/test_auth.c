@@ -31,13 +31,6 @@ static char root[256];
 static double rate = 50;
 #define BURST 50
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static ht_response send_req(const char *method, const char *path, const char *body, const char *const *headers)
 {
     return ht_request(&srv, method, path, body, body ? strlen(body) : 0, headers);
@@ -271,9 +264,9 @@ static void test_rate_limit(void)
     int okays, limited;
     char retry[32] = "";
     usleep((useconds_t)(1e6 * BURST / rate)); /* a full bucket */
-    double t0 = now_s();
+    double t0 = ht_now_s();
     burst(BURST + 20, NULL, &okays, &limited, retry, sizeof retry);
-    double refill = rate * (now_s() - t0);
+    double refill = rate * (ht_now_s() - t0);
     ok(okays >= BURST && okays <= BURST + (int)refill + 1 && limited >= 1,
        "%d POSTs at once: the burst of %d passes, then the rate (%.0f a second) holds (%d passed, %d limited)",
        BURST + 20, BURST, rate, okays, limited);

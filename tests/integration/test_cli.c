@@ -242,13 +242,6 @@ static pid_t start_proxy(const char *log, unsigned *port, const char *infra_conf
     return pid;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* --env staging forwards to the one server of KEEL_INFRA_CONFIG's file
  * (here the local config, standing in for another environment's). */
 static void test_proxy_env(void)
@@ -301,10 +294,10 @@ static void test_proxy(void)
              "for i in $(seq 20); do PGPASSWORD=%s psql -h 127.0.0.1 -p %u -U todo_ro -d todo "
              "-Atc 'select pg_sleep(0.5), 1' & done; wait",
              pw, port);
-    double t0 = now_s();
+    double t0 = ht_now_s();
     int status;
     char *out = run(cmd, &status);
-    double took = now_s() - t0;
+    double took = ht_now_s() - t0;
     int n = 0;
     for (const char *p = out; (p = strstr(p, "|1")); p++)
         n++;

@@ -15,13 +15,6 @@
 #include "harness.h"
 #include "tap.h"
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static long status_of(const ht_server *srv, const char *method, const char *path, char **body)
 {
     ht_response r = ht_request(srv, method, path, NULL, 0, NULL);
@@ -49,9 +42,9 @@ static void forget(const ht_server *srv, const char *what)
 /* Waits for pid to exit, up to limit_s; its exit status or -1. */
 static int wait_exit(pid_t pid, double limit_s)
 {
-    double until = now_s() + limit_s;
+    double until = ht_now_s() + limit_s;
     int status;
-    while (now_s() < until) {
+    while (ht_now_s() < until) {
         pid_t p = waitpid(pid, &status, WNOHANG);
         if (p == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -129,7 +122,7 @@ static void drain(const char *testapp)
         exit(1);
     }
     is_int(status_of(&srv, "GET", "/__keel/readyz", NULL), 200, "ready before the signal");
-    double sent = now_s();
+    double sent = ht_now_s();
     kill(srv.pid, SIGTERM);
     long st = 200;
     for (int i = 0; i < 100 && st == 200; i++) {
@@ -146,7 +139,7 @@ static void drain(const char *testapp)
     free(body);
     is_int(status_of(&srv, "GET", "/__keel/healthz", NULL), 200, "and healthz answers 200");
     int rc = wait_exit(srv.pid, drain_ms / 1000.0 + (ht_valgrind() ? 30 : 10));
-    double took = now_s() - sent;
+    double took = ht_now_s() - sent;
     srv.pid = 0;
     is_int(rc, 0, "the app exits 0 once the drain is over");
     ok(took >= drain_ms / 1000.0 - 0.05, "not before the %u ms drain (%.2f s)", drain_ms, took);
@@ -163,11 +156,11 @@ static void drain(const char *testapp)
     kill(srv.pid, SIGTERM);
     for (int i = 0; i < 100 && status_of(&srv, "GET", "/__keel/readyz", NULL) == 200; i++)
         usleep(10000);
-    sent = now_s();
+    sent = ht_now_s();
     kill(srv.pid, SIGTERM);
     rc = wait_exit(srv.pid, ht_valgrind() ? 60 : 10);
     srv.pid = 0;
-    is_int(rc, 0, "a second SIGTERM cuts a 10-minute drain short (%.2f s)", now_s() - sent);
+    is_int(rc, 0, "a second SIGTERM cuts a 10-minute drain short (%.2f s)", ht_now_s() - sent);
     forget(&srv, "the app whose drain was cut short");
 }
 

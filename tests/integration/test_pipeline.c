@@ -22,13 +22,6 @@
 static ht_server srv;
 static char root[256];
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 typedef struct call {
     pthread_t th;
     const char *method;
@@ -65,9 +58,9 @@ static int timed_gets(const char *a, const char *b, double limit, double *worst)
     int good = 0;
     *worst = 0;
     for (int i = 0; i < 10; i++) {
-        double t0 = now_s();
+        double t0 = ht_now_s();
         ht_response r = ht_request(&srv, "GET", i % 2 ? a : b, NULL, 0, NULL);
-        double t = now_s() - t0;
+        double t = ht_now_s() - t0;
         *worst = t > *worst ? t : *worst;
         good += r.status == 200 && t < limit;
         ht_free(&r);
@@ -218,7 +211,7 @@ static void test_row_lock(void)
         usleep(50 * 1000);
     ok(access(marker, F_OK) == 0, "a session holds the row lock");
     call upd[8];
-    double t_start = now_s();
+    double t_start = ht_now_s();
     for (int i = 0; i < 8; i++)
         call_start(&upd[i], "PUT", "/todo/1/done");
     usleep(200 * 1000);
@@ -237,7 +230,7 @@ static void test_row_lock(void)
         done += upd[i].r.status == 200;
         ht_free(&upd[i].r);
     }
-    double waited = now_s() - t_start;
+    double waited = ht_now_s() - t_start;
     is_int(done, 8, "the 8 updates succeed once the lock is released");
     ok(waited > hold_s * 0.6, "and they did wait for it (%.1f s)", waited);
     int st;

@@ -35,13 +35,6 @@ static atomic_int dns_queries;
 static atomic_bool dns_stop;
 static int dns_fd = -1;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* ---- a DNS server that answers every A query with 127.0.0.1, late -------- */
 
 typedef struct pending {
@@ -85,7 +78,7 @@ static void *dns_main(void *arg)
     while (!atomic_load(&dns_stop)) {
         int wait = 100;
         for (size_t i = 0; i < nq; i++) {
-            int left = (int)((queue[i].due - now_s()) * 1000);
+            int left = (int)((queue[i].due - ht_now_s()) * 1000);
             if (left < wait)
                 wait = left < 0 ? 0 : left;
         }
@@ -96,13 +89,13 @@ static void *dns_main(void *arg)
             socklen_t alen = sizeof pd->to;
             ssize_t got = recvfrom(dns_fd, q, sizeof q, 0, (struct sockaddr *)&pd->to, &alen);
             if (got > 0 && (pd->len = dns_answer(q, (size_t)got, pd->msg)) > 0) {
-                pd->due = now_s() + DNS_DELAY_MS / 1000.0;
+                pd->due = ht_now_s() + DNS_DELAY_MS / 1000.0;
                 nq++;
                 atomic_fetch_add(&dns_queries, 1);
             }
         }
         for (size_t i = 0; i < nq;) {
-            if (queue[i].due <= now_s()) {
+            if (queue[i].due <= ht_now_s()) {
                 sendto(dns_fd, queue[i].msg, queue[i].len, 0, (struct sockaddr *)&queue[i].to, sizeof queue[i].to);
                 queue[i] = queue[--nq];
             } else {
@@ -208,22 +201,22 @@ int main(void)
     /* The I/O thread's first statement needs a connection, hence a lookup. */
     call db = {.path = "/dbtest/sleep/0"};
     pthread_t th;
-    double t0 = now_s();
+    double t0 = ht_now_s();
     pthread_create(&th, NULL, call_run, &db);
     usleep(200 * 1000);
     double worst = 0;
     int good = 0;
     for (int i = 0; i < 5; i++) {
-        double t = now_s();
+        double t = ht_now_s();
         ht_response r = ht_request(&srv, "GET", "/hello/meanwhile", NULL, 0, NULL);
-        t = now_s() - t;
+        t = ht_now_s() - t;
         good += r.status == 200;
         worst = t > worst ? t : worst;
         ht_free(&r);
         usleep(100 * 1000);
     }
     pthread_join(th, NULL);
-    double db_took = now_s() - t0;
+    double db_took = ht_now_s() - t0;
     ok(atomic_load(&dns_queries) > before, "the statement's new connection looked the name up (%d queries)",
        atomic_load(&dns_queries) - before);
     is_int(good, 5, "5 requests on the same I/O thread are answered while it resolves");

@@ -19,13 +19,6 @@
 #include "harness.h"
 #include "tap.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Valgrind runs everything some times slower: deadlines scale with it. */
 static double scale(void)
 {
@@ -36,17 +29,17 @@ static double scale(void)
  * dropping whatever came before; waits at most ms. */
 static bool closed_within(int fd, int ms)
 {
-    double until = now_s() + ms / 1000.0;
+    double until = ht_now_s() + ms / 1000.0;
     char buf[65536];
     for (;;) {
-        int left = (int)((until - now_s()) * 1000);
+        int left = (int)((until - ht_now_s()) * 1000);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, left > 0 ? left : 0) > 0) {
             ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
                 return true;
         }
-        if (now_s() >= until)
+        if (ht_now_s() >= until)
             return false;
     }
 }
@@ -55,14 +48,14 @@ static bool closed_within(int fd, int ms)
  * max_s pass; returns the seconds it took (or max_s). */
 static double trickle_until_closed(int fd, const char *s, int step_ms, double max_s)
 {
-    double t0 = now_s();
+    double t0 = ht_now_s();
     size_t i = 0, n = strlen(s);
-    while (now_s() - t0 < max_s) {
+    while (ht_now_s() - t0 < max_s) {
         if (send(fd, s + i % n, 1, MSG_NOSIGNAL) < 0)
-            return now_s() - t0;
+            return ht_now_s() - t0;
         i++;
         if (closed_within(fd, step_ms))
-            return now_s() - t0;
+            return ht_now_s() - t0;
     }
     return max_s;
 }
@@ -118,13 +111,13 @@ static void test_deadlines(void)
     fd = ht_connect(&s);
     const char *head = "POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
     send(fd, head, strlen(head), MSG_NOSIGNAL);
-    double t0 = now_s();
+    double t0 = ht_now_s();
     bool cut = false;
-    while (!cut && now_s() - t0 < 3 * limit) {
+    while (!cut && ht_now_s() - t0 < 3 * limit) {
         send(fd, "0123456789", 10, MSG_NOSIGNAL);
         cut = closed_within(fd, 200);
     }
-    took = now_s() - t0;
+    took = ht_now_s() - t0;
     ok(cut && took < limit, "a body sent at 50 bytes a second is cut after the grace period (%.1f s)", took);
     close(fd);
 
@@ -146,10 +139,10 @@ static void test_deadlines(void)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     const char *get = "GET /test/big/8000000 HTTP/1.1\r\nHost: x\r\n\r\n";
     send(fd, get, strlen(get), MSG_NOSIGNAL);
-    t0 = now_s();
+    t0 = ht_now_s();
     size_t read_total = 0;
     cut = false;
-    while (!cut && now_s() - t0 < 20 * scale()) {
+    while (!cut && ht_now_s() - t0 < 20 * scale()) {
         ssize_t n = recv(fd, buf, 1000, MSG_DONTWAIT);
         if (n > 0)
             read_total += (size_t)n;
@@ -158,7 +151,7 @@ static void test_deadlines(void)
         usleep(100 * 1000);
     }
     ok(cut && read_total < 8000000, "an answer read at 10 KB a second is cut (after %.1f s, %zu bytes read)",
-       now_s() - t0, read_total);
+       ht_now_s() - t0, read_total);
     close(fd);
     ok(metric(&s, "keel_http_connections_cut_total{reason=\"body\"} ") >= 1 &&
            metric(&s, "keel_http_connections_cut_total{reason=\"response\"} ") >= 1,

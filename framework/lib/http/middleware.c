@@ -372,8 +372,7 @@ const char *keel_req_client_ip(keel_req *req)
 {
     if (req->client_ip[0] || !req->conn)
         return req->client_ip[0] ? req->client_ip : "";
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *peer = ci ? ci->client_addr : NULL;
+    const struct sockaddr *peer = keel__req_peer(req);
     if (!peer)
         return "";
     keel__client_ip(req->app->trusted, peer, forwarded_for(req), req->client_ip,

@@ -95,8 +95,7 @@ keel_error *keel__req_hold_body(keel_req *req, size_t bytes)
     return NULL;
 }
 
-/* The peer's address (what per-client limits key on), or NULL. */
-static const struct sockaddr *peer_of(const keel_req *req)
+const struct sockaddr *keel__req_peer(const keel_req *req)
 {
     const union MHD_ConnectionInfo *ci =
         req->conn ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
@@ -111,7 +110,7 @@ void keel__req_free(keel_req *req)
         atomic_fetch_sub_explicit(&req->app->body_bytes, req->body_held, memory_order_relaxed);
     if (req->resp_held) {
         atomic_fetch_sub_explicit(&req->app->resp_bytes, req->resp_held, memory_order_relaxed);
-        keel__conn_limit_unhold(req->app->conn_limit, peer_of(req), req->resp_held);
+        keel__conn_limit_unhold(req->app->conn_limit, keel__req_peer(req), req->resp_held);
     }
     keel_error_free(req->error);
     keel_arena_release(&req->arena);
@@ -396,7 +395,7 @@ static bool hold_response(keel_req *req)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(&req->app->resp_bytes, &used, used + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
-    if (!keel__conn_limit_hold(req->app->conn_limit, peer_of(req), bytes, budget / 4)) {
+    if (!keel__conn_limit_hold(req->app->conn_limit, keel__req_peer(req), bytes, budget / 4)) {
         atomic_fetch_sub_explicit(&req->app->resp_bytes, bytes, memory_order_relaxed);
         return false;
     }
