@@ -18,6 +18,7 @@
 #include "observe/observe.h"
 #include "sql/infra.h"
 #include "sql/pg_error.h"
+#include "sql/pool.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -192,11 +193,7 @@ static json_t *fetch_capped(PGconn *conn, bool *truncated, PGresult **failed)
             *truncated = true;
             /* The rest is not wanted: cancel it, then read what was already
              * on its way (a few rows, and the cancellation's error). */
-            PGcancel *cancel = PQgetCancel(conn);
-            char why[256];
-            bool cancelled = cancel && PQcancel(cancel, why, sizeof why);
-            PQfreeCancel(cancel);
-            if (!cancelled)
+            if (!keel__pg_cancel(conn))
                 break; /* the caller closes the connection, which ends the statement */
             while ((r = PQgetResult(conn)) != NULL)
                 PQclear(r);

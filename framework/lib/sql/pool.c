@@ -438,6 +438,17 @@ const char *keel_pool_host_to_resolve(const keel_pool *pool)
     return host;
 }
 
+bool keel__pg_cancel(PGconn *pg)
+{
+    if (PQstatus(pg) != CONNECTION_OK)
+        return false;
+    PGcancel *cn = PQgetCancel(pg);
+    char why[256];
+    bool sent = cn && PQcancel(cn, why, sizeof why);
+    PQfreeCancel(cn);
+    return sent;
+}
+
 void keel_pconn_close(keel_pconn *conn)
 {
     pconn_close(conn);

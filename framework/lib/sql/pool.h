@@ -68,6 +68,10 @@ keel_error *keel_pconn_start(keel_pool *pool, const char *hostaddr, keel_pconn *
  * worker first and passes the address as hostaddr. */
 const char *keel_pool_host_to_resolve(const keel_pool *pool);
 void keel_pconn_close(keel_pconn *conn);
+/* Asks the server to stop what pg is running (a blocking round trip on a
+ * connection of its own); true when the request was delivered.  What was
+ * already sent still arrives: read it to the end. */
+bool keel__pg_cancel(PGconn *pg);
 const char *keel_pool_name(const keel_pool *pool);
 unsigned keel_pool_max(const keel_pool *pool);
 unsigned keel_pool_checkout_ms(const keel_pool *pool);

@@ -968,14 +968,8 @@ static void rows_close(keel_rows *rows, bool cancel)
         return;
     }
     PGconn *pg = keel_pconn_pg(rows->conn);
-    if (cancel && PQstatus(pg) == CONNECTION_OK) {
-        PGcancel *cn = PQgetCancel(pg);
-        if (cn) {
-            char buf[256];
-            PQcancel(cn, buf, sizeof buf);
-            PQfreeCancel(cn);
-        }
-    }
+    if (cancel)
+        keel__pg_cancel(pg);
     bool failed = drain(pg);
     rows_finish(rows, failed && rows->in_tx);
 }
@@ -1254,7 +1248,7 @@ keel_error *keel_row_bool(const keel_row *row, int col, bool *out, bool *is_null
  * as long as the request whatever the row does next. */
 static void *row_alloc(const keel_row *row, size_t n)
 {
-    return keel_arena_alloc(&row->req->arena, n ? n : 1);
+    return keel_arena_alloc(&row->req->arena, n);
 }
 
 keel_error *keel_row_bytea(const keel_row *row, int col, const uint8_t **out, size_t *len, bool *is_null)
