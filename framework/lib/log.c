@@ -5,13 +5,14 @@
  * copy rather than a system call.  Before keel__log_open (and after close)
  * lines are written directly. */
 #include "core.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #define LOG_BUFFER_SIZE (256 * 1024)
-#define LOG_FLUSH_NS (50 * 1000 * 1000L)
+#define LOG_FLUSH_MS 50
 
 static struct {
     pthread_mutex_t lock;
@@ -74,13 +75,7 @@ static void *flusher_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&sink.lock);
     while (!sink.stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += LOG_FLUSH_NS;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = keel__deadline_ms(CLOCK_REALTIME, LOG_FLUSH_MS);
         pthread_cond_timedwait(&sink.wake, &sink.lock, &until);
         flush_locked();
     }

@@ -8,6 +8,7 @@
  * (responses then carry Connection: close), and ends when no request is left,
  * or when the grace period is over. */
 #include "http/loop.h"
+#include "clock.h"
 #include "core.h"
 #include "http/coro.h"
 #include "observe/trace.h"
@@ -51,11 +52,6 @@ struct keel_loop {
     struct keel_pipes *pipes;
     struct keel_lingers *lingers;
 };
-
-static int64_t ms_between(const struct timespec *a, const struct timespec *b)
-{
-    return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
-}
 
 static void on_wake(keel_watch *w, uint32_t events)
 {
@@ -117,13 +113,7 @@ void keel__loop_timer_arm(keel_loop *loop, keel_timer *t, unsigned ms)
 {
     if (t->armed)
         keel__loop_timer_cancel(loop, t);
-    clock_gettime(CLOCK_MONOTONIC, &t->at);
-    t->at.tv_sec += ms / 1000;
-    t->at.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t->at.tv_nsec >= 1000000000L) {
-        t->at.tv_sec++;
-        t->at.tv_nsec -= 1000000000L;
-    }
+    t->at = keel__deadline_ms(CLOCK_MONOTONIC, ms);
     t->prev = NULL;
     t->next = loop->timers;
     if (loop->timers)
@@ -151,7 +141,7 @@ static void run_timers(keel_loop *loop)
 {
     for (keel_timer *t = loop->timers; t;) {
         keel_timer *next = t->next;
-        if (ms_between(&t->at, &loop->now) >= 0) {
+        if (keel__ms_between(&t->at, &loop->now) >= 0) {
             keel__loop_timer_cancel(loop, t);
             t->fn(t);
             next = loop->timers; /* the list may have changed: start over */
@@ -179,7 +169,7 @@ void keel__loop_run(keel_req *req)
     keel__coro_resume(req->coro);
     keel__trace_set_current_req(outer);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t held = ms_between(&t0, &t1);
+    int64_t held = keel__ms_between(&t0, &t1);
     if (held > KEEL_HOLD_WARN_MS && route &&
         !atomic_exchange((atomic_bool *)&route->warned_blocking, true))
         keel_log(KEEL_LOG_WARN,
@@ -301,11 +291,11 @@ static bool drain_done(keel_loop *loop)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (loop->inflight == 0 &&
-        (open_connections(loop) == 0 || ms_between(&loop->idle_since, &now) >= DRAIN_IDLE_MS)) {
+        (open_connections(loop) == 0 || keel__ms_between(&loop->idle_since, &now) >= DRAIN_IDLE_MS)) {
         loop->drained = true;
         return true;
     }
-    if (ms_between(&loop->quiesced_at, &now) >= (int64_t)loop->app->cfg.shutdown_grace_ms) {
+    if (keel__ms_between(&loop->quiesced_at, &now) >= (int64_t)loop->app->cfg.shutdown_grace_ms) {
         keel_log(KEEL_LOG_WARN, "shutdown: %u request(s) still running on I/O thread %u after %u ms",
                  loop->inflight, loop->index, loop->app->cfg.shutdown_grace_ms);
         loop->drained = false;
@@ -325,7 +315,7 @@ static int wait_ms(keel_loop *loop)
     if (loop->quiesced && (ms < 0 || ms > 10))
         ms = 10;
     for (const keel_timer *t = loop->timers; t; t = t->next) {
-        int64_t left = ms_between(&loop->now, &t->at) + 1;
+        int64_t left = keel__ms_between(&loop->now, &t->at) + 1;
         if (left < 0)
             left = 0;
         if (ms < 0 || left < ms)

@@ -18,14 +18,10 @@
  * way, so its requests complete and are counted as they always are. */
 #include "core.h"
 #include "http/watchdog.h"
+#include "clock.h"
 #include "observe/metrics.h"
 
 #include <sys/socket.h>
-
-static int64_t ms_since(const struct timespec *a, const struct timespec *b)
-{
-    return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
-}
 
 static const keel_config *cfg_of(const keel_watchdog *w)
 {
@@ -64,7 +60,7 @@ static void check(keel_timer *t)
         return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t left = allowed_ms(w) - ms_since(&w->start, &now);
+    int64_t left = allowed_ms(w) - keel__ms_between(&w->start, &now);
     if (left <= 0) {
         cut(w);
         return;
@@ -104,14 +100,8 @@ void keel__watchdog_phase(keel_watchdog *w, keel_wd_phase phase, unsigned extra_
     }
     w->start = *keel__loop_now(w->loop);
     int64_t ms = allowed_ms(w);
-    struct timespec due = w->start;
-    due.tv_sec += ms / 1000;
-    due.tv_nsec += (ms % 1000) * 1000000;
-    if (due.tv_nsec >= 1000000000L) {
-        due.tv_sec++;
-        due.tv_nsec -= 1000000000L;
-    }
-    if (!w->timer.armed || ms_since(&due, &w->timer.at) > 0)
+    struct timespec due = keel__ts_plus_ms(w->start, (uint64_t)ms);
+    if (!w->timer.armed || keel__ms_between(&due, &w->timer.at) > 0)
         keel__loop_timer_arm(w->loop, &w->timer, (unsigned)ms);
 }
 
@@ -132,13 +122,8 @@ void keel__watchdog_resume(keel_watchdog *w)
         return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms = ms_since(&w->paused, &now);
-    w->start.tv_sec += ms / 1000;
-    w->start.tv_nsec += (ms % 1000) * 1000000;
-    if (w->start.tv_nsec >= 1000000000L) {
-        w->start.tv_sec++;
-        w->start.tv_nsec -= 1000000000L;
-    }
+    int64_t ms = keel__ms_between(&w->paused, &now);
+    w->start = keel__ts_plus_ms(w->start, ms > 0 ? (uint64_t)ms : 0);
     w->paused.tv_sec = 0;
     if (w->phase != KEEL_WD_OFF && !w->timer.armed)
         check(&w->timer);

@@ -5,6 +5,7 @@
  * not fit is dropped and counted.  Stopping sends what is left within
  * shutdown_ms, then abandons the send in flight: a stalled collector never
  * holds the process. */
+#include "clock.h"
 #include "keel/log.h"
 #include "observe/http_client.h"
 #include "observe/observe.h"
@@ -46,22 +47,8 @@ static unsigned ms_until(const struct timespec *when)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    long long ms = (long long)(when->tv_sec - now.tv_sec) * 1000 + (when->tv_nsec - now.tv_nsec) / 1000000;
+    int64_t ms = keel__ms_between(&now, when);
     return ms <= 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms;
-}
-
-/* now + ms on clock */
-static struct timespec after_ms(clockid_t clock, unsigned ms)
-{
-    struct timespec t;
-    clock_gettime(clock, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
 }
 
 /* Sends list (within timeout_ms; stopping: the last sends) and frees it;
@@ -129,7 +116,7 @@ static void *exporter_main(void *arg)
     pthread_mutex_lock(&x->mu);
     for (;;) {
         if (!x->stopping && x->queued < SEND_SOON_SPANS && x->bytes < x->queue_bytes / 2) {
-            struct timespec until = after_ms(CLOCK_REALTIME, x->batch_ms);
+            struct timespec until = keel__deadline_ms(CLOCK_REALTIME, x->batch_ms);
             pthread_cond_timedwait(&x->cv, &x->mu, &until);
         }
         keel_trace *list = x->head;
@@ -216,12 +203,12 @@ void keel__exporter_stop(keel_exporter *x)
         return;
     pthread_mutex_lock(&x->mu);
     x->stopping = true;
-    x->stop_by = after_ms(CLOCK_MONOTONIC, x->shutdown_ms);
+    x->stop_by = keel__deadline_ms(CLOCK_MONOTONIC, x->shutdown_ms);
     pthread_cond_signal(&x->cv);
     pthread_mutex_unlock(&x->mu);
     /* The send in flight (begun with up to SEND_TIMEOUT_MS) and the last
      * one get until stop_by; then the one still waiting is abandoned. */
-    struct timespec by = after_ms(CLOCK_REALTIME, x->shutdown_ms);
+    struct timespec by = keel__deadline_ms(CLOCK_REALTIME, x->shutdown_ms);
     if (pthread_timedjoin_np(x->thread, NULL, &by) != 0) {
         uint64_t one = 1;
         ssize_t w;

@@ -27,6 +27,7 @@
 #include "http/coro.h"
 #include "http/loop.h"
 #include "sql/pool.h"
+#include "clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -135,10 +136,6 @@ struct keel_pipes {
     pipe_lane *lanes;
 };
 
-static int64_t ms_since(const struct timespec *then, const struct timespec *now)
-{
-    return (int64_t)(now->tv_sec - then->tv_sec) * 1000 + (now->tv_nsec - then->tv_nsec) / 1000000;
-}
 
 /* ---- finishing statements ------------------------------------------------------ */
 
@@ -619,7 +616,7 @@ static pipe_lane *lane_for(keel_loop *loop, keel_pool *pool, keel_error **err)
  * whatever is at its head holds back everything behind it. */
 static bool stalled(const pipe_conn *c, const struct timespec *now)
 {
-    return (c->head || c->wait_head) && ms_since(&c->progress, now) >= STALL_MS;
+    return (c->head || c->wait_head) && keel__ms_between(&c->progress, now) >= STALL_MS;
 }
 
 /* The connection for the next statement: the least busy one that is not

@@ -3,6 +3,7 @@
  * lock.  Each connection carries its cache of prepared statements: an
  * open-addressing hash table keyed by the SQL text. */
 #include "sql/pool.h"
+#include "clock.h"
 #include "wipe.h"
 
 #include <errno.h>
@@ -314,17 +315,6 @@ static bool pconn_alive(keel_pconn *c)
     return true;
 }
 
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -348,8 +338,7 @@ keel_error *keel_pool_get(keel_pool *pool, keel_pconn **out)
 static keel_error *pool_get(keel_pool *pool, keel_pconn **out)
 {
     *out = NULL;
-    struct timespec deadline;
-    deadline_after(&deadline, pool->checkout_ms);
+    struct timespec deadline = keel__deadline_ms(CLOCK_MONOTONIC, pool->checkout_ms);
     pthread_mutex_lock(&pool->mu);
     for (;;) {
         while (pool->idle) {

@@ -10,6 +10,7 @@
  * answers again.  The caller retries such a read on the primary, so a
  * replica that stops costs no failed request. */
 #include "sql/replica.h"
+#include "clock.h"
 #include "keel/log.h"
 
 #include <pthread.h>
@@ -80,14 +81,7 @@ static void *checker(void *arg)
         for (size_t i = 0; i < set->n; i++)
             check_one(set, &set->r[i]);
         pthread_mutex_lock(&set->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += set->check_ms / 1000;
-        until.tv_nsec += (long)(set->check_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = keel__deadline_ms(CLOCK_REALTIME, set->check_ms);
         while (!set->stop && pthread_cond_timedwait(&set->wake, &set->lock, &until) == 0)
             ;
     }
